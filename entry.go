@@ -1,0 +1,223 @@
+package scoped
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// entry is one session of a ScopedSession[S], from creation to end.
+type entry[S any] struct {
+	node
+	r *ScopedSession[S]
+	s S
+}
+
+func (r *ScopedSession[S]) newEntry(stripe uint32) *entry[S] {
+	e := &entry[S]{r: r}
+	e.owner = &r.owner
+	e.self = e
+	e.stripe = stripe
+	return e
+}
+
+func (e *entry[S]) committable() bool { return e.r.td.commit != nil }
+
+// end commits (if asked and possible) or rolls back the session, then
+// closes it. It runs exactly once per session, by whoever took the entry
+// out of its store, with no lock held. A panicking teardown is reported as
+// an error so that the sessions after it still end.
+func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
+	r, td := e.r, &e.r.td
+	commit = commit && td.commit != nil
+	defer func() {
+		if p := recover(); p != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: ending %s session panicked: %v", r.name, p))
+		}
+		r.stats.live.add(e.stripe, -1)
+		switch {
+		case err != nil:
+			r.stats.failed.add(e.stripe, 1)
+			if r.hook != nil {
+				r.hook(ctx, err)
+			}
+		case commit:
+			r.stats.committed.add(e.stripe, 1)
+		default:
+			r.stats.rolledBack.add(e.stripe, 1)
+		}
+	}()
+	if commit {
+		if cerr := td.commit(ctx, e.s); cerr != nil {
+			err = fmt.Errorf("scoped: commit %s session: %w", r.name, cerr)
+		}
+	} else if td.rollback != nil {
+		if rerr := td.rollback(ctx, e.s); rerr != nil {
+			err = fmt.Errorf("scoped: roll back %s session: %w", r.name, rerr)
+		}
+	}
+	if td.close != nil {
+		if cerr := td.close(ctx, e.s); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: close %s session: %w", r.name, cerr))
+		}
+	}
+	return err
+}
+
+// create runs the factory for e, which the caller has registered as
+// pending in st, and settles e in st whatever happens: a factory error or
+// panic unregisters it (the panic goes on to the caller), and a store that
+// closed meanwhile gets the new session ended at once.
+func (e *entry[S]) create(ctx, endCtx context.Context, st store) (s S, err error) {
+	r := e.r
+	returned := false
+	defer func() {
+		if !returned {
+			r.stats.failed.add(e.stripe, 1)
+			st.fail(&e.node, fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name))
+		}
+	}()
+	s, err = r.factory(ctx)
+	returned = true
+	if err != nil {
+		r.stats.failed.add(e.stripe, 1)
+		err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
+		st.fail(&e.node, err)
+		return s, err
+	}
+	e.s = s
+	r.stats.created.add(e.stripe, 1)
+	r.stats.live.add(e.stripe, 1)
+	if perr := st.publish(&e.node); perr != nil {
+		var zero S
+		return zero, errors.Join(perr, e.end(endCtx, false))
+	}
+	return s, nil
+}
+
+// currentInScope is Current's slow path under the default ScopeFunc.
+func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
+	var zero S
+	for {
+		s.mu.Lock()
+		if s.ended.Load() {
+			s.mu.Unlock()
+			return zero, ErrScopeClosed
+		}
+		n := s.find(&r.owner)
+		if n == nil {
+			break // create, still holding s.mu
+		}
+		if n.state.Load() == stateReady {
+			s.mu.Unlock()
+			return n.self.(*entry[S]).s, nil
+		}
+		done := n.waitChan()
+		s.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return zero, err
+		}
+		if n.state.Load() == stateFailed {
+			return zero, n.err
+		}
+	}
+	if r.closed.Load() {
+		s.mu.Unlock()
+		return zero, ErrClosed
+	}
+	e := r.newEntry(s.stripe)
+	s.link(&e.node)
+	s.mu.Unlock()
+	return e.create(s.context(), s.teardownContext(), s)
+}
+
+// currentKeyed is Current under a custom ScopeFunc key.
+func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error) {
+	var zero S
+	if s := scopeFrom(ctx); s != nil && s.ended.Load() {
+		// A late caller from an ended scope must not create what no one ends.
+		return zero, ErrScopeClosed
+	}
+	k := &r.keyed
+	for {
+		k.mu.Lock()
+		n := k.m[key]
+		if n == nil {
+			break // create, still holding k.mu
+		}
+		if n.state.Load() == stateReady {
+			k.mu.Unlock()
+			return n.self.(*entry[S]).s, nil
+		}
+		done := n.waitChan()
+		k.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return zero, err
+		}
+		if n.state.Load() == stateFailed {
+			return zero, n.err
+		}
+	}
+	if k.closed {
+		k.mu.Unlock()
+		return zero, ErrClosed
+	}
+	if k.m == nil {
+		k.m = make(map[any]*node)
+	}
+	e := r.newEntry(newStripe())
+	e.key = key
+	k.seq++
+	e.seq = k.seq
+	k.m[key] = &e.node
+	k.mu.Unlock()
+	detached := context.WithoutCancel(ctx)
+	return e.create(detached, detached, k)
+}
+
+// endOne is ScopedSession.Remove and ScopedSession.Commit.
+func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
+	key, s, err := r.key(ctx)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		for {
+			s.mu.Lock()
+			n := s.find(&r.owner)
+			if n == nil {
+				s.mu.Unlock()
+				return nil
+			}
+			if n.state.Load() == stateReady {
+				s.unlink(n)
+				s.mu.Unlock()
+				return n.self.end(s.teardownContext(), commit)
+			}
+			done := n.waitChan()
+			s.mu.Unlock()
+			if err := await(ctx, done); err != nil {
+				return err
+			}
+		}
+	}
+	k := &r.keyed
+	for {
+		k.mu.Lock()
+		n := k.m[key]
+		if n == nil {
+			k.mu.Unlock()
+			return nil
+		}
+		if n.state.Load() == stateReady {
+			delete(k.m, key)
+			k.mu.Unlock()
+			return n.self.end(context.WithoutCancel(ctx), commit)
+		}
+		done := n.waitChan()
+		k.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package scoped
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// A Scope is one unit of work (a request, a job, a test) that owns the
+// sessions created for it. Get one from [Begin] or [Detach]; end it with
+// [Scope.Remove] or [Scope.Commit].
+//
+// # Safety net
+//
+// When the context given to Begin is cancelled and the scope still holds a
+// session, the scope is removed (everything rolled back and closed) without
+// waiting for Remove. This catches a forgotten Remove; it is not a way to
+// end scopes: code still using a session when its context is cancelled
+// sees the driver's errors. defer scope.Remove() remains the rule. A scope
+// that holds no session registers nothing and costs no teardown work.
+type Scope struct {
+	parentCtx context.Context // the context Begin was given
+	parent    *Scope
+	stripe    uint32 // counter stripe, see stats.go
+
+	// head lists this scope's sessions, newest first. Readers walk it
+	// without a lock; it is written only under mu.
+	head  atomic.Pointer[node]
+	ended atomic.Bool // set under mu, once
+
+	mu       sync.Mutex    // guards the fields below and writes to head and ended
+	finished bool          // teardown complete
+	waitEnd  chan struct{} // made by a second ender that must wait for the first; closed when finished
+	armed    bool          // the safety net is registered or being registered
+	stop     func() bool   // unregisters the safety net
+	children *Scope        // open child scopes, newest first
+
+	// prevSib and nextSib link this scope into parent.children; guarded by parent.mu.
+	prevSib, nextSib *Scope
+}
+
+func newScope(ctx context.Context, parent *Scope) *Scope {
+	s := &Scope{parentCtx: ctx, parent: parent, stripe: newStripe()}
+	if parent != nil && !parent.adopt(s) {
+		s.ended.Store(true)
+		s.finished = true
+		return s
+	}
+	liveScopes.add(s.stripe, 1)
+	return s
+}
+
+// adopt links child into s's children, unless s has ended.
+func (s *Scope) adopt(child *Scope) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended.Load() {
+		return false
+	}
+	child.nextSib = s.children
+	if s.children != nil {
+		s.children.prevSib = child
+	}
+	s.children = child
+	return true
+}
+
+// orphan unlinks child from s's children.
+func (s *Scope) orphan(child *Scope) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if child.prevSib != nil {
+		child.prevSib.nextSib = child.nextSib
+	} else if s.children == child {
+		s.children = child.nextSib
+	}
+	if child.nextSib != nil {
+		child.nextSib.prevSib = child.prevSib
+	}
+	child.prevSib, child.nextSib = nil, nil
+}
+
+// Remove ends the scope: open child scopes first, then every session the
+// scope created, newest first, each rolled back and closed exactly once.
+// A failing teardown does not stop the others; their errors are joined.
+// Nothing stays registered, and a later Current in the scope returns
+// [ErrScopeClosed]. Remove is idempotent and safe to call concurrently;
+// a second caller returns nil once the first has finished.
+func (s *Scope) Remove() error { return s.end(false) }
+
+// Commit commits every committable session of the scope in creation
+// order, then ends the scope as [Scope.Remove] does. The first failing
+// commit stops further commits, and the sessions not yet committed are
+// rolled back; the error names the session that failed. Open child scopes
+// are removed (rolled back), not committed: their owner never decided.
+func (s *Scope) Commit() error { return s.end(true) }
+
+// Err reports whether the scope has ended: nil while it is open,
+// [ErrScopeClosed] after.
+func (s *Scope) Err() error {
+	if s.ended.Load() {
+		return ErrScopeClosed
+	}
+	return nil
+}
+
+// cancelled is the safety net, run by context.AfterFunc when the scope's
+// context is done before Remove. Its errors reach the teardown hooks.
+func (s *Scope) cancelled() { _ = s.end(false) }
+
+func (s *Scope) end(commit bool) error {
+	s.mu.Lock()
+	if s.ended.Load() {
+		for !s.finished {
+			if s.waitEnd == nil {
+				s.waitEnd = make(chan struct{})
+			}
+			w := s.waitEnd
+			s.mu.Unlock()
+			<-w
+			s.mu.Lock()
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.ended.Store(true)
+	stop := s.stop
+	s.stop = nil
+	var kids [4]*Scope
+	children := kids[:0]
+	for c := s.children; c != nil; {
+		next := c.nextSib
+		c.prevSib, c.nextSib = nil, nil
+		children = append(children, c)
+		c = next
+	}
+	s.children = nil
+	// Only sessions whose creation finished are ours to end; a creation
+	// still in flight sees ended when it finishes and ends its own session.
+	var buf [8]*node
+	nodes := buf[:0]
+	for n := s.head.Swap(nil); n != nil; n = n.next.Load() {
+		if n.state.Load() == stateReady {
+			nodes = append(nodes, n)
+		}
+	}
+	s.mu.Unlock()
+
+	if stop != nil {
+		stop()
+	}
+	var errs []error
+	for _, c := range children {
+		if err := c.end(false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = endNodes(s.teardownContext(), nodes, commit, errs)
+
+	if s.parent != nil {
+		s.parent.orphan(s)
+	}
+	liveScopes.add(s.stripe, -1)
+	s.mu.Lock()
+	s.finished = true
+	if s.waitEnd != nil {
+		close(s.waitEnd)
+	}
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// endNodes ends sessions listed newest first. With commit, committable
+// sessions are committed in creation order until one fails; everything
+// not committed is then rolled back and closed, newest first.
+func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []error {
+	if commit {
+		for i := len(nodes) - 1; i >= 0; i-- {
+			n := nodes[i]
+			if !n.self.committable() {
+				continue
+			}
+			n.ended = true
+			if err := n.self.end(ctx, true); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	for _, n := range nodes {
+		if n.ended {
+			continue
+		}
+		n.ended = true
+		if err := n.self.end(ctx, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}

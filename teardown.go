@@ -1,0 +1,59 @@
+package scoped
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io"
+	"reflect"
+)
+
+// teardown holds how sessions of one type end. Each func may be nil.
+type teardown[S any] struct {
+	commit, rollback, close func(context.Context, S) error
+}
+
+// The interfaces a session type is upgraded through, the way database/sql
+// detects optional driver capabilities.
+type (
+	// ctxTx is a pgx-style transaction: pgx.Tx, or anything with the same shape.
+	ctxTx interface {
+		Commit(ctx context.Context) error
+		Rollback(ctx context.Context) error
+	}
+	// plainTx is a database/sql-style transaction: *sql.Tx, *sqlx.Tx.
+	plainTx interface {
+		Commit() error
+		Rollback() error
+	}
+	// releaser is a pooled connection that goes back with Release, like *pgxpool.Conn.
+	releaser interface{ Release() }
+)
+
+// defaultTeardown detects, once per ScopedSession, how sessions of type S end.
+func defaultTeardown[S any]() teardown[S] {
+	var td teardown[S]
+	t := reflect.TypeFor[S]()
+	switch {
+	case t.Implements(reflect.TypeFor[ctxTx]()):
+		td.commit = func(ctx context.Context, s S) error { return any(s).(ctxTx).Commit(ctx) }
+		td.rollback = func(ctx context.Context, s S) error { return any(s).(ctxTx).Rollback(ctx) }
+	case t.Implements(reflect.TypeFor[plainTx]()):
+		td.commit = func(_ context.Context, s S) error { return any(s).(plainTx).Commit() }
+		td.rollback = func(_ context.Context, s S) error {
+			// A transaction its user already committed or rolled back by hand
+			// has nothing left to undo.
+			if err := any(s).(plainTx).Rollback(); !errors.Is(err, sql.ErrTxDone) {
+				return err
+			}
+			return nil
+		}
+	}
+	switch {
+	case t.Implements(reflect.TypeFor[io.Closer]()):
+		td.close = func(_ context.Context, s S) error { return any(s).(io.Closer).Close() }
+	case t.Implements(reflect.TypeFor[releaser]()):
+		td.close = func(_ context.Context, s S) error { any(s).(releaser).Release(); return nil }
+	}
+	return td
+}
