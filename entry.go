@@ -34,10 +34,9 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		if p := recover(); p != nil {
 			err = errors.Join(err, fmt.Errorf("scoped: ending %s session panicked: %v", r.name, p))
 		}
-		r.stats.live.add(e.stripe, -1)
 		switch {
 		case err != nil:
-			r.stats.failed.add(e.stripe, 1)
+			r.stats.endFailed.add(e.stripe, 1)
 			if r.hook != nil {
 				r.hook(ctx, err)
 			}
@@ -73,21 +72,20 @@ func (e *entry[S]) create(ctx, endCtx context.Context, st store) (s S, err error
 	returned := false
 	defer func() {
 		if !returned {
-			r.stats.failed.add(e.stripe, 1)
+			r.stats.createFailed.add(e.stripe, 1)
 			st.fail(&e.node, fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name))
 		}
 	}()
 	s, err = r.factory(ctx)
 	returned = true
 	if err != nil {
-		r.stats.failed.add(e.stripe, 1)
+		r.stats.createFailed.add(e.stripe, 1)
 		err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
 		st.fail(&e.node, err)
 		return s, err
 	}
 	e.s = s
 	r.stats.created.add(e.stripe, 1)
-	r.stats.live.add(e.stripe, 1)
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S
 		return zero, errors.Join(perr, e.end(endCtx, false))

@@ -114,38 +114,19 @@ func (s *Scope) unlink(n *node) {
 
 func (s *Scope) publish(n *node) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ended.Load() {
 		s.unlink(n)
 		n.settle(ErrScopeClosed)
-		s.mu.Unlock()
 		return ErrScopeClosed
 	}
 	n.settle(nil)
-	arm := !s.armed
-	s.armed = true
-	s.mu.Unlock()
-	if arm {
-		s.arm()
+	if s.stop == nil && s.parentCtx.Done() != nil {
+		// The safety net, registered once the scope has something to end.
+		// AfterFunc runs s.cancelled on its own goroutine, never here.
+		s.stop = context.AfterFunc(s.parentCtx, s.cancelled)
 	}
 	return nil
-}
-
-// arm registers the safety net, once, when the scope gets its first
-// session. It runs outside s.mu: the context is the caller's code.
-func (s *Scope) arm() {
-	if s.parentCtx.Done() == nil {
-		return // never cancelled: nothing to watch
-	}
-	stop := context.AfterFunc(s.parentCtx, s.cancelled)
-	s.mu.Lock()
-	ended := s.ended.Load()
-	if !ended {
-		s.stop = stop
-	}
-	s.mu.Unlock()
-	if ended {
-		stop()
-	}
 }
 
 func (s *Scope) fail(n *node, err error) {

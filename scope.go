@@ -29,12 +29,14 @@ type Scope struct {
 	head  atomic.Pointer[node]
 	ended atomic.Bool // set under mu, once
 
-	mu       sync.Mutex    // guards the fields below and writes to head and ended
-	finished bool          // teardown complete
-	waitEnd  chan struct{} // made by a second ender that must wait for the first; closed when finished
-	armed    bool          // the safety net is registered or being registered
-	stop     func() bool   // unregisters the safety net
-	children *Scope        // open child scopes, newest first
+	// finished is set when teardown is complete. A second ender that must
+	// wait for the first makes waitEnd (under mu), which the first closes.
+	finished atomic.Bool
+	waitEnd  atomic.Pointer[chan struct{}]
+
+	mu       sync.Mutex  // guards the fields below and writes to head and ended
+	stop     func() bool // unregisters the safety net
+	children *Scope      // open child scopes, newest first
 
 	// prevSib and nextSib link this scope into parent.children; guarded by parent.mu.
 	prevSib, nextSib *Scope
@@ -44,7 +46,7 @@ func newScope(ctx context.Context, parent *Scope) *Scope {
 	s := &Scope{parentCtx: ctx, parent: parent, stripe: newStripe()}
 	if parent != nil && !parent.adopt(s) {
 		s.ended.Store(true)
-		s.finished = true
+		s.finished.Store(true)
 		return s
 	}
 	liveScopes.add(s.stripe, 1)
@@ -112,16 +114,8 @@ func (s *Scope) cancelled() { _ = s.end(false) }
 func (s *Scope) end(commit bool) error {
 	s.mu.Lock()
 	if s.ended.Load() {
-		for !s.finished {
-			if s.waitEnd == nil {
-				s.waitEnd = make(chan struct{})
-			}
-			w := s.waitEnd
-			s.mu.Unlock()
-			<-w
-			s.mu.Lock()
-		}
 		s.mu.Unlock()
+		s.awaitEnd()
 		return nil
 	}
 	s.ended.Store(true)
@@ -162,13 +156,33 @@ func (s *Scope) end(commit bool) error {
 		s.parent.orphan(s)
 	}
 	liveScopes.add(s.stripe, -1)
+	s.finished.Store(true)
+	if w := s.waitEnd.Load(); w != nil {
+		close(*w)
+	}
+	return errors.Join(errs...)
+}
+
+// awaitEnd waits until the teardown another caller started has finished,
+// so that every ender returns with the scope fully torn down.
+func (s *Scope) awaitEnd() {
+	if s.finished.Load() {
+		return
+	}
 	s.mu.Lock()
-	s.finished = true
-	if s.waitEnd != nil {
-		close(s.waitEnd)
+	w := s.waitEnd.Load()
+	if w == nil {
+		ch := make(chan struct{})
+		w = &ch
+		s.waitEnd.Store(w)
 	}
 	s.mu.Unlock()
-	return errors.Join(errs...)
+	// The finisher stores finished before loading waitEnd: if it missed
+	// our channel, we see finished here and do not wait.
+	if s.finished.Load() {
+		return
+	}
+	<-*w
 }
 
 // endNodes ends sessions listed newest first. With commit, committable

@@ -47,17 +47,23 @@ func (c *counter) load() int64 {
 // newStripe picks the stripe a scope writes its counters to.
 func newStripe() uint32 { return rand.Uint32() }
 
-// sessionCounters are the counters behind [Stats].
+// sessionCounters are the counters behind [Stats]. Live is derived, so
+// that creating and ending a session cost one atomic add each.
 type sessionCounters struct {
-	live, created, committed, rolledBack, failed counter
+	created, committed, rolledBack counter
+	createFailed, endFailed        counter
 }
 
 func (c *sessionCounters) snapshot() Stats {
-	return Stats{
-		Live:       c.live.load(),
-		Created:    c.created.load(),
+	// Read the ends before the creations, so that a session ending
+	// concurrently can never make Live negative.
+	st := Stats{
 		Committed:  c.committed.load(),
 		RolledBack: c.rolledBack.load(),
-		Failed:     c.failed.load(),
 	}
+	endFailed := c.endFailed.load()
+	st.Created = c.created.load()
+	st.Failed = c.createFailed.load() + endFailed
+	st.Live = st.Created - st.Committed - st.RolledBack - endFailed
+	return st
 }
