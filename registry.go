@@ -121,7 +121,7 @@ func (s *Scope) publish(n *node) error {
 		return ErrScopeClosed
 	}
 	n.settle(nil)
-	if s.stop == nil && s.parentCtx.Done() != nil {
+	if s.stop == nil && !s.noNet && s.parentCtx.Done() != nil {
 		// The safety net, registered once the scope has something to end.
 		// AfterFunc runs s.cancelled on its own goroutine, never here.
 		s.stop = context.AfterFunc(s.parentCtx, s.cancelled)

@@ -17,12 +17,16 @@ import (
 // session, the scope is removed (everything rolled back and closed) without
 // waiting for Remove. This catches a forgotten Remove; it is not a way to
 // end scopes: code still using a session when its context is cancelled
-// sees the driver's errors. defer scope.Remove() remains the rule. A scope
-// that holds no session registers nothing and costs no teardown work.
+// sees the driver's errors, and a session type that is not safe for
+// concurrent use (pgx) must not be in use then: begin such scopes with
+// [BeginWithoutSafetyNet] and end them with defer. defer scope.Remove()
+// remains the rule. A scope that holds no session registers nothing and
+// costs no teardown work.
 type Scope struct {
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
 	stripe    uint32 // counter stripe, see stats.go
+	noNet     bool   // BeginWithoutSafetyNet: never register the safety net
 
 	// head lists this scope's sessions, newest first. Readers walk it
 	// without a lock; it is written only under mu.
@@ -97,6 +101,17 @@ func (s *Scope) Remove() error { return s.end(false) }
 // rolled back; the error names the session that failed. Open child scopes
 // are removed (rolled back), not committed: their owner never decided.
 func (s *Scope) Commit() error { return s.end(true) }
+
+// Len returns the number of sessions the scope holds now.
+func (s *Scope) Len() int {
+	n := 0
+	for e := s.head.Load(); e != nil; e = e.next.Load() {
+		if e.state.Load() == stateReady {
+			n++
+		}
+	}
+	return n
+}
 
 // Err reports whether the scope has ended: nil while it is open,
 // [ErrScopeClosed] after.
