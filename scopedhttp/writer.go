@@ -1,0 +1,202 @@
+package scopedhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/go-scoped/scoped"
+)
+
+// ErrCommitFailed is returned by Write, ReadFrom and Flush after the
+// scope could not be committed and the error response was sent instead:
+// whatever the handler writes then is discarded.
+var ErrCommitFailed = errors.New("scopedhttp: commit failed, response replaced by the error handler's")
+
+// writer intercepts the response's first WriteHeader, Write, ReadFrom,
+// Flush or Hijack: the commit point. Handlers use it from one goroutine,
+// as net/http requires, so it needs no lock.
+type writer struct {
+	http.ResponseWriter
+	req   *http.Request
+	scope *scoped.Scope
+	cfg   *config
+
+	decided  bool // the commit point has passed
+	failed   bool // the commit failed; the error response was sent
+	hijacked bool
+}
+
+// decide runs at the commit point. It reports whether the handler's
+// response may go out; if not, the error handler's has.
+func (w *writer) decide(status int) bool {
+	w.decided = true
+	if w.cfg.commit == nil {
+		return true // Manual: the scope is the handler's until it returns
+	}
+	if !w.cfg.commit(status) {
+		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
+		return true
+	}
+	var err error
+	if ctx := w.req.Context(); ctx.Err() != nil && w.scope.Len() > 0 {
+		_ = w.scope.Remove()
+		err = fmt.Errorf("scopedhttp: request ended before the commit point, changes rolled back: %w", context.Cause(ctx))
+	} else if cerr := w.scope.Commit(); cerr != nil {
+		err = fmt.Errorf("scopedhttp: %w", cerr)
+	}
+	if err != nil {
+		w.failed = true
+		w.cfg.onError(w.ResponseWriter, w.req, err)
+		return false
+	}
+	return true
+}
+
+// finish runs when the handler has returned.
+func (w *writer) finish() {
+	if !w.decided {
+		w.decide(http.StatusOK) // the status net/http sends for a handler that wrote nothing
+	}
+	// Manual mode, a hijack, or a failed decision: roll back whatever is
+	// left. After an automatic commit or rollback this is a no-op.
+	_ = w.scope.Remove()
+}
+
+func (w *writer) WriteHeader(code int) {
+	if w.failed || w.hijacked {
+		return
+	}
+	if !w.decided {
+		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+			w.ResponseWriter.WriteHeader(code) // informational: not the response's status
+			return
+		}
+		if !w.decide(code) {
+			return
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, ErrCommitFailed
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap gives [http.ResponseController] the underlying writer for what
+// the wrapper does not intercept (deadlines, full duplex).
+func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *writer) FlushError() error {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return ErrCommitFailed
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *writer) Flush() { _ = w.FlushError() }
+
+func (w *writer) ReadFrom(src io.Reader) (int64, error) {
+	if !w.decided {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, ErrCommitFailed
+	}
+	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+}
+
+// Hijack hands the connection to the handler. No status will be sent
+// through the server, so the commit point passes as a rollback: in the
+// automatic modes the scope ends now, in Manual mode when the handler
+// returns; a handler that hijacks commits first what it means to keep.
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := w.ResponseWriter.(http.Hijacker).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	w.hijacked = true
+	if !w.decided {
+		w.decided = true
+		if w.cfg.commit != nil {
+			_ = w.scope.Remove()
+		}
+	}
+	return conn, brw, nil
+}
+
+// The variants of the wrapper offer exactly the optional interfaces of
+// the underlying writer, so that a type assertion for http.Flusher or
+// http.Hijacker answers as it would without the middleware.
+type (
+	basicWriter interface {
+		http.ResponseWriter
+		Unwrap() http.ResponseWriter
+	}
+	flusher interface {
+		http.Flusher
+		FlushError() error
+	}
+)
+
+func (w *writer) wrap() http.ResponseWriter {
+	_, f := w.ResponseWriter.(http.Flusher)
+	_, h := w.ResponseWriter.(http.Hijacker)
+	_, rf := w.ResponseWriter.(io.ReaderFrom)
+	switch {
+	case f && h && rf:
+		return struct {
+			basicWriter
+			flusher
+			http.Hijacker
+			io.ReaderFrom
+		}{w, w, w, w}
+	case f && h:
+		return struct {
+			basicWriter
+			flusher
+			http.Hijacker
+		}{w, w, w}
+	case f && rf:
+		return struct {
+			basicWriter
+			flusher
+			io.ReaderFrom
+		}{w, w, w}
+	case h && rf:
+		return struct {
+			basicWriter
+			http.Hijacker
+			io.ReaderFrom
+		}{w, w, w}
+	case f:
+		return struct {
+			basicWriter
+			flusher
+		}{w, w}
+	case h:
+		return struct {
+			basicWriter
+			http.Hijacker
+		}{w, w}
+	case rf:
+		return struct {
+			basicWriter
+			io.ReaderFrom
+		}{w, w}
+	}
+	return struct{ basicWriter }{w}
+}
