@@ -1,0 +1,64 @@
+// Package scopedsql provides database/sql sessions for package [scoped]:
+// a transaction or a pinned connection per scope, and named engines opened
+// from configuration. It works with any driver; it is tested against
+// PostgreSQL (github.com/lib/pq) and MariaDB (github.com/go-sql-driver/mysql).
+//
+// # Usage
+//
+// Wrap a factory in a [scoped.ScopedSession] once, at start-up:
+//
+//	db, err := sql.Open("postgres", dsn)
+//	...
+//	txs := scoped.New(scopedsql.Tx(db, nil))
+//
+// Then, in each request or job (package scopedhttp does this per request):
+//
+//	ctx, scope := scoped.Begin(ctx)
+//	defer scope.Remove()         // rolls back whatever was not committed
+//	tx, err := txs.Current(ctx)  // BEGIN happens here, on first use only
+//	...
+//	return scope.Commit()
+//
+// [Conn] pins one connection per scope instead of a transaction, for SET,
+// advisory locks and temporary tables.
+//
+// # Engines
+//
+// [Open] opens several named pools from configuration, each overlaid on
+// shared defaults, pings them all, and closes them all with one
+// [Engines.Close]. A per-engine factory is one call away:
+//
+//	engines, err := scopedsql.Open(ctx,
+//		scopedsql.EngineConfig{Driver: "postgres", MaxOpenConns: 20},
+//		map[string]scopedsql.EngineConfig{
+//			"default": {DSN: primaryDSN},
+//			"reports": {DSN: replicaDSN, TxOptions: &sql.TxOptions{ReadOnly: true}},
+//		})
+//	...
+//	defer engines.Close()
+//	reports := scoped.New(engines.Tx("reports"))
+//
+// # Contexts and goroutines
+//
+// The transaction of [Tx] is begun with the scope's context, which bounds
+// the wait for a pooled connection, the dial and the BEGIN. After that,
+// cancelling the context does not end the transaction behind the scope's
+// back: the scope ends it, once, as it ends every session, with a context
+// that is not cancelled. A request whose client went away is rolled back
+// by the scope's safety net (or its deferred Remove) with a plain ROLLBACK,
+// and its connection goes back to the pool in good health.
+//
+// What this cannot avoid: database/sql starts a goroutine per transaction
+// (Tx.awaitDone, in DB.beginDC), whatever context it is given, and it ends
+// when the transaction is committed or rolled back; lib/pq also watches the
+// BeginTx context for the life of the transaction whenever that context can
+// be cancelled. Neither goroutine acts on the request's cancellation here.
+// Statements are still cancelled by the contexts they are given
+// (tx.ExecContext(ctx, ...)), as the driver implements it.
+//
+// # Concurrency
+//
+// The factories and [Engines] are safe for concurrent use. A *sql.Tx is
+// safe for concurrent use, but its statements run one at a time on its one
+// connection.
+package scopedsql

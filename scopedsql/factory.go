@@ -1,0 +1,118 @@
+package scopedsql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Tx returns a factory for [scoped.New] that begins one transaction on db
+// per scope, with opts (nil: the driver's defaults). opts is copied: later
+// changes to it have no effect.
+//
+//	txs := scoped.New(scopedsql.Tx(db, nil))
+//
+// The factory begins the transaction with the scope's context, but that
+// context bounds only the beginning: waiting for a pooled connection,
+// dialling and BEGIN give up when it is cancelled or its deadline passes,
+// and the factory then returns the error. Once begun, the transaction is
+// not tied to the context any more. It ends when the scope ends
+// ([scoped.Scope.Commit], [scoped.Scope.Remove], or the scope's safety net
+// when its context is cancelled), once, by the scope. See the package
+// documentation for why and for what this does not avoid.
+//
+// Used outside a [scoped.ScopedSession], the returned transaction must be
+// committed or rolled back by its caller even if ctx is cancelled.
+func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) {
+	if db == nil {
+		panic("scopedsql: Tx with nil *sql.DB")
+	}
+	opts = cloneTxOptions(opts)
+	return func(ctx context.Context) (*sql.Tx, error) { return begin(ctx, db, opts) }
+}
+
+// Conn returns a factory for [scoped.New] that takes one connection from
+// db's pool per scope and pins it for the scope, for session state that
+// must stay on one connection: SET, advisory locks, temporary tables,
+// several transactions in a row. Waiting for the connection gives up when
+// the scope's context is done. The connection goes back to the pool when
+// the scope ends ([database/sql.Conn.Close]).
+//
+// Session state stays on the connection when it goes back to the pool:
+// database/sql does not reset it. Undo what you set (RESET, unlock), use
+// transaction-local forms (SET LOCAL, pg_advisory_xact_lock), or give
+// [scoped.WithClose] a function that resets before it closes.
+func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
+	if db == nil {
+		panic("scopedsql: Conn with nil *sql.DB")
+	}
+	return func(ctx context.Context) (*sql.Conn, error) {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scopedsql: get connection: %w", err)
+		}
+		return c, nil
+	}
+}
+
+// begin starts a transaction whose context is cancelled only if ctx is
+// done before BeginTx returns.
+//
+// database/sql derives the transaction's lifetime from the context given to
+// BeginTx: its per-transaction goroutine (Tx.awaitDone) rolls back when
+// that context is done, racing the scope's own teardown, and a driver may
+// discard the connection (lib/pq marks it bad and opens a second connection
+// to send a cancel request). Passing context.WithoutCancel(ctx) instead
+// would leave waiting for a pooled connection unbounded. So BeginTx gets a
+// context of its own, with ctx's values, that this function cancels only
+// while BeginTx runs.
+func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))
+	}
+	if ctx.Done() == nil {
+		// Never cancelled (context.Background, scoped.Detach): nothing to bound.
+		return wrapBegin(db.BeginTx(ctx, opts))
+	}
+	bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	tx, err := db.BeginTx(bctx, opts)
+	if stop() {
+		// ctx stayed alive throughout: bctx is never cancelled, and the
+		// transaction lives until it is committed or rolled back.
+		return wrapBegin(tx, err)
+	}
+	// ctx was done while beginning, and bctx is being cancelled: whatever
+	// BeginTx returned, database/sql is about to roll it back. Say so now,
+	// with ctx's cause: bctx's own error is always context.Canceled, even
+	// when ctx's deadline passed.
+	cause := context.Cause(ctx)
+	switch {
+	case err == nil:
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			return nil, fmt.Errorf("scopedsql: begin: %w: %w", cause, rerr)
+		}
+		err = fmt.Errorf("scopedsql: begin: %w", cause)
+	case err == context.Canceled: // bctx.Err() itself, as database/sql returns it
+		err = fmt.Errorf("scopedsql: begin: %w", cause)
+	default:
+		err = fmt.Errorf("scopedsql: begin: %w: %w", cause, err)
+	}
+	return nil, err
+}
+
+func wrapBegin(tx *sql.Tx, err error) (*sql.Tx, error) {
+	if err != nil {
+		return nil, fmt.Errorf("scopedsql: begin: %w", err)
+	}
+	return tx, nil
+}
+
+func cloneTxOptions(o *sql.TxOptions) *sql.TxOptions {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	return &c
+}
