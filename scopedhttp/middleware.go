@@ -38,7 +38,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = bind(ctx)
 	}
 	r = r.WithContext(ctx)
-	sw := &writer{ResponseWriter: w, req: r, scope: scope, cfg: &h.cfg}
+	sw, rw := newWriter(w, r, scope, &h.cfg)
 	returned := false
 	defer func() {
 		if !returned {
@@ -49,6 +49,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		sw.finish()
 	}()
-	h.next.ServeHTTP(sw.wrap(), r)
+	h.next.ServeHTTP(rw, r)
 	returned = true
 }

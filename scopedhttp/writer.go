@@ -152,51 +152,68 @@ type (
 	}
 )
 
-func (w *writer) wrap() http.ResponseWriter {
-	_, f := w.ResponseWriter.(http.Flusher)
-	_, h := w.ResponseWriter.(http.Hijacker)
-	_, rf := w.ResponseWriter.(io.ReaderFrom)
+// newWriter returns the writer for w and the variant that the handler
+// gets, in one allocation: the variant's fields all point back at the
+// writer it is allocated with.
+func newWriter(w http.ResponseWriter, r *http.Request, scope *scoped.Scope, cfg *config) (*writer, http.ResponseWriter) {
+	_, f := w.(http.Flusher)
+	_, h := w.(http.Hijacker)
+	_, rf := w.(io.ReaderFrom)
 	switch {
-	case f && h && rf:
-		return struct {
-			basicWriter
-			flusher
-			http.Hijacker
-			io.ReaderFrom
-		}{w, w, w, w}
-	case f && h:
-		return struct {
-			basicWriter
-			flusher
-			http.Hijacker
-		}{w, w, w}
-	case f && rf:
-		return struct {
-			basicWriter
-			flusher
-			io.ReaderFrom
-		}{w, w, w}
-	case h && rf:
-		return struct {
-			basicWriter
-			http.Hijacker
-			io.ReaderFrom
-		}{w, w, w}
-	case f:
-		return struct {
-			basicWriter
-			flusher
-		}{w, w}
-	case h:
-		return struct {
-			basicWriter
-			http.Hijacker
-		}{w, w}
-	case rf:
-		return struct {
-			basicWriter
-			io.ReaderFrom
-		}{w, w}
+	case f && h && rf: // net/http's HTTP/1 writer
+		v := &struct {
+			w  writer
+			rw struct {
+				basicWriter
+				flusher
+				http.Hijacker
+				io.ReaderFrom
+			}
+		}{w: writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}}
+		v.rw.basicWriter, v.rw.flusher, v.rw.Hijacker, v.rw.ReaderFrom = &v.w, &v.w, &v.w, &v.w
+		return &v.w, &v.rw
+	case f && !h && !rf: // HTTP/2, httptest.ResponseRecorder
+		v := &struct {
+			w  writer
+			rw struct {
+				basicWriter
+				flusher
+			}
+		}{w: writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}}
+		v.rw.basicWriter, v.rw.flusher = &v.w, &v.w
+		return &v.w, &v.rw
 	}
-	return struct{ basicWriter }{w}
+	// The other combinations are rare: two allocations are fine.
+	sw := &writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}
+	switch {
+	case f && h:
+		return sw, &struct {
+			basicWriter
+			flusher
+			http.Hijacker
+		}{sw, sw, sw}
+	case f && rf:
+		return sw, &struct {
+			basicWriter
+			flusher
+			io.ReaderFrom
+		}{sw, sw, sw}
+	case h && rf:
+		return sw, &struct {
+			basicWriter
+			http.Hijacker
+			io.ReaderFrom
+		}{sw, sw, sw}
+	case h:
+		return sw, &struct {
+			basicWriter
+			http.Hijacker
+		}{sw, sw}
+	case rf:
+		return sw, &struct {
+			basicWriter
+			io.ReaderFrom
+		}{sw, sw}
+	}
+	return sw, &struct{ basicWriter }{sw}
 }
