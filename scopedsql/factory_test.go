@@ -249,3 +249,25 @@ func TestUnreachableServerFailsCurrentAndRegistersNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestTxBeginsWithItsOwnCopyOfTheOptions(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		db := openDB(t, s)
+		table := createTable(t, db, "scopedsql_opts")
+		opts := &sql.TxOptions{ReadOnly: true}
+		txs := scoped.New(scopedsql.Tx(db, opts))
+		opts.ReadOnly = false // too late: Tx copied the options
+
+		ctx, scope := scoped.Begin(boundedCtx(t))
+		defer scope.Remove()
+		tx, err := txs.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, insert(s, table), 1); err == nil {
+			t.Fatal("INSERT succeeded in a transaction begun read-only")
+		}
+	})
+}

@@ -138,4 +138,3 @@ func wantStats(t testing.TB, got, want scoped.Stats) {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 }
-
