@@ -68,5 +68,7 @@ func (c *fakeConn) Close() error {
 	return nil
 }
 
-func (c *fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("fake: no statements") }
-func (c *fakeConn) Begin() (driver.Tx, error)           { return nil, errors.New("fake: no transactions") }
+func (c *fakeConn) Prepare(string) (driver.Stmt, error) {
+	return nil, errors.New("fake: no statements")
+}
+func (c *fakeConn) Begin() (driver.Tx, error) { return nil, errors.New("fake: no transactions") }
