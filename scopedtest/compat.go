@@ -1,0 +1,101 @@
+package scopedtest
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+)
+
+// Calls into the real driver, through its context-aware interfaces when it
+// has them, as database/sql's ctxutil.go does. Callers hold the lock.
+
+func execDirect(ctx context.Context, c driver.Conn, query string, args ...driver.NamedValue) error {
+	_, err := exec(ctx, c, query, args)
+	if err == driver.ErrSkip {
+		// The driver wants a prepared statement (go-sql-driver/mysql does
+		// for arguments without interpolateParams).
+		var s driver.Stmt
+		if s, err = prepare(ctx, c, query); err == nil {
+			_, err = stmtExec(ctx, s, args)
+			err = errors.Join(err, s.Close())
+		}
+	}
+	return err
+}
+
+func exec(ctx context.Context, c driver.Conn, query string, args []driver.NamedValue) (driver.Result, error) {
+	if e, ok := c.(driver.ExecerContext); ok {
+		return e.ExecContext(ctx, query, args)
+	}
+	if e, ok := c.(driver.Execer); ok { //nolint:staticcheck // the pre-context interface, for old drivers
+		v, err := values(args)
+		if err != nil {
+			return nil, err
+		}
+		return e.Exec(query, v)
+	}
+	return nil, driver.ErrSkip
+}
+
+func query(ctx context.Context, c driver.Conn, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if q, ok := c.(driver.QueryerContext); ok {
+		return q.QueryContext(ctx, query, args)
+	}
+	if q, ok := c.(driver.Queryer); ok { //nolint:staticcheck // the pre-context interface, for old drivers
+		v, err := values(args)
+		if err != nil {
+			return nil, err
+		}
+		return q.Query(query, v)
+	}
+	return nil, driver.ErrSkip
+}
+
+func prepare(ctx context.Context, c driver.Conn, query string) (driver.Stmt, error) {
+	if p, ok := c.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.Prepare(query)
+}
+
+func stmtExec(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (driver.Result, error) {
+	if e, ok := s.(driver.StmtExecContext); ok {
+		return e.ExecContext(ctx, args)
+	}
+	v, err := values(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.Exec(v) //nolint:staticcheck // the pre-context method, for old drivers
+}
+
+func stmtQuery(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (driver.Rows, error) {
+	if q, ok := s.(driver.StmtQueryContext); ok {
+		return q.QueryContext(ctx, args)
+	}
+	v, err := values(args)
+	if err != nil {
+		return nil, err
+	}
+	return s.Query(v) //nolint:staticcheck // the pre-context method, for old drivers
+}
+
+func beginOuter(ctx context.Context, c driver.Conn) (driver.Tx, error) {
+	if b, ok := c.(driver.ConnBeginTx); ok {
+		return b.BeginTx(ctx, driver.TxOptions{})
+	}
+	return c.Begin() //nolint:staticcheck // the pre-context method, for old drivers
+}
+
+// values turns arguments into the positional values of the old
+// interfaces, which cannot take names.
+func values(args []driver.NamedValue) ([]driver.Value, error) {
+	v := make([]driver.Value, len(args))
+	for i, a := range args {
+		if a.Name != "" {
+			return nil, errors.New("scopedtest: the driver does not support named parameters")
+		}
+		v[i] = a.Value
+	}
+	return v, nil
+}
