@@ -27,7 +27,8 @@ func exec(ctx context.Context, c driver.Conn, query string, args []driver.NamedV
 	if e, ok := c.(driver.ExecerContext); ok {
 		return e.ExecContext(ctx, query, args)
 	}
-	if e, ok := c.(driver.Execer); ok { //nolint:staticcheck // the pre-context interface, for old drivers
+	//lint:ignore SA1019 the pre-context interface, for old drivers
+	if e, ok := c.(driver.Execer); ok {
 		v, err := values(args)
 		if err != nil {
 			return nil, err
@@ -41,7 +42,8 @@ func query(ctx context.Context, c driver.Conn, query string, args []driver.Named
 	if q, ok := c.(driver.QueryerContext); ok {
 		return q.QueryContext(ctx, query, args)
 	}
-	if q, ok := c.(driver.Queryer); ok { //nolint:staticcheck // the pre-context interface, for old drivers
+	//lint:ignore SA1019 the pre-context interface, for old drivers
+	if q, ok := c.(driver.Queryer); ok {
 		v, err := values(args)
 		if err != nil {
 			return nil, err
@@ -66,7 +68,8 @@ func stmtExec(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (dri
 	if err != nil {
 		return nil, err
 	}
-	return s.Exec(v) //nolint:staticcheck // the pre-context method, for old drivers
+	//lint:ignore SA1019 the pre-context method, for old drivers
+	return s.Exec(v)
 }
 
 func stmtQuery(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (driver.Rows, error) {
@@ -77,14 +80,16 @@ func stmtQuery(ctx context.Context, s driver.Stmt, args []driver.NamedValue) (dr
 	if err != nil {
 		return nil, err
 	}
-	return s.Query(v) //nolint:staticcheck // the pre-context method, for old drivers
+	//lint:ignore SA1019 the pre-context method, for old drivers
+	return s.Query(v)
 }
 
 func beginOuter(ctx context.Context, c driver.Conn) (driver.Tx, error) {
 	if b, ok := c.(driver.ConnBeginTx); ok {
 		return b.BeginTx(ctx, driver.TxOptions{})
 	}
-	return c.Begin() //nolint:staticcheck // the pre-context method, for old drivers
+	//lint:ignore SA1019 the pre-context method, for old drivers
+	return c.Begin()
 }
 
 // values turns arguments into the positional values of the old

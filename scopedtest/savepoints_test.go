@@ -192,6 +192,14 @@ type cleanupRecorder struct {
 	mu       sync.Mutex
 	cleanups []func()
 	errs     []string
+	fatals   []string
+}
+
+// Fatalf records the failure and ends the caller by panicking, where
+// testing.T would end the goroutine; the test recovers.
+func (r *cleanupRecorder) Fatalf(format string, args ...any) {
+	r.fatals = append(r.fatals, fmt.Sprintf(format, args...))
+	panic("cleanupRecorder.Fatalf")
 }
 
 func (r *cleanupRecorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
