@@ -482,3 +482,61 @@ func TestDetachKeepsValuesNotCancellation(t *testing.T) {
 		t.Fatalf("LiveScopes = %d, want %d", n, baseline)
 	}
 }
+
+func TestBeginWithoutSafetyNetRegistersNothing(t *testing.T) {
+	baseline := scoped.LiveScopes()
+	var calls atomic.Int64
+	r := txSession(nil, "A", &calls)
+	m := newManualCtx(context.Background())
+	ctx, scope := scoped.BeginWithoutSafetyNet(m)
+	tx := mustCurrent(t, r, ctx)
+	m.cancel()
+	if reg, _ := m.counts(); reg != 0 {
+		t.Fatalf("BeginWithoutSafetyNet registered %d callbacks", reg)
+	}
+	if scope.Err() != nil || tx.rollbacks.Load() != 0 {
+		t.Fatal("a scope without safety net was ended by its context's cancellation")
+	}
+	if got := mustCurrent(t, r, ctx); got != tx {
+		t.Fatal("session lost")
+	}
+	if n := scoped.LiveScopes() - baseline; n != 1 {
+		t.Fatalf("LiveScopes grew by %d, want 1", n)
+	}
+	if err := scope.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if tx.rollbacks.Load() != 1 {
+		t.Fatal("Remove did not roll back")
+	}
+	if n := scoped.LiveScopes(); n != baseline {
+		t.Fatalf("LiveScopes = %d, want %d", n, baseline)
+	}
+}
+
+func TestScopeLenCountsReadySessions(t *testing.T) {
+	var calls atomic.Int64
+	a := txSession(nil, "A", &calls)
+	b := txSession(nil, "B", &calls)
+	ctx, scope := scoped.Begin(context.Background())
+	check := func(when string, want int) {
+		t.Helper()
+		if n := scope.Len(); n != want {
+			t.Fatalf("%s: Len = %d, want %d", when, n, want)
+		}
+	}
+	check("fresh", 0)
+	mustCurrent(t, a, ctx)
+	check("one session", 1)
+	mustCurrent(t, b, ctx)
+	mustCurrent(t, a, ctx)
+	check("two sessions", 2)
+	if err := a.Remove(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after ScopedSession.Remove", 1)
+	if err := scope.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	check("after Remove", 0)
+}

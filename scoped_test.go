@@ -444,8 +444,16 @@ func TestCurrentAfterRemoveIsErrScopeClosed(t *testing.T) {
 func TestConcurrentRemoveTearsDownOnce(t *testing.T) {
 	const removers = 16
 	baseline := scoped.LiveScopes()
-	var calls atomic.Int64
-	r := txSession(nil, "users", &calls)
+	inRollback := make(chan struct{})
+	release := make(chan struct{})
+	var finished atomic.Bool
+	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
+		return &fakeTx{onRollback: func(context.Context) {
+			close(inRollback) // a second rollback would panic here
+			<-release
+			finished.Store(true)
+		}}, nil
+	}, scoped.WithTeardownErrorHook(nil))
 	ctx, scope := scoped.Begin(context.Background())
 	tx := mustCurrent(t, r, ctx)
 
@@ -459,9 +467,10 @@ func TestConcurrentRemoveTearsDownOnce(t *testing.T) {
 			if err := scope.Remove(); err != nil {
 				t.Errorf("remover %d: %v", i, err)
 			}
-			// Every Remove returns only once the scope is torn down.
-			if n := tx.rollbacks.Load(); n != 1 {
-				t.Errorf("remover %d returned with %d rollbacks done, want 1", i, n)
+			// Every Remove returns only once the scope is torn down, not
+			// while another caller's teardown is still running.
+			if !finished.Load() {
+				t.Errorf("remover %d returned before the teardown finished", i)
 			}
 			if n := scoped.LiveScopes(); n != baseline {
 				t.Errorf("remover %d returned with LiveScopes %d, want %d", i, n, baseline)
@@ -469,6 +478,13 @@ func TestConcurrentRemoveTearsDownOnce(t *testing.T) {
 		}()
 	}
 	close(start)
+	waitFor(t, inRollback, "teardown start")
+	// Give the other removers the chance to arrive while the teardown is
+	// held (they must wait for it); the test does not depend on it.
+	for range 1000 {
+		runtime.Gosched()
+	}
+	close(release)
 	wg.Wait()
 	if n := tx.rollbacks.Load(); n != 1 {
 		t.Fatalf("session rolled back %d times by %d concurrent Removes, want 1", n, removers)
