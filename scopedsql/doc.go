@@ -1,11 +1,11 @@
-// Package scopedsql provides database/sql sessions for package [scoped]:
+// Package scopedsql provides database/sql sessions for package scoped:
 // a transaction or a pinned connection per scope, and named engines opened
 // from configuration. It works with any driver; it is tested against
 // PostgreSQL (github.com/lib/pq) and MariaDB (github.com/go-sql-driver/mysql).
 //
 // # Usage
 //
-// Wrap a factory in a [scoped.ScopedSession] once, at start-up:
+// Wrap a factory in a scoped.ScopedSession once, at start-up:
 //
 //	db, err := sql.Open("postgres", dsn)
 //	...

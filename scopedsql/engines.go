@@ -122,11 +122,11 @@ func (e *Engines) Config(name string) (EngineConfig, error) {
 func (e *Engines) Names() []string { return append([]string(nil), e.names...) }
 
 // Tx returns the [Tx] factory of the named engine, with the engine's
-// TxOptions, ready for [scoped.New]:
+// TxOptions, ready for scoped.New:
 //
 //	reports := scoped.New(engines.Tx("reports"))
 //
-// Like [scoped.New], it is meant for wiring at start-up and panics if no
+// Like scoped.New, it is meant for wiring at start-up and panics if no
 // engine has that name; use [Engines.DB] to look a name up at run time.
 func (e *Engines) Tx(name string) func(context.Context) (*sql.Tx, error) {
 	en := e.must("Tx", name)
@@ -134,7 +134,7 @@ func (e *Engines) Tx(name string) func(context.Context) (*sql.Tx, error) {
 }
 
 // Conn returns the [Conn] factory of the named engine, ready for
-// [scoped.New]. It panics if no engine has that name, as [Engines.Tx] does.
+// scoped.New. It panics if no engine has that name, as [Engines.Tx] does.
 func (e *Engines) Conn(name string) func(context.Context) (*sql.Conn, error) {
 	return Conn(e.must("Conn", name).db)
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Tx returns a factory for [scoped.New] that begins one transaction on db
+// Tx returns a factory for scoped.New that begins one transaction on db
 // per scope, with opts (nil: the driver's defaults). opts is copied: later
 // changes to it have no effect.
 //
@@ -18,11 +18,11 @@ import (
 // dialling and BEGIN give up when it is cancelled or its deadline passes,
 // and the factory then returns the error. Once begun, the transaction is
 // not tied to the context any more. It ends when the scope ends
-// ([scoped.Scope.Commit], [scoped.Scope.Remove], or the scope's safety net
+// (scoped.Scope.Commit, scoped.Scope.Remove, or the scope's safety net
 // when its context is cancelled), once, by the scope. See the package
 // documentation for why and for what this does not avoid.
 //
-// Used outside a [scoped.ScopedSession], the returned transaction must be
+// Used outside a scoped.ScopedSession, the returned transaction must be
 // committed or rolled back by its caller even if ctx is cancelled.
 func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) {
 	if db == nil {
@@ -32,7 +32,7 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 	return func(ctx context.Context) (*sql.Tx, error) { return begin(ctx, db, opts) }
 }
 
-// Conn returns a factory for [scoped.New] that takes one connection from
+// Conn returns a factory for scoped.New that takes one connection from
 // db's pool per scope and pins it for the scope, for session state that
 // must stay on one connection: SET, advisory locks, temporary tables,
 // several transactions in a row. Waiting for the connection gives up when
@@ -42,7 +42,7 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 // Session state stays on the connection when it goes back to the pool:
 // database/sql does not reset it. Undo what you set (RESET, unlock), use
 // transaction-local forms (SET LOCAL, pg_advisory_xact_lock), or give
-// [scoped.WithClose] a function that resets before it closes.
+// scoped.WithClose a function that resets before it closes.
 func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 	if db == nil {
 		panic("scopedsql: Conn with nil *sql.DB")

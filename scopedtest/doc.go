@@ -38,12 +38,15 @@
 // # Sharing one connection
 //
 // Statements from any number of goroutines take turns on the connection,
-// one at a time; none fails because of the sharing. Nested transactions,
-// such as those of a child scope ([scoped.Begin] in a scope), behave
-// exactly as transactions: an inner rollback undoes only the inner work.
-// Transactions that overlap without nesting, from concurrent goroutines,
-// are not isolated from each other, because one connection has one
-// transaction state:
+// one at a time; none fails because of the sharing. A transaction begun
+// while another is open, such as a child scope's (scoped.Begin in a
+// scope), nests inside it: its rollback undoes only its own work, and its
+// commit makes its work part of the enclosing transaction, so that a later
+// rollback of the enclosing one undoes it too (on a real pool the two
+// would be independent, and the inner commit would stay). Transactions
+// that overlap without nesting, from concurrent goroutines, are not
+// isolated from each other, because one connection has one transaction
+// state:
 //   - each sees what the others wrote and have not committed;
 //   - a rollback undoes everything written on the connection since that
 //     transaction began, by any goroutine (the others' own savepoints are
