@@ -22,6 +22,12 @@ import (
 // when its context is cancelled), once, by the scope. See the package
 // documentation for why and for what this does not avoid.
 //
+// Let the scope end the transaction; to commit before the scope ends, use
+// scoped.ScopedSession.Commit. A transaction committed or rolled back by
+// hand is not rolled back again by scoped.Scope.Remove, but
+// scoped.Scope.Commit reports it as a failed commit (sql.ErrTxDone): it
+// cannot tell a hand commit from a hand rollback.
+//
 // Used outside a scoped.ScopedSession, the returned transaction must be
 // committed or rolled back by its caller even if ctx is cancelled.
 func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) {

@@ -132,6 +132,44 @@ func TestNestedBeginRollsBackOnlyItsSavepoint(t *testing.T) {
 	})
 }
 
+// The other side of nesting, documented as a difference from a real pool:
+// a child scope's commit is part of its parent's transaction, so the
+// parent's rollback undoes it.
+func TestNestedCommitIsUndoneByTheEnclosingRollback(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		table := createTable(t, plainDB(t, s), "scopedtest_nestedcommit")
+		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
+		txs := scoped.New(scopedsql.Tx(db, nil))
+
+		ctx, scope := scoped.Begin(boundedCtx(t))
+		if _, err := txs.Current(ctx); err != nil { // the parent's transaction is open
+			t.Fatal(err)
+		}
+		child, childScope := scoped.Begin(ctx)
+		tx, err := txs.Current(child)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(child, insert(s, table), 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := childScope.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(t, db, table); !slices.Equal(got, []int64{1}) {
+			t.Errorf("after the child's commit: ids = %v, want [1]", got)
+		}
+		if err := scope.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(t, db, table); len(got) != 0 {
+			t.Errorf("after the parent's rollback: ids = %v, want none", got)
+		}
+	})
+}
+
 func TestEveryConnectionIsTheSameBackend(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
