@@ -335,3 +335,37 @@ func TestClientDisconnectBeforeCommitPointRollsBack(t *testing.T) {
 		})
 	}
 }
+
+// Headers that an outer middleware set before the request reached this
+// one (a request id, CORS) describe the exchange, not the response the
+// handler asked for: the error response keeps them and drops only the
+// handler's.
+func TestFailedCommitKeepsHeadersSetOutsideTheMiddleware(t *testing.T) {
+	fx := newFixture()
+	fx.commitErr = errCommit
+	inner := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			session(t, r)
+			w.Header().Set("Location", "/items/1")
+			w.WriteHeader(http.StatusCreated)
+		}))
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "req-1")
+		w.Header().Set("Access-Control-Allow-Origin", "https://app.example")
+		inner.ServeHTTP(w, r)
+	})
+	rec := httptest.NewRecorder()
+	outer.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/items", nil))
+
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("client got %d, want 500", rec.Code)
+	}
+	if v := rec.Header().Get("Location"); v != "" {
+		t.Errorf("the 500 carries the handler's Location %q", v)
+	}
+	for _, k := range []string{"X-Request-Id", "Access-Control-Allow-Origin"} {
+		if rec.Header().Get(k) == "" {
+			t.Errorf("the 500 lost the outer middleware's %s", k)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 // automatic modes the scope ends now, in Manual mode when the handler
 // returns; a handler that hijacks commits first what it means to keep.
 func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := w.ResponseWriter.(http.Hijacker).Hijack()
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return conn, brw, err
 	}
@@ -140,7 +140,10 @@ func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // The variants of the wrapper offer exactly the optional interfaces of
 // the underlying writer, so that a type assertion for http.Flusher or
-// http.Hijacker answers as it would without the middleware.
+// http.Hijacker answers as it would without the middleware. A writer that
+// can flush or hijack only through Unwrap (another middleware's wrapper
+// further out) counts as able to: otherwise http.ResponseController would
+// unwrap past this one and flush or hijack behind the commit point.
 type (
 	basicWriter interface {
 		http.ResponseWriter
@@ -152,13 +155,40 @@ type (
 	}
 )
 
+// canFlush reports whether http.ResponseController can flush w.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher, interface{ FlushError() error }:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
+// canHijack reports whether http.ResponseController can hijack w.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}
+
 // newWriter returns the writer for w and the variant that the handler
 // gets, in one allocation: the variant's fields all point back at the
 // writer it is allocated with.
 func newWriter(w http.ResponseWriter, r *http.Request, scope *scoped.Scope, cfg *config) (*writer, http.ResponseWriter) {
-	_, f := w.(http.Flusher)
-	_, h := w.(http.Hijacker)
-	_, rf := w.(io.ReaderFrom)
+	f, h := canFlush(w), canHijack(w)
+	_, rf := w.(io.ReaderFrom) // io.Copy does not unwrap
 	switch {
 	case f && h && rf: // net/http's HTTP/1 writer
 		v := &struct {
