@@ -42,10 +42,10 @@ func checkRouter(t *testing.T, fx *fixture, h http.Handler, c routerCase) {
 	t.Helper()
 	h, returned := returnedSignal(h)
 	ts := serve(t, h)
-	res := do(context.Background(), ts, http.MethodPost, c.path)
+	res := do(context.Background(), ts, http.MethodGet, c.path)
 	waitFor(t, returned, "the handler to return")
 	if res.err != nil || res.status != c.wantStatus || res.body != c.wantBody {
-		t.Errorf("POST %s: %d %q, %v; want %d %q", c.path, res.status, res.body, res.err, c.wantStatus, c.wantBody)
+		t.Errorf("GET %s: %d %q, %v; want %d %q", c.path, res.status, res.body, res.err, c.wantStatus, c.wantBody)
 	}
 	fx.wantEnded(t, c.path, c.wantC, c.wantR)
 }
@@ -56,7 +56,7 @@ func TestWorksUnderServeMux(t *testing.T) {
 		// The middleware around the whole mux.
 		"AroundMux": func(fx *fixture) http.Handler {
 			mux := http.NewServeMux()
-			mux.Handle("POST /items/{id}", itemHandler(t, pathValue))
+			mux.Handle("GET /items/{id}", itemHandler(t, pathValue))
 			return fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(mux)
 		},
 		// The middleware around one route: the path values the mux set
@@ -64,7 +64,7 @@ func TestWorksUnderServeMux(t *testing.T) {
 		"AroundRoute": func(fx *fixture) http.Handler {
 			mux := http.NewServeMux()
 			mw := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))
-			mux.Handle("POST /items/{id}", mw(itemHandler(t, pathValue)))
+			mux.Handle("GET /items/{id}", mw(itemHandler(t, pathValue)))
 			return mux
 		},
 	}
@@ -84,12 +84,12 @@ func TestWorksUnderChi(t *testing.T) {
 		"Use": func(fx *fixture) http.Handler {
 			r := chi.NewRouter()
 			r.Use(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit)))
-			r.Post("/items/{id}", itemHandler(t, urlParam))
+			r.Get("/items/{id}", itemHandler(t, urlParam))
 			return r
 		},
 		"With": func(fx *fixture) http.Handler {
 			r := chi.NewRouter()
-			r.With(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))).Post("/items/{id}", itemHandler(t, urlParam))
+			r.With(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))).Get("/items/{id}", itemHandler(t, urlParam))
 			return r
 		},
 	}
