@@ -63,16 +63,28 @@ func Bind[S any](r *scoped.ScopedSession[S]) Option {
 
 // DefaultErrorHandler answers 500 Internal Server Error, or 503 Service
 // Unavailable when the request's deadline passed, with a one-line body.
-// It drops every header the handler had set (Location, Set-Cookie, ETag,
-// Content-Type): they described a response that is not being sent.
+// It drops the headers that describe the response the handler meant to
+// send (Location, Set-Cookie, ETag, Content-*, caching), and keeps those
+// that describe the exchange, such as a request id or CORS headers set by
+// an outer middleware, so that the client can still read the error.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	h := w.Header()
-	for k := range h {
-		delete(h, k)
+	for _, k := range responseHeaders {
+		h.Del(k)
 	}
 	code := http.StatusInternalServerError
 	if errors.Is(err, context.DeadlineExceeded) {
 		code = http.StatusServiceUnavailable
 	}
+	h.Set("Cache-Control", "no-store")
 	http.Error(w, http.StatusText(code)+": the request's changes were not saved", code)
+}
+
+// responseHeaders belong to the handler's intended response, not to the
+// error that replaces it.
+var responseHeaders = []string{
+	"Accept-Ranges", "Allow", "Cache-Control", "Content-Disposition", "Content-Encoding",
+	"Content-Language", "Content-Length", "Content-Location", "Content-Range", "Content-Type",
+	"ETag", "Expires", "Last-Modified", "Link", "Location", "Refresh", "Retry-After",
+	"Set-Cookie", "Trailer", "Transfer-Encoding",
 }
