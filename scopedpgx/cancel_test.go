@@ -28,6 +28,7 @@ func TestTxCancelledMidQueryReleasesConnection(t *testing.T) {
 	for i := range rounds {
 		base, cancel := context.WithCancel(context.Background())
 		ctx, scope := scoped.Begin(base)
+		defer scope.Remove()
 		tx, err := r.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -131,6 +132,7 @@ func TestTxUseAfterSafetyNetFailsWithoutTouchingConnection(t *testing.T) {
 	r := NewTx(pool, pgx.TxOptions{})
 	base, cancel := context.WithCancel(context.Background())
 	ctx, scope := scoped.Begin(base)
+	defer scope.Remove()
 	stale, err := r.Current(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,8 @@ import (
 // for [scoped.New]: every Current in the scope gets the same connection,
 // so session state (SET, temporary tables, advisory locks, LISTEN) lasts
 // for the scope. Acquiring gives up when the scope's context is done.
-// Prefer [NewConn], which also resets the session before the connection
-// goes back to the pool.
+// With scoped.New's default teardown the connection goes back to the pool
+// as it is; prefer [NewConn], which resets its session first.
 func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 	if pool == nil {
 		panic("scopedpgx: Conn with nil pool")
@@ -22,41 +22,42 @@ func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 }
 
 // NewConn returns a ScopedSession of connections pinned to their scope, as
-// [Conn] acquires them, ended with [Release]: what one scope set on its
-// connection never reaches the next user of that pooled connection. opts
-// come after that default and may override it, for example
-//
-//	scoped.WithClose(func(_ context.Context, c *pgxpool.Conn) error { c.Release(); return nil })
-//
-// to skip the reset when no code ever changes session state.
-func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*pgxpool.Conn] {
-	all := make([]scoped.Option, 0, 1+len(opts))
-	all = append(all, scoped.WithClose(Release))
-	return scoped.New(Conn(pool), append(all, opts...)...)
-}
-
-// Release resets the session of a pinned connection and gives the
-// connection back to its pool; it is the teardown [NewConn] installs with
-// [scoped.WithClose].
+// [Conn] acquires them, whose sessions are reset when the scope ends, so
+// that nothing one scope set on its connection reaches the next user of
+// that pooled connection.
 //
 // The reset is DISCARD ALL, what PgBouncer runs between clients: it resets
 // every setting changed with SET (application_name, search_path, role,
 // set_config values used for row-level security), drops temporary tables,
 // releases advisory locks and stops LISTEN. It also deallocates prepared
-// statements, so pgx's statement caches are cleared with it (through
-// [pgx.Conn.DeallocateAll]) and the next user re-prepares instead of
+// statements, so pgx's statement caches are cleared with it (by
+// [pgx.Conn.DeallocateAll]) and the next user prepares again rather than
 // naming statements that no longer exist. That costs two round trips per
-// scope, and the re-preparing.
+// scope that used its connection. pgxpool's AfterRelease hook stays the
+// application's own.
 //
 // A connection that is closed, busy with unread rows, or inside a
-// transaction nobody ended is not reset: the pool closes it instead of
-// reusing it, which ends its session on the server. If the reset fails, the
-// connection is closed too, since its state is unknown, and the error is
-// returned.
-func Release(ctx context.Context, c *pgxpool.Conn) error {
+// transaction nobody ended is not reset but closed, which ends its session
+// on the server. A connection whose reset fails is closed as well, since
+// its state is unknown, and the error is the teardown's. Either way the
+// connection is out of the pool's acquired count when the scope's Remove
+// returns.
+//
+// opts come after the default teardown and may override it, for example
+// scoped.WithClose with a function that only calls Release, when no code
+// ever changes session state.
+func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*pgxpool.Conn] {
+	h := newHome(pool)
+	all := make([]scoped.Option, 0, 1+len(opts))
+	all = append(all, scoped.WithClose(h.resetAndRelease))
+	return scoped.New(Conn(pool), append(all, opts...)...)
+}
+
+// resetAndRelease is NewConn's teardown.
+func (h *home) resetAndRelease(ctx context.Context, c *pgxpool.Conn) error {
 	pc := c.Conn()
-	if pc.IsClosed() || pc.PgConn().IsBusy() || pc.PgConn().TxStatus() != 'I' {
-		c.Release() // pgxpool destroys such a connection
+	if !reusable(pc) {
+		h.giveBack(c) // closes it
 		return nil
 	}
 	err := pc.DeallocateAll(ctx)
@@ -64,10 +65,10 @@ func Release(ctx context.Context, c *pgxpool.Conn) error {
 		_, err = pc.Exec(ctx, "DISCARD ALL")
 	}
 	if err != nil {
-		_ = pc.Close(ctx) // Release then destroys it
-		c.Release()
+		_ = pc.Close(ctx) // so that giveBack does not reuse it
+		h.giveBack(c)
 		return fmt.Errorf("scopedpgx: reset pinned connection: %w", err)
 	}
-	c.Release()
+	h.giveBack(c)
 	return nil
 }

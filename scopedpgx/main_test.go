@@ -25,7 +25,15 @@ func newPool(t testing.TB, maxConns int32) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
+	t.Cleanup(func() {
+		// Close waits for every acquired connection: after a failure that
+		// left one acquired, report it instead of hanging.
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%d connections left acquired; pool not closed", n)
+			return
+		}
+		pool.Close()
+	})
 	return pool
 }
 

@@ -97,6 +97,7 @@ func TestTxEndedByHandIsNotATeardownFailure(t *testing.T) {
 				hooked = append(hooked, err)
 			}))
 			ctx, scope := scoped.Begin(context.Background())
+			defer scope.Remove()
 			tx, err := r.Current(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -130,6 +131,7 @@ func TestTxScopeCommitAfterHandRollbackFails(t *testing.T) {
 	pool := newPool(t, 4)
 	r := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
 	ctx, scope := scoped.Begin(context.Background())
+	defer scope.Remove()
 	tx, err := r.Current(ctx)
 	if err != nil {
 		t.Fatal(err)
