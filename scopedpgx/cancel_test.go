@@ -13,11 +13,29 @@ import (
 
 // The failure reported against other transaction managers: the request
 // context is cancelled while a query runs, and the connection stays
-// acquired, or a rollback races the query. Here the cancellation fires the
-// core's safety net on another goroutine while the query is in flight; the
-// guard makes that rollback wait for the query to return. Repeated to give
-// the race detector many interleavings.
+// acquired, or a rollback races the query. Under scoped.Begin the
+// cancellation fires the core's safety net on another goroutine while the
+// query is in flight, and the guard makes that rollback wait for the query
+// to return; under BeginWithoutSafetyNet (as scopedhttp begins) the
+// rollback is Remove's, after the query. Either way, once Remove returns
+// the connection is back in the pool or closed. Repeated to give the race
+// detector many interleavings.
 func TestTxCancelledMidQueryReleasesConnection(t *testing.T) {
+	for _, begin := range beginners {
+		t.Run(begin.name, func(t *testing.T) { testTxCancelledMidQuery(t, begin.begin) })
+	}
+}
+
+// beginners are the two ways to begin a scope.
+var beginners = []struct {
+	name  string
+	begin func(context.Context) (context.Context, *scoped.Scope)
+}{
+	{"Begin", scoped.Begin},
+	{"BeginWithoutSafetyNet", scoped.BeginWithoutSafetyNet},
+}
+
+func testTxCancelledMidQuery(t *testing.T, begin func(context.Context) (context.Context, *scoped.Scope)) {
 	pool := newPool(t, 2)
 	table := newTable(t, pool, "pgx_cancel")
 	var hooked []error
@@ -27,7 +45,7 @@ func TestTxCancelledMidQueryReleasesConnection(t *testing.T) {
 	const rounds = 10
 	for i := range rounds {
 		base, cancel := context.WithCancel(context.Background())
-		ctx, scope := scoped.Begin(base)
+		ctx, scope := begin(base)
 		defer scope.Remove()
 		tx, err := r.Current(ctx)
 		if err != nil {
