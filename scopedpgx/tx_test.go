@@ -127,23 +127,33 @@ func TestTxEndedByHandIsNotATeardownFailure(t *testing.T) {
 // A commit, unlike a rollback, must fail on a closed transaction: it cannot
 // know whether the work was committed (by hand) or rolled back (by hand,
 // or by a commit that failed), so it must not report success.
-func TestTxScopeCommitAfterHandRollbackFails(t *testing.T) {
+func TestTxScopeCommitAfterHandEndFails(t *testing.T) {
 	pool := newPool(t, 4)
-	r := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
-	ctx, scope := scoped.Begin(context.Background())
-	defer scope.Remove()
-	tx, err := r.Current(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := scope.Commit(); !errors.Is(err, pgx.ErrTxClosed) {
-		t.Errorf("Commit after a rollback by hand: %v, want pgx.ErrTxClosed", err)
-	}
-	if n := pool.Stat().AcquiredConns(); n != 0 {
-		t.Errorf("%d connections still acquired", n)
+	for _, tc := range []struct {
+		name string
+		end  func(pgx.Tx, context.Context) error
+	}{
+		{"commit", pgx.Tx.Commit},
+		{"rollback", pgx.Tx.Rollback},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
+			ctx, scope := scoped.Begin(context.Background())
+			defer scope.Remove()
+			tx, err := r.Current(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.end(tx, ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := scope.Commit(); !errors.Is(err, pgx.ErrTxClosed) {
+				t.Errorf("Commit after a %s by hand: %v, want pgx.ErrTxClosed", tc.name, err)
+			}
+			if n := pool.Stat().AcquiredConns(); n != 0 {
+				t.Errorf("%d connections still acquired", n)
+			}
+		})
 	}
 }
 
