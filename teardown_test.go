@@ -623,3 +623,32 @@ func TestScopedSessionCommitCommitsThatSession(t *testing.T) {
 		t.Fatalf("Stats = %+v", st)
 	}
 }
+
+func TestPanickingErrorHookDoesNotStopTeardown(t *testing.T) {
+	baseline := scoped.LiveScopes()
+	rec := &recorder{}
+	var calls atomic.Int64
+	a := txSession(rec, "A", &calls) // older: ended after B
+	b := scoped.New(func(ctx context.Context) (*fakeConn, error) {
+		return &fakeConn{name: "B", rec: rec, closeErr: errors.New("close failed")}, nil
+	}, scoped.WithTeardownErrorHook(func(context.Context, error) { panic("hook exploded") }))
+	ctx, scope := scoped.Begin(context.Background())
+	mustCurrent(t, a, ctx)
+	mustCurrent(t, b, ctx)
+
+	// Whether Remove reports the hook's panic as an error or re-panics
+	// once everything has ended is the implementation's choice; stopping
+	// half way is not.
+	_ = recoverString(func() { _ = scope.Remove() })
+	if want := []string{"close B", "rollback A"}; !equal(rec.list(), want) {
+		t.Fatalf("events %v, want %v: a panicking hook stopped the teardown of the other sessions", rec.list(), want)
+	}
+	if n := scoped.LiveScopes(); n != baseline {
+		t.Fatalf("LiveScopes = %d after Remove, want %d", n, baseline)
+	}
+	again := make(chan error, 1)
+	go func() { again <- scope.Remove() }()
+	if err := waitFor(t, again, "second Remove to return"); err != nil {
+		t.Fatalf("second Remove = %v", err)
+	}
+}
