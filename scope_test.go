@@ -3,6 +3,7 @@ package scoped_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -539,4 +540,31 @@ func TestScopeLenCountsReadySessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after Remove", 0)
+}
+
+func TestNoGoroutinePerScope(t *testing.T) {
+	const scopes = 200
+	var calls atomic.Int64
+	r := txSession(nil, "A", &calls)
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := runtime.NumGoroutine()
+	ends := make([]*scoped.Scope, 0, scopes)
+	for range scopes {
+		// Scopes holding a session on a cancellable context: the ones
+		// with a safety net.
+		ctx, scope := scoped.Begin(parent)
+		mustCurrent(t, r, ctx)
+		ends = append(ends, scope)
+	}
+	// Goroutines of earlier tests may still be exiting; a goroutine per
+	// scope would add hundreds.
+	if grown := runtime.NumGoroutine() - before; grown > 10 {
+		t.Fatalf("%d goroutines more with %d scopes open", grown, scopes)
+	}
+	for _, s := range ends {
+		if err := s.Remove(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
