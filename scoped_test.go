@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,6 +100,12 @@ func txSession(rec *recorder, name string, calls *atomic.Int64, opts ...scoped.O
 	}, opts...)
 }
 
+func connSession(rec *recorder, name string, closeErr error) *scoped.ScopedSession[*fakeConn] {
+	return scoped.New(func(ctx context.Context) (*fakeConn, error) {
+		return &fakeConn{name: name, rec: rec, closeErr: closeErr}, nil
+	}, scoped.WithName(name), scoped.WithTeardownErrorHook(nil))
+}
+
 // errSink collects what a teardown error hook receives.
 type errSink struct {
 	mu   sync.Mutex
@@ -190,6 +194,16 @@ func mustCurrent[S any](t *testing.T, r *scoped.ScopedSession[S], ctx context.Co
 	return s
 }
 
+func recoverString(f func()) (s string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s = fmt.Sprint(p)
+		}
+	}()
+	f()
+	return ""
+}
+
 func TestCurrentReturnsSameSessionWithinScope(t *testing.T) {
 	var calls atomic.Int64
 	r := txSession(nil, "users", &calls)
@@ -207,176 +221,6 @@ func TestCurrentReturnsSameSessionWithinScope(t *testing.T) {
 	}
 	if !r.Has(ctx) {
 		t.Fatal("Has = false after Current")
-	}
-}
-
-func TestCurrentCallsFactoryOncePerScopeUnderContention(t *testing.T) {
-	const goroutines = 64
-	var calls, waiters atomic.Int64
-	allWaiting := make(chan struct{})
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		id := calls.Add(1)
-		// A slow factory: it holds the creation open until every other
-		// caller is waiting for it, so the race on the first Current is real.
-		select {
-		case <-allWaiting:
-		case <-time.After(bound):
-		}
-		return &fakeTx{id: id}, nil
-	}, scoped.WithTeardownErrorHook(nil))
-
-	ctx, scope := scoped.Begin(context.Background())
-	start := make(chan struct{})
-	got := make([]*fakeTx, goroutines)
-	var wg sync.WaitGroup
-	for i := range goroutines {
-		wctx := newWaitCtx(ctx)
-		wctx.onWait = func() {
-			if waiters.Add(1) == goroutines-1 {
-				close(allWaiting)
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			s, err := r.Current(wctx)
-			if err != nil {
-				t.Errorf("goroutine %d: Current: %v", i, err)
-			}
-			got[i] = s
-		}()
-	}
-	close(start) // the barrier: every goroutine calls Current at once
-	wg.Wait()
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("factory called %d times for one scope, want 1", n)
-	}
-	for i, s := range got {
-		if s == nil || s != got[0] {
-			t.Fatalf("goroutine %d got session %p, goroutine 0 got %p", i, s, got[0])
-		}
-	}
-	if err := scope.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if n := got[0].rollbacks.Load(); n != 1 {
-		t.Fatalf("session rolled back %d times, want 1", n)
-	}
-	if n := waiters.Load(); n != goroutines-1 {
-		t.Fatalf("%d callers waited for the creation in flight, want %d", n, goroutines-1)
-	}
-}
-
-func TestCurrentFirstCallRaceAcrossManyScopes(t *testing.T) {
-	// No gating here: 64 goroutines per scope race on the first Current
-	// while a slow factory yields, across several scopes in a row.
-	const scopes, goroutines = 20, 64
-	for range scopes {
-		var calls atomic.Int64
-		r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-			id := calls.Add(1)
-			for range 50 {
-				runtime.Gosched()
-			}
-			return &fakeTx{id: id}, nil
-		}, scoped.WithTeardownErrorHook(nil))
-		ctx, scope := scoped.Begin(context.Background())
-		start := make(chan struct{})
-		got := make([]*fakeTx, goroutines)
-		var wg sync.WaitGroup
-		wg.Add(goroutines)
-		for i := range goroutines {
-			go func() {
-				defer wg.Done()
-				<-start
-				got[i], _ = r.Current(ctx)
-			}()
-		}
-		close(start)
-		wg.Wait()
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("factory called %d times for one scope, want 1", n)
-		}
-		for i := range got {
-			if got[i] == nil || got[i] != got[0] {
-				t.Fatalf("goroutine %d got %p, goroutine 0 got %p", i, got[i], got[0])
-			}
-		}
-		if err := scope.Remove(); err != nil {
-			t.Fatal(err)
-		}
-		if n := got[0].rollbacks.Load(); n != 1 {
-			t.Fatalf("rolled back %d times, want 1", n)
-		}
-	}
-}
-
-func TestConcurrentScopesNeverShareSessions(t *testing.T) {
-	const scopes = 1000
-	type tagKey struct{}
-	type layerKey struct{}
-	baseline := scoped.LiveScopes()
-	var calls atomic.Int64
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		id := calls.Add(1)
-		return &fakeTx{id: id, tag: ctx.Value(tagKey{})}, nil
-	}, scoped.WithTeardownErrorHook(nil))
-
-	start := make(chan struct{})
-	allHolding := make(chan struct{})
-	var holding, done sync.WaitGroup
-	holding.Add(scopes)
-	done.Add(scopes)
-	for i := range scopes {
-		go func() {
-			defer done.Done()
-			<-start
-			ctx, scope := scoped.Begin(context.WithValue(context.Background(), tagKey{}, i))
-			first, err := r.Current(ctx)
-			holding.Done()
-			if err != nil {
-				t.Errorf("scope %d: Current: %v", i, err)
-				<-allHolding
-				_ = scope.Remove()
-				return
-			}
-			if first.tag != i {
-				t.Errorf("scope %d got the session created for scope %v", i, first.tag)
-			}
-			<-allHolding // every scope holds its session at the same time
-			again, err := r.Current(context.WithValue(ctx, layerKey{}, i))
-			if err != nil || again != first {
-				t.Errorf("scope %d: second Current = %p, %v; want %p", i, again, err, first)
-			}
-			if err := scope.Remove(); err != nil {
-				t.Errorf("scope %d: Remove: %v", i, err)
-			}
-			if n := first.rollbacks.Load(); n != 1 {
-				t.Errorf("scope %d: session rolled back %d times, want 1", i, n)
-			}
-		}()
-	}
-	close(start)
-	holding.Wait()
-	if n := scoped.LiveScopes() - baseline; n != scopes {
-		t.Errorf("LiveScopes grew by %d with %d scopes open", n, scopes)
-	}
-	if st := r.Stats(); st.Live != scopes {
-		t.Errorf("Stats().Live = %d with %d sessions open", st.Live, scopes)
-	}
-	close(allHolding)
-	done.Wait()
-
-	if n := calls.Load(); n != scopes {
-		t.Errorf("factory called %d times for %d scopes", n, scopes)
-	}
-	if n := scoped.LiveScopes(); n != baseline {
-		t.Errorf("LiveScopes = %d after every scope ended, want %d", n, baseline)
-	}
-	st := r.Stats()
-	if st.Live != 0 || st.Created != scopes || st.RolledBack != scopes || st.Failed != 0 {
-		t.Errorf("Stats = %+v, want Live 0, Created %d, RolledBack %d, Failed 0", st, scopes, scopes)
 	}
 }
 
@@ -441,56 +285,6 @@ func TestCurrentAfterRemoveIsErrScopeClosed(t *testing.T) {
 	}
 }
 
-func TestConcurrentRemoveTearsDownOnce(t *testing.T) {
-	const removers = 16
-	baseline := scoped.LiveScopes()
-	inRollback := make(chan struct{})
-	release := make(chan struct{})
-	var finished atomic.Bool
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		return &fakeTx{onRollback: func(context.Context) {
-			close(inRollback) // a second rollback would panic here
-			<-release
-			finished.Store(true)
-		}}, nil
-	}, scoped.WithTeardownErrorHook(nil))
-	ctx, scope := scoped.Begin(context.Background())
-	tx := mustCurrent(t, r, ctx)
-
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(removers)
-	for i := range removers {
-		go func() {
-			defer wg.Done()
-			<-start
-			if err := scope.Remove(); err != nil {
-				t.Errorf("remover %d: %v", i, err)
-			}
-			// Every Remove returns only once the scope is torn down, not
-			// while another caller's teardown is still running.
-			if !finished.Load() {
-				t.Errorf("remover %d returned before the teardown finished", i)
-			}
-			if n := scoped.LiveScopes(); n != baseline {
-				t.Errorf("remover %d returned with LiveScopes %d, want %d", i, n, baseline)
-			}
-		}()
-	}
-	close(start)
-	waitFor(t, inRollback, "teardown start")
-	// Give the other removers the chance to arrive while the teardown is
-	// held (they must wait for it); the test does not depend on it.
-	for range 1000 {
-		runtime.Gosched()
-	}
-	close(release)
-	wg.Wait()
-	if n := tx.rollbacks.Load(); n != 1 {
-		t.Fatalf("session rolled back %d times by %d concurrent Removes, want 1", n, removers)
-	}
-}
-
 func TestCurrentOutsideScopeIsErrNoScope(t *testing.T) {
 	var calls atomic.Int64
 	r := txSession(nil, "users", &calls)
@@ -512,221 +306,76 @@ func TestCurrentOutsideScopeIsErrNoScope(t *testing.T) {
 	}
 }
 
-func TestFactoryErrorIsWrappedAndRetried(t *testing.T) {
-	errDown := errors.New("database down")
-	var calls atomic.Int64
-	fail := true
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		id := calls.Add(1)
-		if fail {
-			return nil, errDown
-		}
-		return &fakeTx{id: id}, nil
-	}, scoped.WithName("users"), scoped.WithTeardownErrorHook(nil))
-	ctx, scope := scoped.Begin(context.Background())
-	defer scope.Remove()
-
-	s, err := r.Current(ctx)
-	if !errors.Is(err, errDown) {
-		t.Fatalf("Current = %v, want an error wrapping %v", err, errDown)
-	}
-	if s != nil {
-		t.Fatalf("Current returned session %p with an error", s)
-	}
-	if !strings.Contains(err.Error(), "users") {
-		t.Fatalf("error %q does not name the session", err)
-	}
-	if r.Has(ctx) {
-		t.Fatal("Has = true after the factory failed")
-	}
-	if st := r.Stats(); st.Failed != 1 || st.Created != 0 || st.Live != 0 {
-		t.Fatalf("Stats = %+v, want Failed 1, Created 0, Live 0", st)
-	}
-
-	fail = false
-	tx := mustCurrent(t, r, ctx)
-	if n := calls.Load(); n != 2 {
-		t.Fatalf("factory called %d times, want a retry (2)", n)
-	}
-	if err := scope.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if tx.rollbacks.Load() != 1 {
-		t.Fatal("the retried session was not rolled back")
-	}
-}
-
-func TestFactoryPanicRepanicsAndLeavesNothingRegistered(t *testing.T) {
-	type boom struct{ msg string }
-	var calls atomic.Int64
-	started := make(chan struct{})
-	release := make(chan struct{})
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		if id := calls.Add(1); id > 1 {
-			return &fakeTx{id: id}, nil
-		}
-		close(started)
-		<-release
-		panic(boom{"factory exploded"})
-	}, scoped.WithName("users"), scoped.WithTeardownErrorHook(nil))
-	ctx, scope := scoped.Begin(context.Background())
-	defer scope.Remove()
-
-	panicked := make(chan any, 1)
-	go func() {
-		defer func() { panicked <- recover() }()
-		_, _ = r.Current(ctx)
-	}()
-	waitFor(t, started, "factory start")
-
-	// A second caller waits for the creation in flight.
-	wctx := newWaitCtx(ctx)
-	waiterErr := make(chan error, 1)
-	go func() {
-		_, err := r.Current(wctx)
-		waiterErr <- err
-	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
-	close(release)
-
-	p := waitFor(t, panicked, "panic")
-	if b, ok := p.(boom); !ok || b.msg != "factory exploded" {
-		t.Fatalf("the caller that ran the factory recovered %#v, want the factory's panic value", p)
-	}
-	if err := waitFor(t, waiterErr, "waiter"); !errors.Is(err, scoped.ErrFactoryPanicked) {
-		t.Fatalf("waiter got %v, want ErrFactoryPanicked", err)
-	}
-	if r.Has(ctx) {
-		t.Fatal("Has = true after the factory panicked")
-	}
-	if st := r.Stats(); st.Failed != 1 || st.Live != 0 {
-		t.Fatalf("Stats = %+v, want Failed 1, Live 0", st)
-	}
-
-	// The next call tries again.
-	tx := mustCurrent(t, r, ctx)
-	if tx.id != 2 {
-		t.Fatalf("retry got session %d, want 2", tx.id)
-	}
-	if err := scope.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if tx.rollbacks.Load() != 1 {
-		t.Fatal("the retried session was not rolled back")
-	}
-}
-
-func TestWaiterReturnsWhenItsContextIsDone(t *testing.T) {
-	errGone := errors.New("client gone")
-	started := make(chan struct{})
-	release := make(chan struct{})
-	var created *fakeTx
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		close(started)
-		<-release
-		created = &fakeTx{id: 1}
-		return created, nil
-	}, scoped.WithTeardownErrorHook(nil))
-	ctx, scope := scoped.Begin(context.Background())
-	defer scope.Remove()
-
-	creator := make(chan error, 1)
-	go func() {
-		_, err := r.Current(ctx)
-		creator <- err
-	}()
-	waitFor(t, started, "factory start")
-
-	// A caller whose context is already done does not wait.
-	cctx, cancel := context.WithCancelCause(ctx)
-	cancel(errGone)
-	if _, err := r.Current(cctx); !errors.Is(err, errGone) {
-		t.Fatalf("Current with a cancelled context while the factory runs = %v, want %v", err, errGone)
-	}
-
-	// A caller whose context ends while it waits stops waiting.
-	c2, cancel2 := context.WithCancel(ctx)
-	wctx := newWaitCtx(c2)
-	waiter := make(chan error, 1)
-	go func() {
-		_, err := r.Current(wctx)
-		waiter <- err
-	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
-	cancel2()
-	if err := waitFor(t, waiter, "waiter to give up"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("waiter = %v, want context.Canceled", err)
-	}
-
-	close(release)
-	if err := waitFor(t, creator, "creator"); err != nil {
-		t.Fatalf("creator: %v", err)
-	}
-	if err := scope.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if n := created.rollbacks.Load(); n != 1 {
-		t.Fatalf("session created while callers gave up was rolled back %d times, want 1", n)
-	}
-}
-
-func TestRemoveWhileFactoryRunsEndsLateSession(t *testing.T) {
-	baseline := scoped.LiveScopes()
-	started := make(chan struct{})
-	release := make(chan struct{})
+func TestScopedSessionRemoveEndsOnlyThatSession(t *testing.T) {
 	rec := &recorder{}
-	var created *fakeTx
-	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-		close(started)
-		<-release
-		created = &fakeTx{name: "late", rec: rec}
-		return created, nil
-	}, scoped.WithTeardownErrorHook(nil))
+	var callsA, callsB atomic.Int64
+	a := txSession(rec, "A", &callsA)
+	b := txSession(rec, "B", &callsB)
 	ctx, scope := scoped.Begin(context.Background())
+	a1 := mustCurrent(t, a, ctx)
+	mustCurrent(t, b, ctx)
 
-	type result struct {
-		s   *fakeTx
-		err error
+	if err := a.Remove(ctx); err != nil {
+		t.Fatal(err)
 	}
-	creator := make(chan result, 1)
-	go func() {
-		s, err := r.Current(ctx)
-		creator <- result{s, err}
-	}()
-	waitFor(t, started, "factory start")
-	wctx := newWaitCtx(ctx)
-	waiter := make(chan error, 1)
-	go func() {
-		_, err := r.Current(wctx)
-		waiter <- err
-	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
-
+	if a1.rollbacks.Load() != 1 {
+		t.Fatal("ScopedSession.Remove did not roll back its session")
+	}
+	if a.Has(ctx) || !b.Has(ctx) {
+		t.Fatalf("after A.Remove: A.Has %v, B.Has %v; want false, true", a.Has(ctx), b.Has(ctx))
+	}
+	if err := scope.Err(); err != nil {
+		t.Fatalf("scope ended by ScopedSession.Remove: %v", err)
+	}
+	if err := a.Remove(ctx); err != nil {
+		t.Fatalf("Remove without a session = %v, want nil", err)
+	}
+	a2 := mustCurrent(t, a, ctx)
+	if a2 == a1 || callsA.Load() != 2 {
+		t.Fatalf("Current after ScopedSession.Remove reused %p (calls %d), want a new session", a2, callsA.Load())
+	}
 	if err := scope.Remove(); err != nil {
-		t.Fatalf("Remove with a creation in flight = %v", err)
+		t.Fatal(err)
 	}
-	if n := scoped.LiveScopes(); n != baseline {
-		t.Fatalf("LiveScopes = %d after Remove, want %d", n, baseline)
+	if want := []string{"rollback A", "rollback A", "rollback B"}; !equal(rec.list(), want) {
+		t.Fatalf("events %v, want %v", rec.list(), want)
 	}
-	close(release)
+	if a1.rollbacks.Load() != 1 || a2.rollbacks.Load() != 1 {
+		t.Fatal("a session was ended twice")
+	}
+}
 
-	res := waitFor(t, creator, "creator")
-	if !errors.Is(res.err, scoped.ErrScopeClosed) || res.s != nil {
-		t.Fatalf("Current whose scope ended while the factory ran = %v, %v; want nil, ErrScopeClosed", res.s, res.err)
+func TestScopedSessionCommitCommitsThatSession(t *testing.T) {
+	rec := &recorder{}
+	var callsA, callsB atomic.Int64
+	a := txSession(rec, "A", &callsA)
+	b := txSession(rec, "B", &callsB)
+	ctx, scope := scoped.Begin(context.Background())
+	mustCurrent(t, a, ctx)
+	mustCurrent(t, b, ctx)
+	if err := a.Commit(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if err := waitFor(t, waiter, "waiter"); !errors.Is(err, scoped.ErrScopeClosed) {
-		t.Fatalf("waiter = %v, want ErrScopeClosed", err)
+	if a.Has(ctx) || scope.Err() != nil {
+		t.Fatal("after ScopedSession.Commit the session must be gone and the scope open")
 	}
-	if ev := rec.list(); !equal(ev, []string{"rollback late"}) {
-		t.Fatalf("events = %v, want the late session rolled back once", ev)
+	if err := scope.Remove(); err != nil {
+		t.Fatal(err)
 	}
-	if r.Has(ctx) {
-		t.Fatal("Has = true: the late session stayed registered")
+	if want := []string{"commit A", "rollback B"}; !equal(rec.list(), want) {
+		t.Fatalf("events %v, want %v", rec.list(), want)
 	}
-	if st := r.Stats(); st.Live != 0 || st.Created != 1 || st.RolledBack != 1 {
-		t.Fatalf("Stats = %+v, want Live 0, Created 1, RolledBack 1", st)
+	if st := a.Stats(); st.Committed != 1 || st.Live != 0 {
+		t.Fatalf("Stats = %+v", st)
 	}
-	if _, err := r.Current(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
-		t.Fatalf("Current after = %v, want ErrScopeClosed", err)
+}
+
+func TestScopedSessionStringIsItsName(t *testing.T) {
+	var calls atomic.Int64
+	if s := fmt.Sprint(txSession(nil, "users", &calls)); s != "users" {
+		t.Fatalf("String = %q, want the WithName name", s)
+	}
+	if s := fmt.Sprint(scoped.New(func(context.Context) (*fakeTx, error) { return nil, nil })); s != "*scoped_test.fakeTx" {
+		t.Fatalf("String = %q, want the session type", s)
 	}
 }
