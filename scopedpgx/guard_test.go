@@ -30,7 +30,7 @@ func TestTxGuardedCallsBehaveAsPgx(t *testing.T) {
 		t.Fatalf("CopyFrom: %d, %v", n, err)
 	}
 	b := &pgx.Batch{}
-	b.Queue("INSERT INTO "+table+" (id, n) VALUES (3, 30)")
+	b.Queue("INSERT INTO " + table + " (id, n) VALUES (3, 30)")
 	b.Queue("SELECT n FROM "+table+" WHERE id = $1", 2)
 	br := tx.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
