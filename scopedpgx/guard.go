@@ -16,9 +16,10 @@ var errBusy = errors.New("scopedpgx: transaction is busy with another call (a pg
 // end of the transaction.
 //
 // Why it exists: a scope can end on another goroutine while its handler is
-// still inside a query. The core's safety net removes a scope when the
-// scope's context is cancelled, and a client that goes away cancels the
-// request context exactly while the handler waits on the database. Ending
+// still inside a query. The safety net of scoped.Begin removes a scope as
+// soon as the scope's context is cancelled, and a client that goes away
+// cancels the request context exactly while the handler waits on the
+// database. Ending
 // a pgx transaction then would run ROLLBACK on a connection another
 // goroutine is reading from: a data race in pgx that can crash the process
 // (pgconn closes the same channel twice). With the guard, the end waits

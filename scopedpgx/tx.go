@@ -17,15 +17,16 @@ import (
 // sending BEGIN give up when that context is done, so a request past its
 // deadline does not queue for a connection. Unlike database/sql, pgx does
 // not end the transaction when that context is cancelled later; the scope
-// does, when it ends (or when its safety net sees the context cancelled).
+// ends it.
 //
-// The transactions it returns are guarded: a call on one waits for nothing
-// but fails if another call on the same transaction is still running, and
-// ending the transaction waits for a running call to return. So a scope
-// ended on another goroutine (the core's safety net, or a middleware whose
-// client went away) never races a query in flight, and a call made after
-// the end returns [pgx.ErrTxClosed] instead of using a connection that has
-// gone back to the pool. Conn and LargeObjects bypass the guard.
+// The transactions it returns are guarded. A call made while another call
+// on the same transaction is running fails at once instead of racing it,
+// and ending the transaction waits for a running call to return. So a
+// scope ended on another goroutine (by the safety net of [scoped.Begin]
+// when the scope's context is cancelled) never races a query in flight,
+// and a call made after the end returns [pgx.ErrTxClosed] instead of using
+// a connection that has gone back to the pool. Conn and LargeObjects are
+// pgx's escape hatches and bypass the guard.
 func Tx(pool *pgxpool.Pool, opts pgx.TxOptions) func(ctx context.Context) (pgx.Tx, error) {
 	if pool == nil {
 		panic("scopedpgx: Tx with nil pool")
@@ -48,10 +49,13 @@ func Tx(pool *pgxpool.Pool, opts pgx.TxOptions) func(ctx context.Context) (pgx.T
 }
 
 // NewTx returns a ScopedSession of pgx transactions begun on pool with
-// txOpts, one per scope, as [Tx] makes them. [scoped.Scope.Commit] commits them;
-// otherwise they are rolled back with [Rollback], so a transaction its
-// handler committed or rolled back by hand is not a teardown failure.
-// opts come after those defaults and may override them.
+// txOpts, one per scope, as [Tx] makes them. [scoped.Scope.Commit] and
+// [scoped.ScopedSession.Commit] commit them; otherwise they are rolled
+// back with [Rollback], so a transaction its handler committed or rolled
+// back by hand is not a teardown failure. A commit has no such leniency:
+// finding the transaction already closed, it cannot tell a hand commit
+// from a hand rollback or a failed commit, so it fails with
+// [pgx.ErrTxClosed]. opts come after NewTx's own and may override them.
 func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *scoped.ScopedSession[pgx.Tx] {
 	all := make([]scoped.Option, 0, 1+len(opts))
 	all = append(all, scoped.WithRollback(Rollback))
@@ -59,18 +63,14 @@ func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *sco
 }
 
 // Rollback is the teardown [NewTx] installs with [scoped.WithRollback]. It
-// rolls tx back and reports an error only when something was left undone:
-// it returns nil when tx was already committed or rolled back by hand
-// (pgx's Rollback then says [pgx.ErrTxClosed]), and when tx's connection
+// rolls t back and reports an error only when something was left undone:
+// it returns nil when t was already committed or rolled back by hand
+// (pgx's Rollback then says [pgx.ErrTxClosed]), and when t's connection
 // is closed or still busy with rows nobody closed, as after a query whose
 // context was cancelled: pgx then closes the connection, PostgreSQL aborts
-// the transaction of a closed session, and the pool discards the
-// connection, so nothing is left to undo and nothing stays acquired. For a
-// transaction from [Tx] it first waits for a call in progress to return.
-//
-// Rollback does not ignore the errors of a failed commit: a commit that
-// finds the transaction closed cannot tell a hand commit from a hand
-// rollback or a failed commit, so it must fail (see [NewTx]).
+// the transaction of a closed session, and the connection leaves the pool,
+// so nothing is left to undo and nothing stays acquired. For a transaction
+// from [Tx] it first waits for a call in progress to return.
 func Rollback(ctx context.Context, t pgx.Tx) error {
 	g, ok := t.(*tx)
 	if !ok || !g.outer() {
