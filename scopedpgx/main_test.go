@@ -13,14 +13,18 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newPool returns a pool of at most maxConns connections to the test
-// server, closed when t ends; it skips t without a server.
-func newPool(t testing.TB, maxConns int32) *pgxpool.Pool {
+// server, closed when t ends; it skips t without a server. params are
+// pairs of run-time parameters set on every connection.
+func newPool(t testing.TB, maxConns int32, params ...string) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dbtest.Postgres(t).DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = maxConns
+	for i := 0; i+1 < len(params); i += 2 {
+		cfg.ConnConfig.RuntimeParams[params[i]] = params[i+1]
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
