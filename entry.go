@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 )
 
 // entry is one session of a ScopedSession[S], from creation to end.
@@ -37,9 +38,7 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		switch {
 		case err != nil:
 			r.stats.endFailed.add(e.stripe, 1)
-			if r.hook != nil {
-				r.hook(ctx, err)
-			}
+			r.report(ctx, err)
 		case commit:
 			r.stats.committed.add(e.stripe, 1)
 		default:
@@ -218,4 +217,20 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 			return err
 		}
 	}
+}
+
+// report passes a teardown error to the hook. A panicking hook must not
+// stop the teardown of the sessions after this one, so its panic is
+// logged, not propagated.
+func (o *owner) report(ctx context.Context, err error) {
+	if o.hook == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Default().ErrorContext(ctx, "scoped: teardown error hook panicked",
+				"session", o.name, "panic", fmt.Sprint(p), "error", err)
+		}
+	}()
+	o.hook(ctx, err)
 }

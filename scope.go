@@ -100,6 +100,8 @@ func (s *Scope) Remove() error { return s.end(false) }
 // commit stops further commits, and the sessions not yet committed are
 // rolled back; the error names the session that failed. Open child scopes
 // are removed (rolled back), not committed: their owner never decided.
+// Commit on a scope that has already ended commits nothing and returns
+// [ErrScopeClosed].
 func (s *Scope) Commit() error { return s.end(true) }
 
 // Len returns the number of sessions the scope holds now.
@@ -131,6 +133,11 @@ func (s *Scope) end(commit bool) error {
 	if s.ended.Load() {
 		s.mu.Unlock()
 		s.awaitEnd()
+		if commit {
+			// Whatever the scope held was ended before: nothing is
+			// committed by this call, and saying nil would claim otherwise.
+			return ErrScopeClosed
+		}
 		return nil
 	}
 	s.ended.Store(true)

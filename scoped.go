@@ -79,6 +79,28 @@ func New[S any](factory func(ctx context.Context) (S, error), opts ...Option) *S
 	return r
 }
 
+// checkKey rejects keys that cannot find their own map entry: those the
+// runtime cannot hash or compare (slices, maps, funcs, and values holding
+// them, directly, in an interface, or even in a zero-length array), and
+// those not equal to themselves (NaN), which would create a session on
+// every call that no Remove could find. It asks the runtime itself rather
+// than package reflect, whose Comparable misses some of these cases.
+func checkKey(key any) (err error) {
+	if key == nil {
+		return errors.New("nil key")
+	}
+	defer func() {
+		if recover() != nil {
+			err = errors.New("not comparable")
+		}
+	}()
+	_ = map[any]struct{}(nil)[key] // panics for a key that cannot be hashed
+	if key != key {                // panics for one that cannot be compared
+		return errors.New("not equal to itself (NaN)")
+	}
+	return nil
+}
+
 func (o *owner) logTeardownError(ctx context.Context, err error) {
 	slog.Default().ErrorContext(ctx, "scoped: session teardown failed", "session", o.name, "error", err)
 }
@@ -189,8 +211,8 @@ func (r *ScopedSession[S]) key(ctx context.Context) (key any, s *Scope, err erro
 	if s, ok := key.(*Scope); ok && s != nil {
 		return s, s, nil
 	}
-	if !reflect.ValueOf(key).Comparable() {
-		return nil, nil, fmt.Errorf("%w: %T from the ScopeFunc of %s", ErrInvalidKey, key, r.name)
+	if err := checkKey(key); err != nil {
+		return nil, nil, fmt.Errorf("%w: %T from the ScopeFunc of %s: %s", ErrInvalidKey, key, r.name, err)
 	}
 	return key, nil, nil
 }

@@ -35,8 +35,10 @@ type writer struct {
 // response may go out; if not, the error handler's has.
 func (w *writer) decide(status int) bool {
 	w.decided = true
-	if w.cfg.commit == nil {
-		return true // Manual: the scope is the handler's until it returns
+	if w.cfg.commit == nil || w.scope.Err() != nil {
+		// Manual: the scope is the handler's until it returns. Or the
+		// handler already ended the scope itself: nothing left to decide.
+		return true
 	}
 	if !w.cfg.commit(status) {
 		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
