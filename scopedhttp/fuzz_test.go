@@ -1,0 +1,699 @@
+package scopedhttp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/scopedhttp"
+)
+
+// FuzzMiddleware runs the middleware around a handler whose behaviour comes
+// from the fuzz input: the commit mode or a custom policy, whether the
+// commit fails, whether the underlying writer is a Flusher and an
+// io.ReaderFrom, the error handler, and a sequence of handler actions
+// (ask for the session, set a header, WriteHeader with any status
+// including 1xx and invalid ones, Write, Flush, ReadFrom, cancel the
+// request's context, commit by hand, panic). A reference simulation of the
+// contract says what the client must get; besides, these invariants are
+// checked on the recorded events themselves:
+//
+//   - a session that was created ends with exactly one commit or rollback;
+//   - in the automatic modes a commit happens only if the policy accepts
+//     the status at the commit point, and before anything but a 1xx
+//     reached the underlying writer; in Manual mode only when the handler
+//     commits;
+//   - a failed commit never lets a 2xx or 3xx out, nor any byte of the
+//     handler's body, nor the handler's headers;
+//   - a panic goes on, with its value, after the rollback;
+//   - nothing stays live: the scope has ended and the ScopedSession holds
+//     no session.
+//
+// Run it with: go test -run '^$' -fuzz '^FuzzMiddleware$' -fuzztime=10s ./scopedhttp
+func FuzzMiddleware(f *testing.F) {
+	for _, seed := range [][]byte{
+		{1, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3},                 // Autocommit, 201: commit
+		{1 | fzCommitFails, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3}, // commit fails: 500
+		{1, fzaCurrent, fzaWriteHeader, 10},                             // 404: rollback
+		{2, fzaCurrent, fzaWriteHeader, 7, fzaWrite, 1},                 // redirect mode, 302
+		{1, fzaCurrent},                                    // implicit 200
+		{1 | fzCommitFails, fzaCurrent},                    // implicit 200, commit fails
+		{1 | fzFlusher, fzaCurrent, fzaFlush, fzaWrite, 2}, // flush is the commit point
+		{1, fzaCurrent, fzaFlush},                          // not a Flusher: no commit point
+		{1 | fzReaderFrom, fzaCurrent, fzaReadFrom, 4},
+		{1, fzaCurrent, fzaPanic},                                           // panic before the commit point
+		{1, fzaCurrent, fzaWrite, 1, fzaPanic},                              // panic after it
+		{1, fzaCurrent, fzaCancel, fzaWriteHeader, 0},                       // client gone before the commit point
+		{1 | fzDeadline, fzaCurrent, fzaCancel, fzaWrite, 1},                // deadline passed: 503
+		{1, fzaCurrent, fzaWriteHeader, 13, fzaWriteHeader, 1, fzaWrite, 1}, // 103 Early Hints, then 201
+		{1, fzaCurrent, fzaWriteHeader, 200, 42},                            // invalid status: the server panics
+		{3 | fzCommitFails, fzaCurrent, fzaWriteHeader, 200, 42},            // custom policy accepts 42
+		{0, fzaCurrent, fzaCommit, fzaCurrent, fzaWriteHeader, 1},           // Manual: hand commit
+		{0 | fzCommitFails, fzaCurrent, fzaCommit},                          // Manual: hand commit fails
+		{0, fzaCurrent, fzaWrite, 1},                                        // Manual: rollback
+		{1 | fzCustomErr, fzaHeader, fzaCurrent, fzaWriteHeader, 1},
+		{1 | fzCommitFails | fzCustomErr, fzaHeader, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 1},
+		{1, fzaWrite, 1, fzaCurrent, fzaCurrent},     // session asked for after the commit point
+		{1, fzaWriteHeader, 3, fzaCurrent, fzaPanic}, // 101 is a final status
+		{1 | fzRollbackFails, fzaCurrent, fzaWriteHeader, 21},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fzServe(t, fzDecode(data))
+	})
+}
+
+// Configuration bits (first byte; its low two bits pick the mode).
+const (
+	fzCommitFails   = 1 << 2
+	fzRollbackFails = 1 << 3
+	fzFlusher       = 1 << 4
+	fzReaderFrom    = 1 << 5
+	fzDeadline      = 1 << 6 // the request's context ends with DeadlineExceeded
+	fzCustomErr     = 1 << 7 // a custom error handler instead of the default
+)
+
+// Handler actions.
+const (
+	fzaCurrent byte = iota
+	fzaHeader
+	fzaWriteHeader
+	fzaWrite
+	fzaFlush
+	fzaReadFrom
+	fzaCancel
+	fzaCommit // Manual mode: Scope.Commit by hand
+	fzaPanic
+	fzaKinds
+)
+
+// fzCodes are the statuses a WriteHeader action picks from with a byte
+// below 200; other bytes read a second byte for a status in 0..1099.
+var fzCodes = []int{200, 201, 204, 101, 299, 300, 301, 302, 304, 399, 404, 409, 400, 103, 100, 199, 500, 503, 599, 600, 999, 0, 99, 1000, 422, 102}
+
+type fzAction struct {
+	kind byte
+	code int
+	n    int
+}
+
+type fzCase struct {
+	mode                                  byte // 0 Manual, 1 Autocommit, 2 AutocommitIncludeRedirect, 3 custom policy
+	commitFails, rollbackFails            bool
+	flusher, readerFrom, deadline, custom bool
+	actions                               []fzAction
+}
+
+func (c fzCase) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode %d commitFails=%v rollbackFails=%v flusher=%v readerFrom=%v deadline=%v customErrorHandler=%v actions:",
+		c.mode, c.commitFails, c.rollbackFails, c.flusher, c.readerFrom, c.deadline, c.custom)
+	for _, a := range c.actions {
+		name := [...]string{"Current", "Header", "WriteHeader", "Write", "Flush", "ReadFrom", "Cancel", "Commit", "Panic"}[a.kind]
+		switch a.kind {
+		case fzaWriteHeader:
+			fmt.Fprintf(&b, " %s(%d)", name, a.code)
+		case fzaWrite, fzaReadFrom:
+			fmt.Fprintf(&b, " %s(%d bytes)", name, a.n)
+		default:
+			b.WriteString(" " + name)
+		}
+	}
+	return b.String()
+}
+
+func fzDecode(data []byte) fzCase {
+	next := func() byte {
+		if len(data) == 0 {
+			return 0
+		}
+		c := data[0]
+		data = data[1:]
+		return c
+	}
+	cfg := next()
+	c := fzCase{
+		mode:          cfg & 3,
+		commitFails:   cfg&fzCommitFails != 0,
+		rollbackFails: cfg&fzRollbackFails != 0,
+		flusher:       cfg&fzFlusher != 0,
+		readerFrom:    cfg&fzReaderFrom != 0,
+		deadline:      cfg&fzDeadline != 0,
+		custom:        cfg&fzCustomErr != 0,
+	}
+	for len(data) > 0 && len(c.actions) < 16 {
+		a := fzAction{kind: next() % fzaKinds}
+		switch a.kind {
+		case fzaWriteHeader:
+			if b := next(); b < 200 {
+				a.code = fzCodes[int(b)%len(fzCodes)]
+			} else {
+				a.code = (int(b)<<8 | int(next())) % 1100
+			}
+		case fzaWrite, fzaReadFrom:
+			a.n = int(next() % 8)
+		}
+		c.actions = append(c.actions, a)
+	}
+	return c
+}
+
+func (c fzCase) policy(status int) bool {
+	switch c.mode {
+	case 1:
+		return status >= 200 && status < 300
+	case 2:
+		return status >= 200 && status < 400
+	case 3:
+		return status%2 == 0 // any func(int) bool may be given
+	}
+	return false
+}
+
+// fzLog is the one ordered record of what the session and the underlying
+// writer saw.
+type fzLog struct {
+	mu sync.Mutex
+	ev []string
+}
+
+func (l *fzLog) add(e string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ev = append(l.ev, e)
+}
+
+func (l *fzLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ev)
+}
+
+type fzTx struct {
+	log                *fzLog
+	commitErr, rbErr   error
+	commits, rollbacks int
+}
+
+func (x *fzTx) Commit() error {
+	x.commits++
+	x.log.add("tx commit")
+	return x.commitErr
+}
+
+func (x *fzTx) Rollback() error {
+	x.rollbacks++
+	x.log.add("tx rollback")
+	return x.rbErr
+}
+
+var (
+	errFzCommit   = errors.New("fuzz: commit failed")
+	errFzRollback = errors.New("fuzz: rollback failed")
+)
+
+// fzWriter is the underlying ResponseWriter. It behaves like net/http's:
+// 1xx other than 101 are informational, the first other status is the
+// response's (later ones are ignored), an invalid status panics, and a
+// body write or flush without a status sends 200.
+type fzWriter struct {
+	log      *fzLog
+	header   http.Header
+	status   int
+	infos    []int
+	body     strings.Builder
+	flushes  int
+	atStatus http.Header // the header when the status went out
+}
+
+func (w *fzWriter) Header() http.Header { return w.header }
+
+func (w *fzWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return // superfluous
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		w.infos = append(w.infos, code)
+		w.log.add(fmt.Sprintf("writer info %d", code))
+		return
+	}
+	w.status = code
+	w.atStatus = w.header.Clone()
+	w.log.add(fmt.Sprintf("writer status %d", code))
+}
+
+func (w *fzWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.log.add(fmt.Sprintf("writer body %d", len(p)))
+	w.body.Write(p)
+	return len(p), nil
+}
+
+type fzFlushWriter struct{ *fzWriter }
+
+func (w fzFlushWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.flushes++
+	w.log.add("writer flush")
+}
+
+type fzReadFromWriter struct{ *fzWriter }
+
+func (w fzReadFromWriter) ReadFrom(r io.Reader) (int64, error) {
+	b, err := io.ReadAll(r)
+	n, _ := w.Write(b)
+	return int64(n), err
+}
+
+type fzBothWriter struct{ *fzWriter }
+
+func (w fzBothWriter) Flush()                              { fzFlushWriter(w).Flush() }
+func (w fzBothWriter) ReadFrom(r io.Reader) (int64, error) { return fzReadFromWriter(w).ReadFrom(r) }
+
+// The bytes of the handler's body, which no error response contains.
+const (
+	fzWriteByte    = "\x01"
+	fzReadFromByte = "\x02"
+)
+
+// fzPanicValue is what the handler panics with.
+type fzPanicValue struct{}
+
+// fzOutcome is what a request produced, observed or simulated.
+type fzOutcome struct {
+	currents     []string // result of each Current action
+	handCommit   string   // result of a hand commit
+	created      bool
+	commits      int
+	rollbacks    int
+	status       int
+	infos        []int
+	body         string
+	flushes      int
+	errResponse  bool   // the status and body came from the error handler
+	panicked     string // "", "handler" or "writer"
+	writeErrs    []string
+	handlerHdrOK bool // the handler's header went out with the handler's status
+}
+
+func fzServe(t *testing.T, c fzCase) {
+	log := &fzLog{}
+	var tx *fzTx
+	txs := scoped.New(func(context.Context) (*fzTx, error) {
+		if tx != nil {
+			return nil, errors.New("fuzz: a second session in one request")
+		}
+		tx = &fzTx{log: log}
+		if c.commitFails {
+			tx.commitErr = errFzCommit
+		}
+		if c.rollbackFails {
+			tx.rbErr = errFzRollback
+		}
+		log.add("tx create")
+		return tx, nil
+	}, scoped.WithTeardownErrorHook(nil))
+
+	opts := []scopedhttp.Option{scopedhttp.Bind(txs)}
+	switch c.mode {
+	case 1:
+		opts = append(opts, scopedhttp.WithCommitMode(scopedhttp.Autocommit))
+	case 2:
+		opts = append(opts, scopedhttp.WithCommitMode(scopedhttp.AutocommitIncludeRedirect))
+	case 3:
+		opts = append(opts, scopedhttp.WithCommitPolicy(c.policy))
+	}
+	var handlerErr error
+	if c.custom {
+		opts = append(opts, scopedhttp.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
+			handlerErr = err
+			for k := range w.Header() {
+				delete(w.Header(), k)
+			}
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, "ERR")
+		}))
+	}
+
+	uw := &fzWriter{log: log, header: http.Header{}}
+	var w http.ResponseWriter = uw
+	switch {
+	case c.flusher && c.readerFrom:
+		w = fzBothWriter{uw}
+	case c.flusher:
+		w = fzFlushWriter{uw}
+	case c.readerFrom:
+		w = fzReadFromWriter{uw}
+	}
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	req := httptest.NewRequest(http.MethodPost, "/", nil).WithContext(ctx)
+
+	got := fzOutcome{}
+	var scope *scoped.Scope
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scope, _ = scoped.FromContext(r.Context())
+		_, isFlusher := w.(http.Flusher)
+		_, isReaderFrom := w.(io.ReaderFrom)
+		if isFlusher != c.flusher || isReaderFrom != c.readerFrom {
+			t.Errorf("the wrapper offers Flusher=%v ReaderFrom=%v, the server's writer %v and %v", isFlusher, isReaderFrom, c.flusher, c.readerFrom)
+		}
+		for _, a := range c.actions {
+			switch a.kind {
+			case fzaCurrent:
+				x, err := scoped.Current[*fzTx](r.Context())
+				got.currents = append(got.currents, fzResult(x != nil, err))
+			case fzaHeader:
+				w.Header().Set("Location", "/made/1") // a header of the intended response only
+			case fzaWriteHeader:
+				w.WriteHeader(a.code)
+			case fzaWrite:
+				_, err := w.Write([]byte(strings.Repeat(fzWriteByte, a.n)))
+				got.writeErrs = append(got.writeErrs, fzErrName(err))
+			case fzaFlush:
+				if f, ok := w.(http.Flusher); ok {
+					f.Flush()
+				} else if err := http.NewResponseController(w).Flush(); !errors.Is(err, http.ErrNotSupported) {
+					t.Errorf("ResponseController.Flush without a Flusher = %v, want ErrNotSupported", err)
+				}
+			case fzaReadFrom:
+				if rf, ok := w.(io.ReaderFrom); ok {
+					_, err := rf.ReadFrom(strings.NewReader(strings.Repeat(fzReadFromByte, a.n)))
+					got.writeErrs = append(got.writeErrs, fzErrName(err))
+				}
+			case fzaCancel:
+				cause := context.Canceled
+				if c.deadline {
+					cause = context.DeadlineExceeded
+				}
+				cancel(cause)
+			case fzaCommit:
+				if c.mode == 0 {
+					got.handCommit = fzErrName(scope.Commit())
+				}
+			case fzaPanic:
+				panic(fzPanicValue{})
+			}
+		}
+	})
+
+	func() {
+		defer func() {
+			switch p := recover().(type) {
+			case nil:
+			case fzPanicValue:
+				got.panicked = "handler"
+			case string:
+				if strings.HasPrefix(p, "invalid WriteHeader code") {
+					got.panicked = "writer"
+					return
+				}
+				t.Fatalf("unexpected panic %q", p)
+			default:
+				t.Fatalf("unexpected panic %v (the middleware must re-panic with the handler's value)", p)
+			}
+		}()
+		scopedhttp.Middleware(opts...)(h).ServeHTTP(w, req)
+	}()
+
+	if tx != nil {
+		got.created, got.commits, got.rollbacks = true, tx.commits, tx.rollbacks
+	}
+	got.status, got.infos, got.body, got.flushes = uw.status, uw.infos, uw.body.String(), uw.flushes
+	if uw.status != 0 {
+		got.handlerHdrOK = uw.atStatus.Get("Location") != ""
+	}
+	events := log.list()
+	want := fzSimulate(c)
+
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("%s\ncase: %v\nevents: %q\ngot  %+v\nwant %+v", fmt.Sprintf(format, args...), c, events, got, want)
+	}
+
+	// The invariants, on the record itself.
+	if got.created && got.commits+got.rollbacks != 1 {
+		fail("the session ended with %d commits and %d rollbacks, want exactly one of them", got.commits, got.rollbacks)
+	}
+	if i := slices.Index(events, "tx commit"); i >= 0 {
+		for _, e := range events[:i] {
+			// In Manual mode the handler commits when it wants to.
+			if c.mode != 0 && strings.HasPrefix(e, "writer ") && !strings.HasPrefix(e, "writer info") {
+				fail("committed after %q reached the server", e)
+			}
+		}
+		if c.mode == 0 && got.handCommit == "" {
+			fail("Manual mode committed without the handler committing")
+		}
+		if c.commitFails && got.status >= 200 && got.status < 400 && c.mode != 0 {
+			fail("the commit failed but the client got %d", got.status)
+		}
+	}
+	if c.commitFails && got.commits > 0 && c.mode != 0 {
+		if strings.ContainsAny(got.body, fzWriteByte+fzReadFromByte) {
+			fail("the handler's body went out after a failed commit: %q", got.body)
+		}
+		if got.handlerHdrOK {
+			fail("the handler's header went out with the error response")
+		}
+	}
+	if scope != nil && scope.Err() == nil {
+		fail("the request's scope is still open after ServeHTTP")
+	}
+	if st := txs.Stats(); st.Live != 0 {
+		fail("Stats().Live = %d after the request", st.Live)
+	}
+	if c.custom && want.errResponse && handlerErr == nil {
+		fail("the custom error handler was not called")
+	}
+
+	// The reference simulation of the contract.
+	if !slices.Equal(got.currents, want.currents) {
+		fail("Current results %q, want %q", got.currents, want.currents)
+	}
+	if c.mode == 0 && want.handCommit != "" && !(got.handCommit == want.handCommit ||
+		want.handCommit == "ErrScopeClosed" && got.handCommit == "nil") { // known: Commit after the scope ended returns nil
+		fail("hand Commit = %s, want %s", got.handCommit, want.handCommit)
+	}
+	if got.created != want.created || got.commits != want.commits || got.rollbacks != want.rollbacks {
+		fail("session: created=%v commits=%d rollbacks=%d, want %v %d %d", got.created, got.commits, got.rollbacks, want.created, want.commits, want.rollbacks)
+	}
+	if got.panicked != want.panicked {
+		fail("panic %q, want %q", got.panicked, want.panicked)
+	}
+	if got.status != want.status || !slices.Equal(got.infos, want.infos) || got.flushes != want.flushes {
+		fail("the server got status %d (1xx %v, %d flushes), want %d (%v, %d)", got.status, got.infos, got.flushes, want.status, want.infos, want.flushes)
+	}
+	if want.errResponse {
+		wantBody := "ERR"
+		if !c.custom {
+			wantBody = "the request's changes were not saved"
+		}
+		if !strings.Contains(got.body, wantBody) || strings.ContainsAny(got.body, fzWriteByte+fzReadFromByte) {
+			fail("error response body %q, want the error handler's (%q)", got.body, wantBody)
+		}
+		if got.handlerHdrOK {
+			fail("the handler's Location header went out with the error response")
+		}
+	} else {
+		if got.body != want.body {
+			fail("body %q, want %q", got.body, want.body)
+		}
+		if want.handlerHdrOK != got.handlerHdrOK {
+			fail("the handler's Location header went out: %v, want %v", got.handlerHdrOK, want.handlerHdrOK)
+		}
+	}
+	if !slices.Equal(got.writeErrs, want.writeErrs) {
+		fail("Write/ReadFrom errors %q, want %q", got.writeErrs, want.writeErrs)
+	}
+}
+
+func fzResult(ok bool, err error) string {
+	if err != nil {
+		return fzErrName(err)
+	}
+	if !ok {
+		return "nil session"
+	}
+	return "session"
+}
+
+func fzErrName(err error) string {
+	switch {
+	case err == nil:
+		return "nil"
+	case errors.Is(err, scoped.ErrScopeClosed):
+		return "ErrScopeClosed"
+	case errors.Is(err, scopedhttp.ErrCommitFailed):
+		return "ErrCommitFailed"
+	case errors.Is(err, errFzCommit):
+		return "commit failed"
+	case errors.Is(err, errFzRollback):
+		return "rollback failed"
+	}
+	return "other: " + err.Error()
+}
+
+// fzSimulate is the contract of section 3 applied to c, with no code of
+// the middleware: what the session, the handler and the server must see.
+func fzSimulate(c fzCase) fzOutcome {
+	var o fzOutcome
+	decided, failed, scopeEnded, cancelled, hdr := false, false, false, false, false
+	// writer models the server's ResponseWriter; it reports a panic.
+	writeStatus := func(code int) bool {
+		if o.status != 0 {
+			return true
+		}
+		if code < 100 || code > 999 {
+			o.panicked = "writer"
+			return false
+		}
+		if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+			o.infos = append(o.infos, code)
+			return true
+		}
+		o.status = code
+		o.handlerHdrOK = hdr
+		return true
+	}
+	decide := func(status int) {
+		decided = true
+		if c.mode == 0 {
+			return // Manual: the handler's scope until it returns
+		}
+		scopeEnded = true // the commit point ends the scope
+		if !c.policy(status) {
+			return // rolled back below
+		}
+		errStatus := http.StatusInternalServerError
+		if cancelled && o.created {
+			failed = true // the request ended before the commit point
+			if c.deadline && !c.custom {
+				errStatus = http.StatusServiceUnavailable
+			}
+		} else if o.created {
+			o.commits = 1
+			failed = c.commitFails
+		}
+		if failed {
+			o.errResponse = true
+			o.status = errStatus
+		}
+	}
+	// body is a Write, ReadFrom or Flush (n < 0) through the wrapper.
+	body := func(n int) (stop bool) {
+		if !decided {
+			decide(http.StatusOK)
+		}
+		if failed {
+			if n >= 0 {
+				o.writeErrs = append(o.writeErrs, "ErrCommitFailed")
+			}
+			return false
+		}
+		if o.status == 0 {
+			writeStatus(http.StatusOK)
+		}
+		if n >= 0 {
+			o.writeErrs = append(o.writeErrs, "nil")
+		} else {
+			o.flushes++
+		}
+		return false
+	}
+run:
+	for _, a := range c.actions {
+		switch a.kind {
+		case fzaCurrent:
+			if scopeEnded {
+				o.currents = append(o.currents, "ErrScopeClosed")
+			} else {
+				o.created = true
+				o.currents = append(o.currents, "session")
+			}
+		case fzaHeader:
+			hdr = true
+		case fzaWriteHeader:
+			if failed {
+				continue
+			}
+			if !decided {
+				if a.code >= 100 && a.code <= 199 && a.code != http.StatusSwitchingProtocols {
+					writeStatus(a.code)
+					continue
+				}
+				decide(a.code)
+				if failed {
+					continue
+				}
+			}
+			if !writeStatus(a.code) {
+				break run
+			}
+		case fzaWrite:
+			body(a.n)
+			if !failed {
+				o.body += strings.Repeat(fzWriteByte, a.n)
+			}
+		case fzaReadFrom:
+			if c.readerFrom {
+				body(a.n)
+				if !failed {
+					o.body += strings.Repeat(fzReadFromByte, a.n)
+				}
+			}
+		case fzaFlush:
+			if c.flusher {
+				body(-1)
+			}
+		case fzaCancel:
+			cancelled = true
+		case fzaCommit:
+			if c.mode != 0 {
+				continue
+			}
+			if scopeEnded {
+				o.handCommit = "ErrScopeClosed"
+				continue
+			}
+			scopeEnded = true
+			o.handCommit = "nil"
+			if o.created {
+				o.commits = 1
+				if c.commitFails {
+					o.handCommit = "commit failed"
+				}
+			}
+		case fzaPanic:
+			o.panicked = "handler"
+			break run
+		}
+	}
+	if o.panicked == "" && !decided {
+		decide(http.StatusOK) // the implicit 200 of a handler that wrote nothing
+	}
+	if o.created && o.commits == 0 {
+		o.rollbacks = 1
+	}
+	if o.errResponse {
+		o.body = "" // the error handler's, checked separately
+	}
+	return o
+}
