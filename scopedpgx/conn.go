@@ -34,14 +34,15 @@ func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 // [pgx.Conn.DeallocateAll]) and the next user prepares again rather than
 // naming statements that no longer exist. That costs two round trips per
 // scope that used its connection. pgxpool's AfterRelease hook stays the
-// application's own.
+// application's own, and runs after the reset.
 //
 // A connection that is closed, busy with unread rows, or inside a
 // transaction nobody ended is not reset but closed, which ends its session
 // on the server. A connection whose reset fails is closed as well, since
 // its state is unknown, and the error is the teardown's. Either way the
-// connection is out of the pool's acquired count when the scope's Remove
-// returns.
+// connection no longer counts as acquired when the scope's Remove returns
+// (unless the pool has an AfterRelease hook, which pgxpool runs in the
+// background for connections that go back).
 //
 // opts come after the default teardown and may override it, for example
 // scoped.WithClose with a function that only calls Release, when no code

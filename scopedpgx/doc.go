@@ -61,7 +61,8 @@
 // middleware's commit would fail and answer 500); in Manual mode it
 // commits with [scoped.ScopedSession.Commit]. When the scope's Remove or
 // Commit returns, its connection is back in the pool, or out of it and
-// closed if its session could not be reused.
+// closed if its session could not be reused (pgxpool would close such a
+// connection in the background, holding a slot of the pool meanwhile).
 //
 // # Concurrency
 //
