@@ -255,3 +255,48 @@ func TestMisuseAtConstructionPanics(t *testing.T) {
 		})
 	}
 }
+
+// In the automatic modes a handler may still end the scope itself before
+// the commit point; the middleware then neither ends it again nor turns
+// the response into an error.
+func TestAutomaticModeAfterHandlerEndedTheScopeItself(t *testing.T) {
+	cases := []struct {
+		name         string
+		end          func(fx *fixture, r *http.Request) error
+		wantC, wantR int
+	}{
+		{"Scope.Commit", func(_ *fixture, r *http.Request) error {
+			scope, _ := scoped.FromContext(r.Context())
+			return scope.Commit()
+		}, 1, 0},
+		{"Scope.Remove", func(_ *fixture, r *http.Request) error {
+			scope, _ := scoped.FromContext(r.Context())
+			return scope.Remove()
+		}, 0, 1},
+		{"ScopedSession.Commit", func(fx *fixture, r *http.Request) error { return fx.reg.Commit(r.Context()) }, 1, 0},
+		{"ScopedSession.Remove", func(fx *fixture, r *http.Request) error { return fx.reg.Remove(r.Context()) }, 0, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fx := newFixture()
+			h := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(http.HandlerFunc(
+				func(w http.ResponseWriter, r *http.Request) {
+					session(t, r)
+					if err := c.end(fx, r); err != nil {
+						t.Errorf("%s: %v", c.name, err)
+					}
+					w.WriteHeader(http.StatusCreated)
+					_, _ = w.Write([]byte("created"))
+				}))
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+			if rec.Code != http.StatusCreated || rec.Body.String() != "created" {
+				t.Errorf("client got %d %q, want the handler's 201", rec.Code, rec.Body.String())
+			}
+			fx.wantEnded(t, c.name, c.wantC, c.wantR)
+			if errs := fx.errs(); len(errs) != 0 {
+				t.Errorf("teardown errors: %v", errs)
+			}
+		})
+	}
+}
