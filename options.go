@@ -15,6 +15,7 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
+	noNet     bool
 	name      string
 	scopeFunc ScopeFunc
 	hook      func(ctx context.Context, err error)
@@ -34,6 +35,15 @@ type teardownOverride struct {
 // The default is the session type, such as "*sql.Tx".
 func WithName(name string) Option {
 	return optionFunc(func(c *config) { c.name = name })
+}
+
+// WithoutSafetyNet keeps the safety net (see [Scope]) away from this
+// ScopedSession's sessions, for session types that must not be ended on
+// another goroutine while a query may still run on them, such as a pinned
+// *pgxpool.Conn. A scope holding such a session has no safety net at all:
+// it must be removed, as defer scope.Remove() does.
+func WithoutSafetyNet() Option {
+	return optionFunc(func(c *config) { c.noNet = true })
 }
 
 // WithScopeFunc replaces the default [ScopeFunc] ([ScopeToken]). See

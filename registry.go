@@ -121,7 +121,15 @@ func (s *Scope) publish(n *node) error {
 		return ErrScopeClosed
 	}
 	n.settle(nil)
-	if s.stop == nil && !s.noNet && s.parentCtx.Done() != nil {
+	switch {
+	case n.owner.noNet:
+		// A session the net must not touch disarms it for the whole scope.
+		s.noNet = true
+		if s.stop != nil {
+			s.stop()
+			s.stop = nil
+		}
+	case s.stop == nil && !s.noNet && s.parentCtx.Done() != nil:
 		// The safety net, registered once the scope has something to end.
 		// AfterFunc runs s.cancelled on its own goroutine, never here.
 		s.stop = context.AfterFunc(s.parentCtx, s.cancelled)

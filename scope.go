@@ -19,14 +19,13 @@ import (
 // end scopes: code still using a session when its context is cancelled
 // sees the driver's errors, and a session type that is not safe for
 // concurrent use (pgx) must not be in use then: begin such scopes with
-// [BeginWithoutSafetyNet] and end them with defer. defer scope.Remove()
-// remains the rule. A scope that holds no session registers nothing and
+// [BeginWithoutSafetyNet] and end them with defer, or create their
+// ScopedSession [WithoutSafetyNet]. defer scope.Remove() remains the rule. A scope that holds no session registers nothing and
 // costs no teardown work.
 type Scope struct {
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
 	stripe    uint32 // counter stripe, see stats.go
-	noNet     bool   // BeginWithoutSafetyNet: never register the safety net
 
 	// head lists this scope's sessions, newest first. Readers walk it
 	// without a lock; it is written only under mu.
@@ -39,6 +38,7 @@ type Scope struct {
 	waitEnd  atomic.Pointer[chan struct{}]
 
 	mu       sync.Mutex  // guards the fields below and writes to head and ended
+	noNet    bool        // no safety net: BeginWithoutSafetyNet, or a WithoutSafetyNet session
 	stop     func() bool // unregisters the safety net
 	children *Scope      // open child scopes, newest first
 

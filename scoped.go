@@ -27,6 +27,7 @@ type ScopedSession[S any] struct {
 type owner struct {
 	name      string
 	scopeFunc ScopeFunc // nil: ScopeToken, on the lock-free path
+	noNet     bool      // WithoutSafetyNet
 	hook      func(ctx context.Context, err error)
 	closed    atomic.Bool
 	stats     sessionCounters
@@ -72,6 +73,7 @@ func New[S any](factory func(ctx context.Context) (S, error), opts ...Option) *S
 		r.name = reflect.TypeFor[S]().String()
 	}
 	r.scopeFunc = c.scopeFunc
+	r.noNet = c.noNet
 	r.hook = c.hook
 	if !c.hookSet {
 		r.hook = r.logTeardownError

@@ -49,8 +49,10 @@ func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 // ever changes session state.
 func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*pgxpool.Conn] {
 	h := newHome(pool)
-	all := make([]scoped.Option, 0, 1+len(opts))
-	all = append(all, scoped.WithClose(h.resetAndRelease))
+	all := make([]scoped.Option, 0, 2+len(opts))
+	// A *pgxpool.Conn cannot be guarded like NewTx's transactions, so the
+	// scope's safety net must never release it under a running query.
+	all = append(all, scoped.WithClose(h.resetAndRelease), scoped.WithoutSafetyNet())
 	return scoped.New(Conn(pool), append(all, opts...)...)
 }
 

@@ -25,7 +25,7 @@
 //
 // Elsewhere (a job, a test), begin and end the scope yourself:
 //
-//	ctx, scope := scoped.BeginWithoutSafetyNet(ctx)
+//	ctx, scope := scoped.Begin(ctx)
 //	defer scope.Remove()        // rolls back whatever was not committed
 //	tx, err := txs.Current(ctx) // BEGIN happens here, not before
 //	...
@@ -76,7 +76,8 @@
 // someone else. Their Conn and LargeObjects methods are pgx's escape
 // hatches and bypass that.
 //
-// A *pgxpool.Conn cannot be guarded that way: begin the scopes that use
-// [NewConn] with [scoped.BeginWithoutSafetyNet] (scopedhttp does) and end
-// them with defer, on the goroutine that uses the connection.
+// A *pgxpool.Conn cannot be guarded that way, so [NewConn] creates its
+// ScopedSession [scoped.WithoutSafetyNet]: a scope holding a pinned
+// connection has no safety net, and must be ended with defer, on the
+// goroutine that uses the connection.
 package scopedpgx
