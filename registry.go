@@ -114,27 +114,52 @@ func (s *Scope) unlink(n *node) {
 
 func (s *Scope) publish(n *node) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.ended.Load() {
 		s.unlink(n)
 		n.settle(ErrScopeClosed)
+		s.mu.Unlock()
 		return ErrScopeClosed
 	}
 	n.settle(nil)
+	var disarm func() bool
+	arm := false
 	switch {
 	case n.owner.noNet:
 		// A session the net must not touch disarms it for the whole scope.
 		s.noNet = true
-		if s.stop != nil {
-			s.stop()
-			s.stop = nil
-		}
-	case s.stop == nil && !s.noNet && s.parentCtx.Done() != nil:
-		// The safety net, registered once the scope has something to end.
-		// AfterFunc runs s.cancelled on its own goroutine, never here.
-		s.stop = context.AfterFunc(s.parentCtx, s.cancelled)
+		disarm, s.stop = s.stop, nil
+	case !s.noNet && !s.armed:
+		s.armed = true
+		arm = true
+	}
+	s.mu.Unlock()
+	// The context's methods run outside s.mu: a context may be the
+	// caller's own type.
+	if disarm != nil {
+		disarm()
+	}
+	if arm {
+		s.arm()
 	}
 	return nil
+}
+
+// arm registers the safety net, once the scope has something to end.
+// context.AfterFunc runs s.cancelled on a goroutine of its own, never here.
+func (s *Scope) arm() {
+	if s.parentCtx.Done() == nil {
+		return // never cancelled: nothing to watch
+	}
+	stop := context.AfterFunc(s.parentCtx, s.cancelled)
+	s.mu.Lock()
+	keep := !s.ended.Load() && !s.noNet
+	if keep {
+		s.stop = stop
+	}
+	s.mu.Unlock()
+	if !keep {
+		stop()
+	}
 }
 
 func (s *Scope) fail(n *node, err error) {

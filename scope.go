@@ -39,6 +39,7 @@ type Scope struct {
 
 	mu       sync.Mutex  // guards the fields below and writes to head and ended
 	noNet    bool        // no safety net: BeginWithoutSafetyNet, or a WithoutSafetyNet session
+	armed    bool        // the safety net is registered, or being registered
 	stop     func() bool // unregisters the safety net
 	children *Scope      // open child scopes, newest first
 
