@@ -42,7 +42,12 @@
 // which keeps a steady drift of the machine's speed out of the ratio;
 // -order abab runs A B, A B, …. Rounds are short (500 ms) and many (20)
 // because on a shared machine the speed changes from one second to the
-// next: two runs close in time see the same machine.
+// next: two runs close in time see the same machine. -interleave goes
+// further: in every round both variants run at once, each client
+// alternating between them, so both see the same machine at the same
+// instants; a variant's req/s is then the throughput at the latency it
+// showed (clients × requests answered / time the clients waited on it),
+// and the CPU per request, shared, is not reported.
 //
 // The report, printed to stdout as markdown, gives for each variant the
 // median throughput over the rounds (requests answered 200 per second),

@@ -27,10 +27,15 @@ func newClient(clients int) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-// load is one round of one variant.
+// target is one variant's server, as the load generator sees it.
+type target struct {
+	client *http.Client
+	url    string // the server's base URL
+}
+
+// load is one round: of one variant, or of two at once.
 type load struct {
-	client   *http.Client
-	url      string        // the server's base URL
+	targets  []target      // one, or two for an interleaved round
 	clients  int           // concurrent clients
 	rows     int           // ids are drawn in [1, rows]
 	mix      bool          // every other request of each client is GET /health
@@ -40,12 +45,15 @@ type load struct {
 
 // measurement is what one round of one variant did.
 type measurement struct {
-	OK      int           // requests answered 200
-	DBOK    int           // of which POST /bump, which updated a row
-	Failed  int           // other statuses and transport errors
-	Err     string        // the first failure
-	Elapsed time.Duration // from the first request sent to the last answer
-	CPU     time.Duration // CPU time of this whole process meanwhile (0: unknown)
+	OK     int    // requests answered 200
+	DBOK   int    // of which POST /bump, which updated a row
+	Failed int    // other statuses and transport errors
+	Err    string // the first failure
+	// Elapsed is the round's length, from the first request sent to the
+	// last answer; in an interleaved round, the time the clients spent
+	// waiting on this variant divided by their number.
+	Elapsed time.Duration
+	CPU     time.Duration // CPU time of this whole process meanwhile (0: unknown or shared)
 	Delta   int64         // growth of the table's sum(n) during the round
 	InUse   int           // connections still checked out after the round
 }
@@ -67,13 +75,19 @@ func (m measurement) CPUPerRequest() time.Duration {
 	return 0
 }
 
-// run drives the server with l.clients goroutines until the duration has
-// passed, the request budget is spent, or ctx is done, whichever is first.
-func (l load) run(ctx context.Context) measurement {
+// run drives the targets with l.clients goroutines until the duration has
+// passed, the request budget is spent, or ctx is done, whichever is first,
+// and returns a measurement per target. With two targets every client
+// alternates between them, and a target's Elapsed is the time the clients
+// waited on it divided by their number: both targets are measured on the
+// same machine at the same instants.
+func (l load) run(ctx context.Context) []measurement {
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
-		total   measurement
+		n       = len(l.targets)
+		total   = make([]measurement, n)
+		waited  = make([]time.Duration, n)
 		tickets atomic.Int64
 	)
 	cpu0, start := processCPU(), time.Now()
@@ -87,19 +101,25 @@ func (l load) run(ctx context.Context) measurement {
 		}
 		return time.Now().Before(deadline)
 	}
-	bump := l.url + "/bump?id="
-	health := l.url + "/health"
 	for c := range l.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var m measurement
-			for i := c; more(); i++ { // starting parity alternates between clients
-				method, url, db := http.MethodPost, bump+strconv.Itoa(1+rand.IntN(l.rows)), true
-				if l.mix && i%2 == 0 {
-					method, url, db = http.MethodGet, health, false
+			ms := make([]measurement, n)
+			ws := make([]time.Duration, n)
+			// Clients start at different points of the cycle: target 0
+			// /health, target 1 /health, target 0 /bump, … (mix), so that at
+			// any instant about as many requests of each kind are in flight.
+			for k := c; more(); k++ {
+				side, t := k%n, l.targets[k%n]
+				method, url, db := http.MethodPost, t.url+"/bump?id="+strconv.Itoa(1+rand.IntN(l.rows)), true
+				if l.mix && (k/n)%2 == 0 {
+					method, url, db = http.MethodGet, t.url+"/health", false
 				}
-				status, err := do(ctx, l.client, method, url)
+				sent := time.Now()
+				status, err := do(ctx, t.client, method, url)
+				ws[side] += time.Since(sent)
+				m := &ms[side]
 				switch {
 				case err == nil && status == http.StatusOK:
 					m.OK++
@@ -118,18 +138,28 @@ func (l load) run(ctx context.Context) measurement {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			total.OK += m.OK
-			total.DBOK += m.DBOK
-			total.Failed += m.Failed
-			if total.Err == "" {
-				total.Err = m.Err
+			for i, m := range ms {
+				total[i].OK += m.OK
+				total[i].DBOK += m.DBOK
+				total[i].Failed += m.Failed
+				if total[i].Err == "" {
+					total[i].Err = m.Err
+				}
+				waited[i] += ws[i]
 			}
 		}()
 	}
 	wg.Wait()
-	total.Elapsed = time.Since(start)
+	elapsed, cpu := time.Since(start), time.Duration(0)
 	if cpu0 > 0 {
-		total.CPU = processCPU() - cpu0
+		cpu = processCPU() - cpu0
+	}
+	if n == 1 {
+		total[0].Elapsed, total[0].CPU = elapsed, cpu
+		return total
+	}
+	for i := range total {
+		total[i].Elapsed = waited[i] / time.Duration(l.clients)
 	}
 	return total
 }

@@ -33,7 +33,10 @@ type config struct {
 	Pool     int           // max open (and idle) connections of each pool
 	Pairs    []string      // comparisons to run: sql, mix, pgx, aa
 	Order    string        // abba or abab
-	Timeout  time.Duration // bound on the whole run
+	// Interleave drives both variants of a comparison at once, every
+	// client alternating between them.
+	Interleave bool
+	Timeout    time.Duration // bound on the whole run
 }
 
 var allPairs = []string{"sql", "mix", "pgx", "aa"}
@@ -101,6 +104,7 @@ func parseFlags(args []string) (config, string, error) {
 	fs.IntVar(&cfg.Pool, "pool", 16, "max open and idle connections of the *sql.DB and of the pgxpool")
 	pairs := fs.String("pairs", strings.Join(allPairs, ","), "comparisons to run, among "+strings.Join(allPairs, ","))
 	fs.StringVar(&cfg.Order, "order", "abba", "order of the variants in the rounds: abba (A B, B A, A B, …) or abab (A B, A B, …)")
+	fs.BoolVar(&cfg.Interleave, "interleave", false, "drive both variants at once in every round, each client alternating between them, and compare the time clients waited on each (for a busy machine)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	quick := fs.Bool("quick", false, "CI-sized run (about 25 s): -rounds 6 -duration 400ms -warmup 300ms unless set")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole process to this file")

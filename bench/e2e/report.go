@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -48,8 +49,14 @@ func writeReport(w io.Writer, cfg config, env envInfo, res *result) {
 	}
 	fmt.Fprintf(w, "%s %s/%s, GOMAXPROCS %d, PostgreSQL %s (%s); load average %s before, %s after.  \n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), res.PG, env.dsn, env.loadBefore, env.loadAfter)
-	fmt.Fprintf(w, "%d clients, pool of %d connections, %d rows; %d rounds of %s per variant, alternating, after a %v warm-up of each.\n\n",
-		cfg.Clients, cfg.Pool, cfg.Rows, cfg.Rounds, round, cfg.Warmup)
+	if cfg.Interleave {
+		fmt.Fprintf(w, "%d clients, pool of %d connections, %d rows; %d rounds of %s, both variants of a comparison at once "+
+			"(every client alternating between them), after a %v warm-up.\n\n",
+			cfg.Clients, cfg.Pool, cfg.Rows, cfg.Rounds, round, cfg.Warmup)
+	} else {
+		fmt.Fprintf(w, "%d clients, pool of %d connections, %d rows; %d rounds of %s per variant, order %s, after a %v warm-up of each.\n\n",
+			cfg.Clients, cfg.Pool, cfg.Rows, cfg.Rounds, round, strings.ToUpper(cfg.Order), cfg.Warmup)
+	}
 
 	fmt.Fprintf(w, "| variant | median req/s | ratio | rounds | CPU µs/req |\n|---|---:|---:|---:|---:|\n")
 	for _, p := range res.Pairs {
@@ -63,14 +70,21 @@ func writeReport(w io.Writer, cfg config, env envInfo, res *result) {
 		default:
 			verdict = "target " + p.target + ": not met"
 		}
-		fmt.Fprintf(w, "| %s: %s | %.0f | 1 (baseline) | %d | %.0f |\n", p.base.label, p.base.name,
-			median(p.rps(0)), len(p.rounds), median(p.cpu(0)))
-		fmt.Fprintf(w, "| %s: %s | %.0f | %.3f %s/%s (%s) | %d | %.0f |\n", p.cand.label, p.cand.name,
-			median(p.rps(1)), ratio, p.cand.label, p.base.label, verdict, len(p.rounds), median(p.cpu(1)))
+		fmt.Fprintf(w, "| %s: %s | %.0f | 1 (baseline) | %d | %s |\n", p.base.label, p.base.name,
+			median(p.rps(0)), len(p.rounds), micros(median(p.cpu(0))))
+		fmt.Fprintf(w, "| %s: %s | %.0f | %.3f %s/%s (%s) | %d | %s |\n", p.cand.label, p.cand.name,
+			median(p.rps(1)), ratio, p.cand.label, p.base.label, verdict, len(p.rounds), micros(median(p.cpu(1))))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "req/s counts requests answered 200. ratio: the median over rounds of candidate/baseline measured in the same round. "+
-		"CPU µs/req: CPU time of the whole process (servers, handlers, load generator; not PostgreSQL) per request, median over rounds.\n")
+	if cfg.Interleave {
+		fmt.Fprintf(w, "req/s: requests answered 200 per second of the clients' time spent waiting on the variant "+
+			"(clients × answered / total latency), the throughput the variant would have alone at that latency. ")
+	} else {
+		fmt.Fprintf(w, "req/s: requests answered 200 per second. ")
+	}
+	fmt.Fprintf(w, "ratio: the median over rounds of candidate/baseline measured in the same round. "+
+		"CPU µs/req: CPU time of the whole process (servers, handlers, load generator; not PostgreSQL) per request, median over rounds "+
+		"(n/a when both variants run at once).\n")
 	for _, s := range res.Skipped {
 		fmt.Fprintf(w, "%s.\n", s)
 	}
@@ -96,6 +110,14 @@ func writeRounds(w io.Writer, p *pair) {
 	fmt.Fprintf(w, "| round | %s req/s | %s req/s | %s/%s | %s CPU µs/req | %s CPU µs/req |\n|---:|---:|---:|---:|---:|---:|\n", b, c, c, b, b, c)
 	cb, cc := p.cpu(0), p.cpu(1)
 	for i, r := range p.rounds {
-		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %.0f | %.0f |\n", i+1, r[0].RPS(), r[1].RPS(), rs[i], cb[i], cc[i])
+		fmt.Fprintf(w, "| %d | %.0f | %.0f | %.3f | %s | %s |\n", i+1, r[0].RPS(), r[1].RPS(), rs[i], micros(cb[i]), micros(cc[i]))
 	}
+}
+
+// micros formats a CPU time per request in µs, "n/a" for none measured.
+func micros(us float64) string {
+	if us <= 0 || math.IsNaN(us) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", us)
 }

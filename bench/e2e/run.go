@@ -22,7 +22,7 @@ type variant struct {
 }
 
 // pair is one comparison: a baseline and a candidate measured in
-// alternating rounds.
+// alternating (or interleaved) rounds.
 type pair struct {
 	key         string // sql, mix, pgx or aa
 	base, cand  *variant
@@ -30,6 +30,7 @@ type pair struct {
 	target      string // the goal for cand/base, for the report
 	met         func(ratio float64) bool
 	calibration bool             // aa: A against itself, the ratio shows the run's noise
+	interleaved bool             // both variants ran at once in every round
 	warmup      [2]measurement   // base, cand; not in the figures
 	rounds      [][2]measurement // base, cand
 }
@@ -71,27 +72,36 @@ type result struct {
 	Skipped []string // notes on comparisons not run
 }
 
-// problems lists every failed check of every run, warm-up included.
+// problems lists every failed check of every run, warm-ups included.
 func (r *result) problems() []string {
 	var out []string
 	for _, p := range r.Pairs {
-		check := func(round string, v *variant, m measurement) {
-			where := fmt.Sprintf("%s %s %s", p.key, v.label, round)
-			if m.Failed > 0 {
-				out = append(out, fmt.Sprintf("%s: %d request(s) not answered 200, first: %s", where, m.Failed, m.Err))
+		check := func(round string, r [2]measurement) {
+			vs := []*variant{p.base, p.cand}
+			for i, v := range vs {
+				where := fmt.Sprintf("%s %s %s", p.key, v.label, round)
+				if m := r[i]; m.Failed > 0 {
+					out = append(out, fmt.Sprintf("%s: %d request(s) not answered 200, first: %s", where, m.Failed, m.Err))
+				}
+				if m := r[i]; m.InUse != 0 {
+					out = append(out, fmt.Sprintf("%s: %d connection(s) still in use afterwards", where, m.InUse))
+				}
 			}
-			if m.Delta != int64(m.DBOK) {
-				out = append(out, fmt.Sprintf("%s: sum(n) grew by %d but %d requests updated a row", where, m.Delta, m.DBOK))
+			if p.interleaved {
+				// Both variants ran at once: one growth for both.
+				vs = vs[:1]
+				r[0].DBOK += r[1].DBOK
 			}
-			if m.InUse != 0 {
-				out = append(out, fmt.Sprintf("%s: %d connection(s) still in use afterwards", where, m.InUse))
+			for i, v := range vs {
+				if m := r[i]; m.Delta != int64(m.DBOK) {
+					out = append(out, fmt.Sprintf("%s %s %s: sum(n) grew by %d but %d requests updated a row",
+						p.key, v.label, round, m.Delta, m.DBOK))
+				}
 			}
 		}
-		for i, v := range []*variant{p.base, p.cand} {
-			check("warm-up", v, p.warmup[i])
-			for n, m := range p.rounds {
-				check(fmt.Sprintf("round %d", n+1), v, m[i])
-			}
+		check("warm-up", p.warmup)
+		for n, m := range p.rounds {
+			check(fmt.Sprintf("round %d", n+1), m)
 		}
 	}
 	return out
@@ -188,7 +198,7 @@ func (b *bench) pair(ctx context.Context, key string) (*pair, string, error) {
 	atLeast := func(r float64) bool { return r >= 0.97 }
 	above := func(r float64) bool { return r > 1 }
 	var (
-		p    = &pair{key: key}
+		p    = &pair{key: key, interleaved: b.cfg.Interleave}
 		base variantSpec
 		cand variantSpec
 	)
@@ -262,35 +272,46 @@ func (b *bench) close() error {
 	return errors.Join(errs...)
 }
 
-// compare runs a warm-up of each variant, then the rounds, alternating:
-// baseline then candidate in every round (-order abab), or in every other
-// round (abba, the default), which cancels a steady drift of the
-// machine's speed out of the median ratio.
+// compare runs a warm-up of each variant, then the rounds. By default
+// the variants alternate: baseline then candidate in every round (-order
+// abab), or in every other round (abba, the default), which cancels a
+// steady drift of the machine's speed out of the median ratio. With
+// -interleave both run in every round at once.
 func (b *bench) compare(ctx context.Context, p *pair) error {
-	vs := [2]*variant{p.base, p.cand}
+	vs := []*variant{p.base, p.cand}
 	fmt.Fprintf(b.progress, "%s: %s (%s) vs %s (%s), %d rounds\n",
 		p.key, p.base.label, p.base.name, p.cand.label, p.cand.name, b.cfg.Rounds)
-	if b.cfg.Warmup > 0 {
-		for i, v := range vs {
-			m, err := b.measure(ctx, v, p.mix, b.cfg.Warmup, 0)
-			if err != nil {
-				return err
-			}
-			p.warmup[i] = m
-		}
-	}
-	for n := range b.cfg.Rounds {
+	round := func(d time.Duration, requests int, n int) ([2]measurement, error) {
 		var r [2]measurement
-		order := [2]int{0, 1}
+		if b.cfg.Interleave {
+			ms, err := b.measure(ctx, vs, p.mix, d, requests)
+			copy(r[:], ms)
+			return r, err
+		}
+		order := []int{0, 1}
 		if b.cfg.Order == "abba" && n%2 == 1 {
-			order = [2]int{1, 0}
+			order = []int{1, 0}
 		}
 		for _, i := range order {
-			m, err := b.measure(ctx, vs[i], p.mix, b.cfg.Duration, b.cfg.Requests)
+			ms, err := b.measure(ctx, vs[i:i+1], p.mix, d, requests)
 			if err != nil {
-				return err
+				return r, err
 			}
-			r[i] = m
+			r[i] = ms[0]
+		}
+		return r, nil
+	}
+	if b.cfg.Warmup > 0 {
+		r, err := round(b.cfg.Warmup, 0, 0)
+		if err != nil {
+			return err
+		}
+		p.warmup = r
+	}
+	for n := range b.cfg.Rounds {
+		r, err := round(b.cfg.Duration, b.cfg.Requests, n)
+		if err != nil {
+			return err
 		}
 		p.rounds = append(p.rounds, r)
 		fmt.Fprintf(b.progress, "  round %d: %s %.0f req/s %v CPU/req, %s %.0f req/s %v CPU/req, %s/%s %.3f\n", n+1,
@@ -301,26 +322,32 @@ func (b *bench) compare(ctx context.Context, p *pair) error {
 	return nil
 }
 
-// measure runs one round of v and checks the database afterwards.
-func (b *bench) measure(ctx context.Context, v *variant, mix bool, d time.Duration, requests int) (measurement, error) {
+// measure runs one round of vs, one variant or two interleaved, and checks
+// the database afterwards. With two, the growth of sum(n) is that of both
+// and is recorded on the first, 0 on the second.
+func (b *bench) measure(ctx context.Context, vs []*variant, mix bool, d time.Duration, requests int) ([]measurement, error) {
 	before, err := b.sum(ctx)
 	if err != nil {
-		return measurement{}, err
+		return nil, err
 	}
-	m := load{
-		client: v.client, url: v.srv.url, clients: b.cfg.Clients, rows: b.cfg.Rows,
-		mix: mix, duration: d, requests: requests,
-	}.run(ctx)
+	l := load{clients: b.cfg.Clients, rows: b.cfg.Rows, mix: mix, duration: d, requests: requests}
+	for _, v := range vs {
+		l.targets = append(l.targets, target{client: v.client, url: v.srv.url})
+	}
+	ms := l.run(ctx)
 	if err := ctx.Err(); err != nil {
-		return m, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+		return ms, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 	}
 	after, err := b.sum(ctx)
 	if err != nil {
-		return m, err
+		return ms, err
 	}
-	m.Delta = after - before
-	m.InUse = b.waitIdle(ctx)
-	return m, nil
+	ms[0].Delta = after - before
+	inUse := b.waitIdle(ctx)
+	for i := range ms {
+		ms[i].InUse = inUse
+	}
+	return ms, nil
 }
 
 func (b *bench) sum(ctx context.Context) (int64, error) {
