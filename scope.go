@@ -157,7 +157,11 @@ func (s *Scope) end(commit bool) error {
 	// still in flight sees ended when it finishes and ends its own session.
 	var buf [8]*node
 	nodes := buf[:0]
-	for n := s.head.Swap(nil); n != nil; n = n.next.Load() {
+	head := s.head.Load()
+	if head != nil { // a scope that never held a session skips the barriered store
+		s.head.Store(nil)
+	}
+	for n := head; n != nil; n = n.next.Load() {
 		if n.state.Load() == stateReady {
 			nodes = append(nodes, n)
 		}
