@@ -112,11 +112,13 @@ var modelRegs = [...]struct {
 	name          string
 	commit, close bool // has a commit, has a close (every one has a rollback)
 	keyed         bool // custom ScopeFunc: keyed on a context value
+	noNet         bool // WithoutSafetyNet: its session disarms the scope's safety net
 }{
 	{name: "A", commit: true, close: true},
 	{name: "B", commit: true}, // nothing to close
 	{name: "C", close: true},  // not committable: Commit rolls it back
-	{name: "K", commit: true, close: true, keyed: true},
+	{name: "N", commit: true, close: true, noNet: true},
+	{name: "K", commit: true, close: true, keyed: true}, // last: the others are held by scopes
 }
 
 const mRegCount = len(modelRegs)
@@ -338,7 +340,7 @@ func modelGenerate(rng *rand.Rand, workers, opsPerWorker int) mProgram {
 			case mConcCurrent:
 				op.plan = plan(false) // a failing factory would be retried by late callers
 			case mEndDuringCreate:
-				op.reg %= 3 // scope-held sessions only
+				op.reg %= uint8(mRegCount - 1) // scope-held sessions only
 			}
 			if op.kind == mCurrent || op.kind == mNoScope || op.kind == mEndDuringCreate {
 				op.plan = plan(true)
@@ -706,9 +708,12 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 		return res
 	}
 	s.sess = append(s.sess, x)
-	// The first session registers the safety net; on a context already
-	// cancelled it fires at once.
-	if !s.armed && !s.noNet && s.root != nil {
+	// A WithoutSafetyNet session disarms the net for the rest of the
+	// scope. Otherwise the first session registers it; on a context
+	// already cancelled it fires at once.
+	if modelRegs[reg].noNet {
+		s.noNet, s.armed = true, false
+	} else if !s.armed && !s.noNet && s.root != nil {
 		s.armed = true
 		if s.root.cancelled {
 			m.netEnd(w, s)
@@ -988,6 +993,9 @@ func newHarness() *rHarness {
 		}
 		if spec.keyed {
 			opts = append(opts, scoped.WithScopeFunc(scoped.ContextValue(mKeyCtx{})))
+		}
+		if spec.noNet {
+			opts = append(opts, scoped.WithoutSafetyNet())
 		}
 		h.regs[r] = scoped.New(h.factory(r), opts...)
 	}
