@@ -46,8 +46,11 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		}
 	}()
 	if commit {
+		e.commitFailed = true // until the commit returns nil: a panic is a failed commit too
 		if cerr := td.commit(ctx, e.s); cerr != nil {
 			err = fmt.Errorf("scoped: commit %s session: %w", r.name, cerr)
+		} else {
+			e.commitFailed = false
 		}
 	} else if td.rollback != nil {
 		if rerr := td.rollback(ctx, e.s); rerr != nil {

@@ -821,11 +821,13 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 				continue
 			}
 			done[i] = true
-			// Any error of ending a committed session (its commit, or
-			// its close after the commit) stops further commits.
+			// A failed commit stops further commits; a close failing
+			// after a successful commit stops nothing.
 			if e := m.endSession(w, x, true); len(e) > 0 {
 				errs = append(errs, e...)
-				break
+				if x.plan.commitErr {
+					break
+				}
 			}
 		}
 	}

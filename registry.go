@@ -30,7 +30,9 @@ type node struct {
 	key    any    // keyed store only
 	seq    uint64 // keyed store only: creation order
 	stripe uint32
-	ended  bool // owned by the goroutine that took the node out of its store
+	// Owned by the goroutine that took the node out of its store.
+	ended        bool
+	commitFailed bool // its commit returned an error or panicked
 }
 
 // ender ends one session.

@@ -99,7 +99,9 @@ func (s *Scope) Remove() error { return s.end(false) }
 // Commit commits every committable session of the scope in creation
 // order, then ends the scope as [Scope.Remove] does. The first failing
 // commit stops further commits, and the sessions not yet committed are
-// rolled back; the error names the session that failed. Open child scopes
+// rolled back; the error names the session that failed. (A close that
+// fails after a successful commit is reported but stops nothing: that
+// session's changes are committed.) Open child scopes
 // are removed (rolled back), not committed: their owner never decided.
 // Commit on a scope that has already ended commits nothing and returns
 // [ErrScopeClosed].
@@ -213,8 +215,8 @@ func (s *Scope) awaitEnd() {
 }
 
 // endNodes ends sessions listed newest first. With commit, committable
-// sessions are committed in creation order until one fails; everything
-// not committed is then rolled back and closed, newest first.
+// sessions are committed in creation order until a commit fails;
+// everything not committed is then rolled back and closed, newest first.
 func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []error {
 	if commit {
 		for i := len(nodes) - 1; i >= 0; i-- {
@@ -225,7 +227,9 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []e
 			n.ended = true
 			if err := n.self.end(ctx, true); err != nil {
 				errs = append(errs, err)
-				break
+				if n.commitFailed {
+					break // a close failing after a commit that succeeded stops nothing
+				}
 			}
 		}
 	}

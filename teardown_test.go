@@ -278,3 +278,32 @@ func TestTeardownContextIsNotCancelled(t *testing.T) {
 		t.Fatalf("Rollback context value = %v, want the scope's", values[0])
 	}
 }
+
+// A close that fails after a successful commit is reported, but the
+// session's changes are committed: it must not stop the commits of the
+// sessions after it (that would half-commit the scope).
+func TestScopeCommitGoesOnPastACloseErrorAfterACommit(t *testing.T) {
+	rec := &recorder{}
+	var calls atomic.Int64
+	errClose := errors.New("close failed")
+	a := scoped.New(func(ctx context.Context) (*fakeConnTx, error) {
+		return &fakeConnTx{name: "A", rec: rec}, nil
+	}, scoped.WithName("A"), scoped.WithTeardownErrorHook(nil),
+		scoped.WithClose(func(_ context.Context, c *fakeConnTx) error {
+			c.rec.add("close %s", c.name)
+			return errClose
+		}))
+	b := txSession(rec, "B", &calls)
+	ctx, scope := scoped.Begin(context.Background())
+	mustCurrent(t, a, ctx)
+	mustCurrent(t, b, ctx)
+
+	err := scope.Commit()
+	if !errors.Is(err, errClose) || !strings.Contains(err.Error(), "close A") {
+		t.Fatalf("Commit = %v, want the close error of A", err)
+	}
+	want := []string{"commit A", "close A", "commit B"}
+	if ev := rec.list(); !equal(ev, want) {
+		t.Fatalf("events %v, want %v", ev, want)
+	}
+}
