@@ -131,10 +131,10 @@ func BenchmarkScope(b *testing.B) {
 	ref := &mapRegistry{m: map[*mapToken]*benchTx{}}
 	impls := []struct {
 		name string
-		run  func(use bool)
+		run  func(parent context.Context, use bool)
 	}{
-		{"hand-written", func(use bool) { handScope(parent, use) }},
-		{"scoped", func(use bool) {
+		{"hand-written", func(parent context.Context, use bool) { handScope(parent, use) }},
+		{"scoped", func(parent context.Context, use bool) {
 			ctx, scope := scoped.Begin(parent)
 			if use {
 				if _, err := r.Current(ctx); err != nil {
@@ -145,7 +145,7 @@ func BenchmarkScope(b *testing.B) {
 				panic(err)
 			}
 		}},
-		{"mutex-map", func(use bool) {
+		{"mutex-map", func(parent context.Context, use bool) {
 			ctx, tok := ref.begin(parent)
 			if use {
 				ref.current(ctx)
@@ -161,13 +161,18 @@ func BenchmarkScope(b *testing.B) {
 					b.ReportAllocs()
 					if !parallel {
 						for b.Loop() {
-							impl.run(used)
+							impl.run(parent, used)
 						}
 						return
 					}
+					// Each goroutine gets a cancellable parent of its own, as
+					// concurrent requests do: sharing one would measure the
+					// lock of that one context.Context, not the scopes.
 					b.RunParallel(func(pb *testing.PB) {
+						parent, cancel := context.WithCancel(context.Background())
+						defer cancel()
 						for pb.Next() {
-							impl.run(used)
+							impl.run(parent, used)
 						}
 					})
 				})

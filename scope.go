@@ -23,9 +23,10 @@ import (
 // ScopedSession [WithoutSafetyNet]. defer scope.Remove() remains the rule. A scope that holds no session registers nothing and
 // costs no teardown work.
 type Scope struct {
+	// Fields are ordered so that a Scope fits the 96-byte size class.
+
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
-	stripe    uint32 // counter stripe, see stats.go
 
 	// head lists this scope's sessions, newest first. Readers walk it
 	// without a lock; it is written only under mu.
@@ -38,6 +39,7 @@ type Scope struct {
 	waitEnd  atomic.Pointer[chan struct{}]
 
 	mu       sync.Mutex  // guards the fields below and writes to head and ended
+	stripe   uint32      // counter stripe, see stats.go; set once, before the scope is shared
 	noNet    bool        // no safety net: BeginWithoutSafetyNet, or a WithoutSafetyNet session
 	armed    bool        // the safety net is registered, or being registered
 	stop     func() bool // unregisters the safety net
