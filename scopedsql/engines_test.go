@@ -27,7 +27,7 @@ func fakeDSN(t *testing.T, kind string) string {
 
 func openEngines(t *testing.T, defaults scopedsql.EngineConfig, engines map[string]scopedsql.EngineConfig, opts ...scopedsql.Option) *scopedsql.Engines {
 	t.Helper()
-	e, err := scopedsql.Open(boundedCtx(t), defaults, engines, opts...)
+	e, err := scopedsql.Open(dbtest.Ctx(t), defaults, engines, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestOpenRequiresTheDefaultEngineUnlessTurnedOff(t *testing.T) {
 			for _, n := range tc.engines {
 				m[n] = scopedsql.EngineConfig{}
 			}
-			e, err := scopedsql.Open(boundedCtx(t), scopedsql.EngineConfig{Driver: fakeDriverName, DSN: dsn}, m, tc.opts...)
+			e, err := scopedsql.Open(dbtest.Ctx(t), scopedsql.EngineConfig{Driver: fakeDriverName, DSN: dsn}, m, tc.opts...)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Open = %v, want %v", err, tc.wantErr)
 			}
@@ -234,7 +234,7 @@ func TestOpenPingFailureNamesTheEngineAndClosesTheOthers(t *testing.T) {
 	for name, dsn := range dsns {
 		m[name] = scopedsql.EngineConfig{DSN: dsn}
 	}
-	e, err := scopedsql.Open(boundedCtx(t), scopedsql.EngineConfig{Driver: fakeDriverName}, m)
+	e, err := scopedsql.Open(dbtest.Ctx(t), scopedsql.EngineConfig{Driver: fakeDriverName}, m)
 	if e != nil || !errors.Is(err, errUnreachable) || !strings.Contains(err.Error(), `engine "reports"`) {
 		t.Fatalf("Open = %v, %v; want an error naming engine \"reports\" and wrapping %v", e, err, errUnreachable)
 	}
@@ -263,7 +263,7 @@ func TestOpenPingGivesUpAtTheContextDeadline(t *testing.T) {
 
 func TestOpenRejectsAnEngineWithoutDriver(t *testing.T) {
 	t.Parallel()
-	_, err := scopedsql.Open(boundedCtx(t), scopedsql.EngineConfig{},
+	_, err := scopedsql.Open(dbtest.Ctx(t), scopedsql.EngineConfig{},
 		map[string]scopedsql.EngineConfig{"default": {DSN: fakeDSN(t, "a")}})
 	if err == nil || !strings.Contains(err.Error(), `engine "default": no Driver`) {
 		t.Fatalf("Open = %v, want an error about engine \"default\" having no Driver", err)
@@ -273,7 +273,7 @@ func TestOpenRejectsAnEngineWithoutDriver(t *testing.T) {
 func TestEnginesCloseClosesEveryPoolOnce(t *testing.T) {
 	t.Parallel()
 	a, b := fakeDSN(t, "a"), fakeDSN(t, "b")
-	e, err := scopedsql.Open(boundedCtx(t), scopedsql.EngineConfig{Driver: fakeDriverName},
+	e, err := scopedsql.Open(dbtest.Ctx(t), scopedsql.EngineConfig{Driver: fakeDriverName},
 		map[string]scopedsql.EngineConfig{"default": {DSN: a}, "b": {DSN: b}})
 	if err != nil {
 		t.Fatal(err)
@@ -307,23 +307,23 @@ func TestEnginesOnRealServers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		table := createTable(t, db, "scopedsql_engines")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_engines")
 		writes := scoped.New(e.Tx("default"))
 		reads := scoped.New(e.Tx("readonly"))
 
-		ctx, scope := scoped.Begin(boundedCtx(t))
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
 		w, err := writes.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.ExecContext(ctx, insert(s, table), 1); err != nil {
+		if _, err := w.ExecContext(ctx, s.InsertID(table), 1); err != nil {
 			t.Fatal(err)
 		}
 		r, err := reads.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.ExecContext(ctx, insert(s, table), 2); err == nil {
+		if _, err := r.ExecContext(ctx, s.InsertID(table), 2); err == nil {
 			t.Error(`INSERT succeeded through engine "readonly"`)
 		}
 		if err := reads.Remove(ctx); err != nil { // a failed PostgreSQL transaction cannot commit

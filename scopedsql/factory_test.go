@@ -19,17 +19,17 @@ func TestTxIsCommittedByScopeCommitAndRolledBackByRemove(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		db := openDB(t, s)
-		table := createTable(t, db, "scopedsql_commit")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_commit")
 		var log errorLog
 		txs := scoped.New(scopedsql.Tx(db, nil), log.option())
 
 		for id, commit := range map[int64]bool{1: true, 2: false} {
-			ctx, scope := scoped.Begin(boundedCtx(t))
+			ctx, scope := scoped.Begin(dbtest.Ctx(t))
 			tx, err := txs.Current(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.ExecContext(ctx, insert(s, table), id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.InsertID(table), id); err != nil {
 				t.Fatal(err)
 			}
 			if commit {
@@ -60,7 +60,7 @@ func TestConnPinsOneBackendPerScopeAndReturnsItOnRemove(t *testing.T) {
 		db := openDB(t, s)
 		conns := scoped.New(scopedsql.Conn(db))
 
-		ctx, scope := scoped.Begin(boundedCtx(t))
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
 		first, err := conns.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -68,7 +68,7 @@ func TestConnPinsOneBackendPerScopeAndReturnsItOnRemove(t *testing.T) {
 		want := backendID(t, first, s)
 		// Other scopes hold other connections meanwhile, so that a pool
 		// handing out any free connection could not pass by chance.
-		other, otherScope := scoped.Begin(boundedCtx(t))
+		other, otherScope := scoped.Begin(dbtest.Ctx(t))
 		oc, err := conns.Current(other)
 		if err != nil {
 			t.Fatal(err)
@@ -113,15 +113,15 @@ func TestTxOutlivesCancellationOfItsBeginContext(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		db := openDB(t, s)
-		table := createTable(t, db, "scopedsql_outlive")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_outlive")
 
-		ctx, cancel := context.WithCancel(boundedCtx(t))
+		ctx, cancel := context.WithCancel(dbtest.Ctx(t))
 		tx, err := scopedsql.Tx(db, nil)(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cancel()
-		if _, err := tx.ExecContext(boundedCtx(t), insert(s, table), 7); err != nil {
+		if _, err := tx.ExecContext(dbtest.Ctx(t), s.InsertID(table), 7); err != nil {
 			t.Fatalf("exec after cancel: %v", err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -142,18 +142,18 @@ func TestCancelledScopeIsRolledBackAndItsConnectionReused(t *testing.T) {
 		t.Parallel()
 		db := openDB(t, s)
 		db.SetMaxOpenConns(1)
-		table := createTable(t, db, "scopedsql_cancel")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_cancel")
 		var log errorLog
 		txs := scoped.New(scopedsql.Tx(db, nil), log.option())
 
-		parent, cancel := context.WithCancel(boundedCtx(t))
+		parent, cancel := context.WithCancel(dbtest.Ctx(t))
 		ctx, scope := scoped.Begin(parent)
 		tx, err := txs.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		before := backendID(t, tx, s)
-		if _, err := tx.ExecContext(ctx, insert(s, table), 1); err != nil {
+		if _, err := tx.ExecContext(ctx, s.InsertID(table), 1); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
@@ -170,7 +170,7 @@ func TestCancelledScopeIsRolledBackAndItsConnectionReused(t *testing.T) {
 		if errs := log.all(); len(errs) > 0 {
 			t.Errorf("teardown errors: %v", errs)
 		}
-		ctx2, scope2 := scoped.Begin(boundedCtx(t))
+		ctx2, scope2 := scoped.Begin(dbtest.Ctx(t))
 		defer scope2.Remove()
 		tx2, err := txs.Current(ctx2)
 		if err != nil {
@@ -188,7 +188,7 @@ func TestTxBeginGivesUpAtDeadlineWhenPoolIsExhausted(t *testing.T) {
 		t.Parallel()
 		db := openDB(t, s)
 		db.SetMaxOpenConns(1)
-		hold, err := db.Conn(boundedCtx(t))
+		hold, err := db.Conn(dbtest.Ctx(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -229,7 +229,7 @@ func TestUnreachableServerFailsCurrentAndRegistersNothing(t *testing.T) {
 			txs := scoped.New(scopedsql.Tx(db, nil))
 			conns := scoped.New(scopedsql.Conn(db))
 
-			ctx, scope := scoped.Begin(boundedCtx(t))
+			ctx, scope := scoped.Begin(dbtest.Ctx(t))
 			defer scope.Remove()
 			if _, err := txs.Current(ctx); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("Tx: Current = %v, want an error wrapping ECONNREFUSED", err)
@@ -255,18 +255,18 @@ func TestTxBeginsWithItsOwnCopyOfTheOptions(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		db := openDB(t, s)
-		table := createTable(t, db, "scopedsql_opts")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_opts")
 		opts := &sql.TxOptions{ReadOnly: true}
 		txs := scoped.New(scopedsql.Tx(db, opts))
 		opts.ReadOnly = false // too late: Tx copied the options
 
-		ctx, scope := scoped.Begin(boundedCtx(t))
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
 		defer scope.Remove()
 		tx, err := txs.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(ctx, insert(s, table), 1); err == nil {
+		if _, err := tx.ExecContext(ctx, s.InsertID(table), 1); err == nil {
 			t.Fatal("INSERT succeeded in a transaction begun read-only")
 		}
 	})

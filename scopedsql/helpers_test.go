@@ -5,22 +5,10 @@ import (
 	"database/sql"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 )
-
-// upTo bounds every wait on a server, so that a broken test fails instead
-// of hanging; no assertion depends on it.
-const upTo = 30 * time.Second
-
-func boundedCtx(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), upTo)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // openDB opens s and closes it when t ends.
 func openDB(t testing.TB, s dbtest.Server) *sql.DB {
@@ -30,44 +18,10 @@ func openDB(t testing.TB, s dbtest.Server) *sql.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	if err := db.PingContext(boundedCtx(t)); err != nil {
+	if err := db.PingContext(dbtest.Ctx(t)); err != nil {
 		t.Fatalf("%s: %v", s.Name, err)
 	}
 	return db
-}
-
-// createTable creates a fresh table (id BIGINT PRIMARY KEY) and drops it
-// when t ends.
-func createTable(t testing.TB, db *sql.DB, prefix string) string {
-	t.Helper()
-	name := dbtest.Table(prefix)
-	if _, err := db.ExecContext(boundedCtx(t), "CREATE TABLE "+name+" (id BIGINT PRIMARY KEY)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), upTo)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP TABLE "+name); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	return name
-}
-
-// insert is the INSERT of id into table, in s's placeholder syntax.
-func insert(s dbtest.Server, table string) string {
-	if s.Name == "postgres" {
-		return "INSERT INTO " + table + " (id) VALUES ($1)"
-	}
-	return "INSERT INTO " + table + " (id) VALUES (?)"
-}
-
-// backendQuery returns the server's id of the connection it runs on.
-func backendQuery(s dbtest.Server) string {
-	if s.Name == "postgres" {
-		return "SELECT pg_backend_pid()"
-	}
-	return "SELECT CONNECTION_ID()"
 }
 
 type queryer interface {
@@ -77,7 +31,7 @@ type queryer interface {
 func backendID(t testing.TB, q queryer, s dbtest.Server) int64 {
 	t.Helper()
 	var id int64
-	if err := q.QueryRowContext(boundedCtx(t), backendQuery(s)).Scan(&id); err != nil {
+	if err := q.QueryRowContext(dbtest.Ctx(t), s.BackendIDQuery()).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -86,7 +40,7 @@ func backendID(t testing.TB, q queryer, s dbtest.Server) int64 {
 // ids returns the ids in table, ascending.
 func ids(t testing.TB, db *sql.DB, table string) []int64 {
 	t.Helper()
-	rows, err := db.QueryContext(boundedCtx(t), "SELECT id FROM "+table+" ORDER BY id")
+	rows, err := db.QueryContext(dbtest.Ctx(t), "SELECT id FROM "+table+" ORDER BY id")
 	if err != nil {
 		t.Fatal(err)
 	}

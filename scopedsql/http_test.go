@@ -64,7 +64,7 @@ func TestAutocommitUnderLoadKeepsExactlyThe2xxRequests(t *testing.T) {
 		}
 		db := openDB(t, dbtest.Server{Name: s.Name, Driver: s.Driver, DSN: dsn})
 		db.SetMaxOpenConns(poolSize)
-		table := createTable(t, db, "scopedsql_load")
+		table := dbtest.CreateIDTable(t, db, "scopedsql_load")
 		var log errorLog
 		txs := scoped.New(scopedsql.Tx(db, nil), log.option())
 
@@ -81,7 +81,7 @@ func TestAutocommitUnderLoadKeepsExactlyThe2xxRequests(t *testing.T) {
 					http.Error(w, err.Error(), http.StatusInternalServerError)
 					return
 				}
-				if _, err := tx.ExecContext(r.Context(), insert(s, table), id); err != nil {
+				if _, err := tx.ExecContext(r.Context(), s.InsertID(table), id); err != nil {
 					http.Error(w, err.Error(), http.StatusInternalServerError)
 					return
 				}
@@ -149,7 +149,7 @@ func TestAutocommitUnderLoadKeepsExactlyThe2xxRequests(t *testing.T) {
 		if s.Name == "postgres" {
 			// ours counts the session asking, so the filter is known to match.
 			var ours, idle int
-			err := db.QueryRowContext(boundedCtx(t), `SELECT count(*),
+			err := db.QueryRowContext(dbtest.Ctx(t), `SELECT count(*),
 				count(*) FILTER (WHERE state LIKE 'idle in transaction%')
 				FROM pg_stat_activity WHERE application_name = $1`, appName).Scan(&ours, &idle)
 			if err != nil {

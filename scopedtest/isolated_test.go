@@ -23,18 +23,18 @@ func TestCommittedDataIsVisibleInsideTheTestAndGoneAfter(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		plain := plainDB(t, s)
-		table := createTable(t, plain, "scopedtest_visible")
+		table := dbtest.CreateIDTable(t, plain, "scopedtest_visible")
 
 		t.Run("inside", func(t *testing.T) {
 			db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 			txs := scoped.New(scopedsql.Tx(db, nil))
 			for _, id := range []int64{1, 2} {
-				ctx, scope := scoped.Begin(boundedCtx(t))
+				ctx, scope := scoped.Begin(dbtest.Ctx(t))
 				tx, err := txs.Current(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := tx.ExecContext(ctx, insert(s, table), id); err != nil {
+				if _, err := tx.ExecContext(ctx, s.InsertID(table), id); err != nil {
 					t.Fatal(err)
 				}
 				if err := scope.Commit(); err != nil {
@@ -63,7 +63,7 @@ func TestParallelTestsDoNotSeeEachOthersRows(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		plain := plainDB(t, s)
-		table := createTable(t, plain, "scopedtest_parallel")
+		table := dbtest.CreateIDTable(t, plain, "scopedtest_parallel")
 		// Each test inserts, then waits for the other to have inserted
 		// too, so that both outer transactions are open with a row each
 		// when they look.
@@ -73,7 +73,7 @@ func TestParallelTestsDoNotSeeEachOthersRows(t *testing.T) {
 			t.Run(fmt.Sprint(id), func(t *testing.T) {
 				t.Parallel()
 				db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
-				if _, err := db.ExecContext(boundedCtx(t), insert(s, table), id); err != nil {
+				if _, err := db.ExecContext(dbtest.Ctx(t), s.InsertID(table), id); err != nil {
 					inserted.Done()
 					t.Fatal(err)
 				}
@@ -98,7 +98,7 @@ func TestNestedBeginRollsBackOnlyItsSavepoint(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
-		table := createTable(t, plainDB(t, s), "scopedtest_nested")
+		table := dbtest.CreateIDTable(t, plainDB(t, s), "scopedtest_nested")
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 		txs := scoped.New(scopedsql.Tx(db, nil))
 		exec := func(ctx context.Context, id int64) {
@@ -107,12 +107,12 @@ func TestNestedBeginRollsBackOnlyItsSavepoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := tx.ExecContext(ctx, insert(s, table), id); err != nil {
+			if _, err := tx.ExecContext(ctx, s.InsertID(table), id); err != nil {
 				t.Fatal(err)
 			}
 		}
 
-		ctx, scope := scoped.Begin(boundedCtx(t))
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
 		exec(ctx, 1)
 		child, childScope := scoped.Begin(ctx)
 		exec(child, 2)
@@ -139,11 +139,11 @@ func TestNestedCommitIsUndoneByTheEnclosingRollback(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
-		table := createTable(t, plainDB(t, s), "scopedtest_nestedcommit")
+		table := dbtest.CreateIDTable(t, plainDB(t, s), "scopedtest_nestedcommit")
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 		txs := scoped.New(scopedsql.Tx(db, nil))
 
-		ctx, scope := scoped.Begin(boundedCtx(t))
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
 		if _, err := txs.Current(ctx); err != nil { // the parent's transaction is open
 			t.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func TestNestedCommitIsUndoneByTheEnclosingRollback(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(child, insert(s, table), 1); err != nil {
+		if _, err := tx.ExecContext(child, s.InsertID(table), 1); err != nil {
 			t.Fatal(err)
 		}
 		if err := childScope.Commit(); err != nil {
@@ -176,17 +176,17 @@ func TestEveryConnectionIsTheSameBackend(t *testing.T) {
 		t.Parallel()
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 		var want int64
-		if err := db.QueryRowContext(boundedCtx(t), backendQuery(s)).Scan(&want); err != nil {
+		if err := db.QueryRowContext(dbtest.Ctx(t), s.BackendIDQuery()).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
 		// Hold a transaction and a pinned connection open, so that
 		// database/sql must hand out further connections.
-		tx, err := db.BeginTx(boundedCtx(t), nil)
+		tx, err := db.BeginTx(dbtest.Ctx(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tx.Rollback()
-		conn, err := db.Conn(boundedCtx(t))
+		conn, err := db.Conn(dbtest.Ctx(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestEveryConnectionIsTheSameBackend(t *testing.T) {
 			QueryRowContext(context.Context, string, ...any) *sql.Row
 		}{"tx": tx, "conn": conn, "db": db} {
 			var got int64
-			if err := q.QueryRowContext(boundedCtx(t), backendQuery(s)).Scan(&got); err != nil {
+			if err := q.QueryRowContext(dbtest.Ctx(t), s.BackendIDQuery()).Scan(&got); err != nil {
 				t.Fatal(err)
 			}
 			if got != want {
@@ -212,7 +212,7 @@ func TestConcurrentScopesOfOneTestAllWork(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		plain := plainDB(t, s)
-		table := createTable(t, plain, "scopedtest_concurrent")
+		table := dbtest.CreateIDTable(t, plain, "scopedtest_concurrent")
 		t.Run("test", func(t *testing.T) {
 			db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 			txs := scoped.New(scopedsql.Tx(db, nil))
@@ -223,11 +223,11 @@ func TestConcurrentScopesOfOneTestAllWork(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					ctx, scope := scoped.Begin(boundedCtx(t))
+					ctx, scope := scoped.Begin(dbtest.Ctx(t))
 					defer scope.Remove()
 					tx, err := txs.Current(ctx)
 					if err == nil {
-						_, err = tx.ExecContext(ctx, insert(s, table), id)
+						_, err = tx.ExecContext(ctx, s.InsertID(table), id)
 					}
 					if err == nil {
 						err = scope.Commit()
@@ -259,11 +259,11 @@ func TestStatementInsideRowsLoopDoesNotDeadlock(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
-		table := createTable(t, plainDB(t, s), "scopedtest_loop")
+		table := dbtest.CreateIDTable(t, plainDB(t, s), "scopedtest_loop")
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
-		ctx := boundedCtx(t)
+		ctx := dbtest.Ctx(t)
 		for _, id := range []int64{1, 2, 3} {
-			if _, err := db.ExecContext(ctx, insert(s, table), id); err != nil {
+			if _, err := db.ExecContext(ctx, s.InsertID(table), id); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -277,7 +277,7 @@ func TestStatementInsideRowsLoopDoesNotDeadlock(t *testing.T) {
 			if err := rows.Scan(&id); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.ExecContext(ctx, insert(s, table), id+10); err != nil {
+			if _, err := db.ExecContext(ctx, s.InsertID(table), id+10); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -297,10 +297,10 @@ func TestFailedStatementDoesNotBreakTheDatabase(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
-		table := createTable(t, plainDB(t, s), "scopedtest_fail")
+		table := dbtest.CreateIDTable(t, plainDB(t, s), "scopedtest_fail")
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
-		ctx := boundedCtx(t)
-		ins := insert(s, table)
+		ctx := dbtest.Ctx(t)
+		ins := s.InsertID(table)
 		if _, err := db.ExecContext(ctx, ins, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -340,27 +340,27 @@ func TestCancellationEndsTheScopeButNotTheDatabase(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
-		table := createTable(t, plainDB(t, s), "scopedtest_cancel")
+		table := dbtest.CreateIDTable(t, plainDB(t, s), "scopedtest_cancel")
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
 		txs := scoped.New(scopedsql.Tx(db, nil))
 
-		parent, cancel := context.WithCancel(boundedCtx(t))
+		parent, cancel := context.WithCancel(dbtest.Ctx(t))
 		ctx, scope := scoped.Begin(parent)
 		tx, err := txs.Current(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.ExecContext(ctx, insert(s, table), 1); err != nil {
+		if _, err := tx.ExecContext(ctx, s.InsertID(table), 1); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
 		if err := scope.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ExecContext(parent, insert(s, table), 2); !errors.Is(err, context.Canceled) {
+		if _, err := db.ExecContext(parent, s.InsertID(table), 2); !errors.Is(err, context.Canceled) {
 			t.Errorf("Exec with a cancelled context = %v, want context.Canceled", err)
 		}
-		if _, err := db.ExecContext(boundedCtx(t), insert(s, table), 3); err != nil {
+		if _, err := db.ExecContext(dbtest.Ctx(t), s.InsertID(table), 3); err != nil {
 			t.Fatalf("after cancellations: %v", err)
 		}
 		if got := ids(t, db, table); !slices.Equal(got, []int64{3}) {
@@ -377,15 +377,15 @@ func TestDDLIsRolledBackOnPostgres(t *testing.T) {
 	table := dbtest.Table("scopedtest_ddl")
 	t.Run("test", func(t *testing.T) {
 		db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
-		if _, err := db.ExecContext(boundedCtx(t), "CREATE TABLE "+table+" (id BIGINT)"); err != nil {
+		if _, err := db.ExecContext(dbtest.Ctx(t), "CREATE TABLE "+table+" (id BIGINT)"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ExecContext(boundedCtx(t), insert(s, table), 1); err != nil {
+		if _, err := db.ExecContext(dbtest.Ctx(t), s.InsertID(table), 1); err != nil {
 			t.Fatal(err)
 		}
 	})
 	var found bool
-	err := plainDB(t, s).QueryRowContext(boundedCtx(t),
+	err := plainDB(t, s).QueryRowContext(dbtest.Ctx(t),
 		"SELECT to_regclass($1) IS NOT NULL", table).Scan(&found)
 	if err != nil {
 		t.Fatal(err)

@@ -9,10 +9,13 @@
 package dbtest
 
 import (
+	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"os"
 	"testing"
+	"time"
 )
 
 // Environment variables read by this package.
@@ -68,4 +71,51 @@ func Table(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return prefix + "_" + hex.EncodeToString(b[:])
+}
+
+// Bound is how long a test waits on a server before it fails instead of
+// hanging. It is never a timing assertion.
+const Bound = 30 * time.Second
+
+// Ctx returns a context that ends after [Bound] or with t.
+func Ctx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Bound)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// CreateIDTable creates a fresh table (id BIGINT PRIMARY KEY) named after
+// prefix, and drops it when t ends.
+func CreateIDTable(t testing.TB, db *sql.DB, prefix string) string {
+	t.Helper()
+	name := Table(prefix)
+	if _, err := db.ExecContext(Ctx(t), "CREATE TABLE "+name+" (id BIGINT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Bound)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP TABLE "+name); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// InsertID is the INSERT of one id into table, in s's placeholder syntax.
+func (s Server) InsertID(table string) string {
+	if s.Name == "postgres" {
+		return "INSERT INTO " + table + " (id) VALUES ($1)"
+	}
+	return "INSERT INTO " + table + " (id) VALUES (?)"
+}
+
+// BackendIDQuery returns the query for the server's id of the connection
+// it runs on.
+func (s Server) BackendIDQuery() string {
+	if s.Name == "postgres" {
+		return "SELECT pg_backend_pid()"
+	}
+	return "SELECT CONNECTION_ID()"
 }
