@@ -84,7 +84,8 @@ func (e *entry[S]) create(ctx, endCtx context.Context, st store) (s S, err error
 		r.stats.createFailed.add(e.stripe, 1)
 		err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
 		st.fail(&e.node, err)
-		return s, err
+		var zero S
+		return zero, err
 	}
 	e.s = s
 	r.stats.created.add(e.stripe, 1)
