@@ -45,8 +45,11 @@
 // [WithTeardownErrorHook] (by default, log/slog).
 //
 // If a scope's context is cancelled before Remove, the scope is removed
-// anyway (the safety net); defer scope.Remove() remains the rule. Work that
-// outlives a request gets its own scope from [Detach]. After a scope has
+// anyway, on another goroutine (the safety net); defer scope.Remove()
+// remains the rule. Callers that always end their scopes themselves use
+// [BeginWithoutSafetyNet], and session types that must never be ended
+// while a query may still run on them are created [WithoutSafetyNet].
+// Work that outlives a request gets its own scope from [Detach]. After a scope has
 // ended, Current returns [ErrScopeClosed] rather than creating a session
 // that no one would end.
 //
