@@ -82,14 +82,14 @@ func (x *exhaustion) insert(ctx context.Context, tx *sql.Tx, id int) error {
 // the pool's connections while all of them are in use.
 func (x *exhaustion) waitForWaiters(n int64) {
 	x.t.Helper()
-	deadline := time.Now().Add(upTo)
+	deadline := time.Now().Add(dbtest.Bound)
 	for {
 		st := x.p.Stats()
 		if st.InUse == exhaustPool && st.WaitCount-x.waits >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			x.t.Fatalf("%d callers waiting for a connection (InUse %d) after %v, want %d", st.WaitCount-x.waits, st.InUse, upTo, n)
+			x.t.Fatalf("%d callers waiting for a connection (InUse %d) after %v, want %d", st.WaitCount-x.waits, st.InUse, dbtest.Bound, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -114,7 +114,7 @@ func (x *exhaustion) finish(committed map[int]bool) {
 	x.fig.Waited = x.p.Stats().WaitCount - x.waits
 	x.fig.InUseAfterDrain = x.p.drain()
 	var err error
-	if x.fig.OpenTransactions, err = x.p.openTransactions(bounded(t)); err != nil {
+	if x.fig.OpenTransactions, err = x.p.openTransactions(dbtest.Ctx(t)); err != nil {
 		t.Errorf("open transactions: %v", err)
 	}
 	x.fig.LeakedConnections = x.fig.InUseAfterDrain + x.fig.OpenTransactions
@@ -146,8 +146,8 @@ func together(t *testing.T, n int, f func(i int)) {
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(2 * upTo):
-		t.Fatalf("deadlock: %d scopes did not all finish within %v", n, 2*upTo)
+	case <-time.After(2 * dbtest.Bound):
+		t.Fatalf("deadlock: %d scopes did not all finish within %v", n, 2*dbtest.Bound)
 	}
 }
 
@@ -185,7 +185,7 @@ func exhaustNoDeadline(t *testing.T, s dbtest.Server) {
 			}
 			select {
 			case <-release:
-			case <-time.After(upTo):
+			case <-time.After(dbtest.Bound):
 			}
 			return scope.Commit()
 		}()
@@ -236,7 +236,7 @@ func exhaustDeadline(t *testing.T, s dbtest.Server) {
 			}
 			select {
 			case <-release:
-			case <-time.After(2 * upTo):
+			case <-time.After(2 * dbtest.Bound):
 			}
 			err = scope.Commit()
 			record(i, err)
@@ -275,7 +275,7 @@ func exhaustDeadline(t *testing.T, s dbtest.Server) {
 		t.Errorf("InUse = %d while the holders hold, want %d", n, exhaustPool)
 	}
 	close(release)
-	holders.Wait() // bounded: each holder waits for release at most 2*upTo
+	holders.Wait() // bounded: each holder waits for release at most 2*dbtest.Bound
 	for i := range exhaustPool {
 		if committed[i] {
 			x.fig.Succeeded++
@@ -354,10 +354,10 @@ func exhaustHTTP(t *testing.T, s dbtest.Server) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := &http.Server{Handler: withDeadline, ReadHeaderTimeout: upTo, ErrorLog: log.New(io.Discard, "", 0)}
+			srv := &http.Server{Handler: withDeadline, ReadHeaderTimeout: dbtest.Bound, ErrorLog: log.New(io.Discard, "", 0)}
 			go func() { _ = srv.Serve(ln) }()
 			transport := &http.Transport{MaxIdleConnsPerHost: exhaustScopes}
-			client := &http.Client{Transport: transport, Timeout: upTo}
+			client := &http.Client{Transport: transport, Timeout: dbtest.Bound}
 			var mu sync.Mutex
 			committed := map[int]bool{}
 			together(t, exhaustScopes, func(i int) {
@@ -381,7 +381,7 @@ func exhaustHTTP(t *testing.T, s dbtest.Server) {
 					t.Errorf("request %d: %d %v", i, status, err)
 				}
 			})
-			ctx, cancel := context.WithTimeout(context.Background(), upTo)
+			ctx, cancel := context.WithTimeout(context.Background(), dbtest.Bound)
 			defer cancel()
 			if err := srv.Shutdown(ctx); err != nil {
 				t.Errorf("shutdown: %v", err)

@@ -32,17 +32,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// upTo bounds every wait (for a server, a drain, a signal), so that a
-// broken run fails instead of hanging. No assertion depends on it.
-const upTo = 30 * time.Second
-
-func bounded(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), upTo)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // pool is the *sql.DB under test. Every connection it opens goes through
 // a connector hook that records the connection's server-side id, so that
 // the test can kill exactly its own connections, and check exactly its own
@@ -86,10 +75,10 @@ func openPool(t *testing.T, s dbtest.Server, size int) *pool {
 	}
 	p.admin.SetMaxOpenConns(1) // one connection, opened now: no goroutine of it starts later
 	t.Cleanup(func() { _ = p.admin.Close() })
-	if err := p.PingContext(bounded(t)); err != nil {
+	if err := p.PingContext(dbtest.Ctx(t)); err != nil {
 		t.Fatalf("%s: %v", s.Name, err)
 	}
-	if err := p.admin.PingContext(bounded(t)); err != nil {
+	if err := p.admin.PingContext(dbtest.Ctx(t)); err != nil {
 		t.Fatalf("%s: %v", s.Name, err)
 	}
 	return p
@@ -280,7 +269,7 @@ func (p *pool) openTransactions(ctx context.Context) (int, error) {
 // drain waits, bounded, until no connection of the pool is in use, and
 // returns how many still are.
 func (p *pool) drain() int {
-	deadline := time.Now().Add(upTo)
+	deadline := time.Now().Add(dbtest.Bound)
 	for p.Stats().InUse != 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -291,11 +280,11 @@ func (p *pool) drain() int {
 func createTable(t *testing.T, p *pool, prefix string) string {
 	t.Helper()
 	name := dbtest.Table(prefix)
-	if _, err := p.admin.ExecContext(bounded(t), "CREATE TABLE "+name+" (id BIGINT PRIMARY KEY, kind VARCHAR(16) NOT NULL)"); err != nil {
+	if _, err := p.admin.ExecContext(dbtest.Ctx(t), "CREATE TABLE "+name+" (id BIGINT PRIMARY KEY, kind VARCHAR(16) NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), upTo)
+		ctx, cancel := context.WithTimeout(context.Background(), dbtest.Bound)
 		defer cancel()
 		if _, err := p.admin.ExecContext(ctx, "DROP TABLE "+name); err != nil {
 			t.Errorf("drop %s: %v", name, err)
@@ -318,7 +307,7 @@ func sqlFor(s dbtest.Server, query string) string {
 // rowIDs returns every id in table, counting duplicates.
 func rowIDs(t *testing.T, p *pool, table string) map[int]int {
 	t.Helper()
-	rows, err := p.admin.QueryContext(bounded(t), "SELECT id FROM "+table)
+	rows, err := p.admin.QueryContext(dbtest.Ctx(t), "SELECT id FROM "+table)
 	if err != nil {
 		t.Fatal(err)
 	}

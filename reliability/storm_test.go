@@ -172,7 +172,7 @@ func runStorm(t *testing.T, s dbtest.Server, n int, seed uint64) {
 	}
 	srv := &http.Server{
 		Handler:           ss.handler(),
-		ReadHeaderTimeout: upTo,
+		ReadHeaderTimeout: dbtest.Bound,
 		ErrorLog:          log.New(io.Discard, "", 0), // aborted handlers are part of the storm
 	}
 	served := make(chan error, 1)
@@ -181,7 +181,7 @@ func runStorm(t *testing.T, s dbtest.Server, n int, seed uint64) {
 	client := &http.Client{Transport: transport}
 	base := "http://" + ln.Addr().String()
 	shutdown := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), upTo)
+		ctx, cancel := context.WithTimeout(context.Background(), dbtest.Bound)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("server shutdown: %v", err)
@@ -203,7 +203,7 @@ func runStorm(t *testing.T, s dbtest.Server, n int, seed uint64) {
 		killBegan.Store(true)
 		ss.commitGate.Lock() // no COMMIT is in flight while connections die
 		defer ss.commitGate.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), upTo)
+		ctx, cancel := context.WithTimeout(context.Background(), dbtest.Bound)
 		defer cancel()
 		k, err := p.kill(ctx)
 		fig.ConnectionsKilled = k
@@ -316,7 +316,7 @@ func runStorm(t *testing.T, s dbtest.Server, n int, seed uint64) {
 	// Nothing leaked.
 	fig.InUseAfterDrain = p.drain()
 	var err2 error
-	if fig.OpenTransactions, err2 = p.openTransactions(bounded(t)); err2 != nil {
+	if fig.OpenTransactions, err2 = p.openTransactions(dbtest.Ctx(t)); err2 != nil {
 		t.Errorf("open transactions: %v", err2)
 	}
 	fig.LeakedConnections = fig.InUseAfterDrain + fig.OpenTransactions
@@ -376,7 +376,7 @@ func stormCode(k stormKind, id int) int {
 
 // request sends request id and reads the whole answer.
 func (ss *stormServer) request(client *http.Client, base string, id int) stormOutcome {
-	ctx, cancel := context.WithTimeout(ss.ctx, upTo)
+	ctx, cancel := context.WithTimeout(ss.ctx, dbtest.Bound)
 	defer cancel()
 	if ss.kinds[id] == kAbandon {
 		// Go away once the handler is inside its transaction.
@@ -425,7 +425,7 @@ func (ss *stormServer) handler() http.Handler {
 	scopedMW := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(ss.txs))
 	inner := scopedMW(http.HandlerFunc(ss.serve))
 	withDeadline := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := upTo
+		d := dbtest.Bound
 		if ss.kinds[r.Context().Value(stormIDKey{}).(int)] == kTimeout {
 			d = stormDeadline
 		}
@@ -505,7 +505,7 @@ func (ss *stormServer) serve(w http.ResponseWriter, r *http.Request) {
 		// after the request's context has ended.
 		select {
 		case <-ctx.Done():
-		case <-time.After(upTo):
+		case <-time.After(dbtest.Bound):
 			if k == kAbandon {
 				ss.notNoticed.Add(1)
 			}
