@@ -332,7 +332,7 @@ func TestEnginesOnRealServers(t *testing.T) {
 		if err := scope.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(t, db, table); !reflect.DeepEqual(got, []int64{1}) {
+		if got := dbtest.IDs(t, db, table); !reflect.DeepEqual(got, []int64{1}) {
 			t.Errorf("ids = %v, want [1]", got)
 		}
 	})

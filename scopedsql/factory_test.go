@@ -42,7 +42,7 @@ func TestTxIsCommittedByScopeCommitAndRolledBackByRemove(t *testing.T) {
 			}
 		}
 
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
 			t.Errorf("ids = %v, want [1]", got)
 		}
 		wantInUse(t, db, 0)
@@ -127,7 +127,7 @@ func TestTxOutlivesCancellationOfItsBeginContext(t *testing.T) {
 		if err := tx.Commit(); err != nil {
 			t.Fatalf("commit after cancel: %v", err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{7}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{7}) {
 			t.Errorf("ids = %v, want [7]", got)
 		}
 		wantInUse(t, db, 0)
@@ -162,7 +162,7 @@ func TestCancelledScopeIsRolledBackAndItsConnectionReused(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		if got := ids(t, db, table); len(got) != 0 {
+		if got := dbtest.IDs(t, db, table); len(got) != 0 {
 			t.Errorf("ids = %v, want none", got)
 		}
 		wantInUse(t, db, 0)

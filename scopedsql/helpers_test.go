@@ -37,28 +37,6 @@ func backendID(t testing.TB, q queryer, s dbtest.Server) int64 {
 	return id
 }
 
-// ids returns the ids in table, ascending.
-func ids(t testing.TB, db *sql.DB, table string) []int64 {
-	t.Helper()
-	rows, err := db.QueryContext(dbtest.Ctx(t), "SELECT id FROM "+table+" ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // errorLog collects teardown errors instead of logging them.
 type errorLog struct {
 	mu   sync.Mutex

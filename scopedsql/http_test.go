@@ -117,7 +117,7 @@ func TestAutocommitUnderLoadKeepsExactlyThe2xxRequests(t *testing.T) {
 		client.CloseIdleConnections()
 
 		in := map[int64]bool{}
-		for _, id := range ids(t, db, table) {
+		for _, id := range dbtest.IDs(t, db, table) {
 			in[id] = true
 		}
 		var committed, rolledBack int64

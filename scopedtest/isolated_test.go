@@ -41,15 +41,15 @@ func TestCommittedDataIsVisibleInsideTheTestAndGoneAfter(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := ids(t, db, table); !slices.Equal(got, []int64{1, 2}) {
+			if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 2}) {
 				t.Errorf("inside the test: ids = %v, want [1 2]", got)
 			}
-			if got := ids(t, plain, table); len(got) != 0 {
+			if got := dbtest.IDs(t, plain, table); len(got) != 0 {
 				t.Errorf("another connection sees %v during the test, want nothing", got)
 			}
 		})
 
-		if got := ids(t, plain, table); len(got) != 0 {
+		if got := dbtest.IDs(t, plain, table); len(got) != 0 {
 			t.Errorf("after the test: ids = %v, want none", got)
 		}
 	})
@@ -79,13 +79,13 @@ func TestParallelTestsDoNotSeeEachOthersRows(t *testing.T) {
 				}
 				inserted.Done()
 				inserted.Wait()
-				if got := ids(t, db, table); !slices.Equal(got, []int64{id}) {
+				if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{id}) {
 					t.Errorf("ids = %v, want only [%d]", got, id)
 				}
 			})
 		}
 		t.Cleanup(func() {
-			if got := ids(t, plain, table); len(got) != 0 {
+			if got := dbtest.IDs(t, plain, table); len(got) != 0 {
 				t.Errorf("after both tests: ids = %v, want none", got)
 			}
 		})
@@ -116,7 +116,7 @@ func TestNestedBeginRollsBackOnlyItsSavepoint(t *testing.T) {
 		exec(ctx, 1)
 		child, childScope := scoped.Begin(ctx)
 		exec(child, 2)
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1, 2}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 2}) {
 			t.Errorf("before the child ends: ids = %v, want [1 2]", got)
 		}
 		if err := childScope.Remove(); err != nil {
@@ -126,7 +126,7 @@ func TestNestedBeginRollsBackOnlyItsSavepoint(t *testing.T) {
 		if err := scope.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1, 3}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 3}) {
 			t.Errorf("ids = %v, want [1 3]: only the child's row rolled back", got)
 		}
 	})
@@ -158,13 +158,13 @@ func TestNestedCommitIsUndoneByTheEnclosingRollback(t *testing.T) {
 		if err := childScope.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
 			t.Errorf("after the child's commit: ids = %v, want [1]", got)
 		}
 		if err := scope.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(t, db, table); len(got) != 0 {
+		if got := dbtest.IDs(t, db, table); len(got) != 0 {
 			t.Errorf("after the parent's rollback: ids = %v, want none", got)
 		}
 	})
@@ -242,12 +242,12 @@ func TestConcurrentScopesOfOneTestAllWork(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			if got := ids(t, db, table); len(got) != n {
+			if got := dbtest.IDs(t, db, table); len(got) != n {
 				t.Errorf("%d rows, want %d", len(got), n)
 			}
 			wantStats(t, txs.Stats(), scoped.Stats{Created: n, Committed: n})
 		})
-		if got := ids(t, plain, table); len(got) != 0 {
+		if got := dbtest.IDs(t, plain, table); len(got) != 0 {
 			t.Errorf("after the test: %d rows, want none", len(got))
 		}
 	})
@@ -284,7 +284,7 @@ func TestStatementInsideRowsLoopDoesNotDeadlock(t *testing.T) {
 		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1, 2, 3, 11, 12, 13}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 2, 3, 11, 12, 13}) {
 			t.Errorf("ids = %v", got)
 		}
 	})
@@ -327,7 +327,7 @@ func TestFailedStatementDoesNotBreakTheDatabase(t *testing.T) {
 		if _, err := db.ExecContext(ctx, ins, 4); err != nil {
 			t.Fatalf("after a rolled back transaction with a failed statement: %v", err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{1, 2, 4}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 2, 4}) {
 			t.Errorf("ids = %v, want [1 2 4]", got)
 		}
 	})
@@ -363,7 +363,7 @@ func TestCancellationEndsTheScopeButNotTheDatabase(t *testing.T) {
 		if _, err := db.ExecContext(dbtest.Ctx(t), s.InsertID(table), 3); err != nil {
 			t.Fatalf("after cancellations: %v", err)
 		}
-		if got := ids(t, db, table); !slices.Equal(got, []int64{3}) {
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{3}) {
 			t.Errorf("ids = %v, want [3]", got)
 		}
 	})

@@ -119,3 +119,30 @@ func (s Server) BackendIDQuery() string {
 	}
 	return "SELECT CONNECTION_ID()"
 }
+
+// Querier is what IDs reads through: a *sql.DB, *sql.Conn or *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// IDs returns the ids in table, ascending, as q sees them.
+func IDs(t testing.TB, q Querier, table string) []int64 {
+	t.Helper()
+	rows, err := q.QueryContext(Ctx(t), "SELECT id FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
