@@ -31,3 +31,26 @@ var (
 // ErrNotBound is returned by the package-level [Current] when no
 // ScopedSession of that session type is bound to the context.
 var ErrNotBound = errors.New("scoped: no ScopedSession bound for this session type (use scoped.Bind or scopedhttp.Bind)")
+
+// The outcome of a failed commit, matched with [errors.Is] on the error of
+// [Scope.Commit] or [ScopedSession.Commit]. Exactly one of the first three
+// describes a commit error; [ErrCommitUnknown] may come with any of them.
+var (
+	// ErrNotCommitted: a commit failed and no session of the scope had
+	// committed before it: nothing was saved.
+	ErrNotCommitted = errors.New("scoped: commit failed, nothing was committed")
+
+	// ErrPartiallyCommitted: a commit failed after other sessions of the
+	// same scope had committed: some changes were saved, some were not.
+	ErrPartiallyCommitted = errors.New("scoped: commit failed after other sessions committed")
+
+	// ErrCommittedCloseFailed: every commit succeeded, but closing a
+	// session afterwards failed. The changes were saved.
+	ErrCommittedCloseFailed = errors.New("scoped: committed, but a session failed to close")
+
+	// ErrCommitUnknown: the outcome of a commit is not known, as when the
+	// connection was lost after COMMIT was sent: the changes may or may not
+	// have been saved. Adapters wrap it into the commit errors they cannot
+	// resolve.
+	ErrCommitUnknown = errors.New("scoped: commit outcome unknown, the changes may have been saved")
+)
