@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -66,31 +64,6 @@ func TestWorksUnderServeMux(t *testing.T) {
 			mw := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))
 			mux.Handle("GET /items/{id}", mw(itemHandler(t, pathValue)))
 			return mux
-		},
-	}
-	for name, layout := range layouts {
-		for _, c := range routerCases {
-			t.Run(name+c.path, func(t *testing.T) {
-				fx := newFixture()
-				checkRouter(t, fx, layout(fx), c)
-			})
-		}
-	}
-}
-
-func TestWorksUnderChi(t *testing.T) {
-	urlParam := func(r *http.Request) string { return chi.URLParam(r, "id") }
-	layouts := map[string]func(fx *fixture) http.Handler{
-		"Use": func(fx *fixture) http.Handler {
-			r := chi.NewRouter()
-			r.Use(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit)))
-			r.Get("/items/{id}", itemHandler(t, urlParam))
-			return r
-		},
-		"With": func(fx *fixture) http.Handler {
-			r := chi.NewRouter()
-			r.With(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))).Get("/items/{id}", itemHandler(t, urlParam))
-			return r
 		},
 	}
 	for name, layout := range layouts {

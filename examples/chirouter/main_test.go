@@ -1,4 +1,4 @@
-package adapterexamples_test
+package chirouter_test
 
 import (
 	"testing"

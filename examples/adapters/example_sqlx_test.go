@@ -1,4 +1,4 @@
-package adapterexamples_test
+package adapters_test
 
 import (
 	"context"

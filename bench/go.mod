@@ -1,0 +1,22 @@
+module github.com/go-scoped/scoped/bench
+
+go 1.24.0
+
+require (
+	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/jackc/pgx/v5 v5.8.0
+	github.com/lib/pq v1.12.3
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.2 // indirect
+	github.com/jinzhu/copier v0.4.0 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+	golang.org/x/text v0.29.0 // indirect
+)
+
+// The benchmark measures the library in this checkout.
+replace github.com/go-scoped/scoped => ../
