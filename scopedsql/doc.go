@@ -19,8 +19,10 @@
 //	...
 //	return scope.Commit()
 //
-// [Conn] pins one connection per scope instead of a transaction, for SET,
-// advisory locks and temporary tables.
+// [NewConn] pins one connection per scope instead of a transaction, for
+// SET, advisory locks and temporary tables; its teardown never waits for
+// an unclosed *sql.Rows or a transaction left open on the connection, but
+// discards the connection and says so ([ErrConnInUse]).
 //
 // # Engines
 //

@@ -16,3 +16,9 @@ var (
 	// ErrNoEngines is returned by [Open] given no engine at all.
 	ErrNoEngines = errors.New("scopedsql: no engines configured")
 )
+
+// ErrConnInUse is returned by the teardown of [NewConn] (and by
+// [CloseConn]) when something was still open on the scope's pinned
+// connection as its scope ended: the connection was discarded rather than
+// waited for.
+var ErrConnInUse = errors.New("scopedsql: pinned connection still in use as its scope ended")

@@ -49,6 +49,11 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 // database/sql does not reset it. Undo what you set (RESET, unlock), use
 // transaction-local forms (SET LOCAL, pg_advisory_xact_lock), or give
 // scoped.WithClose a function that resets before it closes.
+//
+// With scoped.New's default teardown, ending the scope waits for whatever
+// is still open on the connection (an unclosed *sql.Rows, a transaction
+// begun on it), as Close does; [NewConn] never waits, and discards such a
+// connection instead. Prefer NewConn.
 func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 	if db == nil {
 		panic("scopedsql: Conn with nil *sql.DB")

@@ -1,0 +1,203 @@
+package scopedsql_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedsql"
+)
+
+// newPinned is the ScopedSession of pinned connections under test.
+var newPinned = func(db *sql.DB, opts ...scoped.Option) *scoped.ScopedSession[*sql.Conn] {
+	return scopedsql.NewConn(db, opts...)
+}
+
+// removeOrHang runs scope.Remove and fails t if it has not returned
+// within dbtest.Bound (a hang, not a timing assertion).
+func removeOrHang(t *testing.T, scope *scoped.Scope) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- scope.Remove() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(dbtest.Bound):
+		t.Fatalf("Remove still blocked after %v", dbtest.Bound)
+		return nil
+	}
+}
+
+// eventually polls cond until it holds or dbtest.Bound passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(dbtest.Bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", dbtest.Bound, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func sessionAlive(t *testing.T, db *sql.DB, s dbtest.Server, id int64) bool {
+	t.Helper()
+	q := "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+	if s.Name == "mysql" {
+		q = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID = ?"
+	}
+	var n int
+	if err := db.QueryRowContext(dbtest.Ctx(t), q, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}
+
+func TestNewConnGoesBackToThePoolWhenNothingIsLeftOpen(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		db := openDB(t, s)
+		db.SetMaxOpenConns(1)
+		var log errorLog
+		conns := newPinned(db, log.option())
+
+		var ids []int64
+		for range 2 {
+			ctx, scope := scoped.Begin(dbtest.Ctx(t))
+			c, err := conns.Current(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, backendID(t, c, s))
+			rows, err := c.QueryContext(ctx, "SELECT 1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rows.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := c.BeginTx(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			if err := removeOrHang(t, scope); err != nil {
+				t.Fatalf("Remove = %v, want nil", err)
+			}
+			wantInUse(t, db, 0)
+		}
+		if ids[0] != ids[1] {
+			t.Errorf("backends %v: the connection was not reused", ids)
+		}
+		if errs := log.all(); len(errs) > 0 {
+			t.Errorf("teardown errors: %v", errs)
+		}
+	})
+}
+
+// Issue 10 item 2: an unclosed *sql.Rows or a transaction begun by hand on
+// the pinned connection makes Remove return at once, with an error saying
+// so, and the connection is discarded: its server session ends now, so a
+// transaction left open no longer holds its locks. database/sql lets go of
+// the *sql.Conn when the leftover ends, and nothing is left behind then.
+func TestNewConnRemoveDoesNotWaitForWhatWasLeftOpen(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		for _, leftover := range []string{"rows", "tx"} {
+			for _, with := range []string{"another context", "the scope's context, cancelled"} {
+				t.Run(leftover+" opened with "+with, func(t *testing.T) {
+					t.Parallel()
+					testLeftOpen(t, s, leftover, with == "another context")
+				})
+			}
+		}
+	})
+}
+
+func testLeftOpen(t *testing.T, s dbtest.Server, leftover string, otherCtx bool) {
+	db := openDB(t, s)
+	table := dbtest.CreateIDTable(t, db, "scopedsql_leftover")
+	var log errorLog
+	conns := newPinned(db, log.option())
+
+	parent, cancelScope := context.WithCancel(dbtest.Ctx(t))
+	defer cancelScope()
+	ctx, scope := scoped.Begin(parent)
+	// The leftover's own context ends only when the test says so: a
+	// context.Background as far as the scope can tell.
+	leftCtx, endLeftover := context.WithCancel(context.Background())
+	defer endLeftover()
+	if !otherCtx {
+		leftCtx = ctx
+	}
+	c, err := conns.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := backendID(t, c, s)
+	switch leftover {
+	case "rows":
+		rows, err := c.QueryContext(leftCtx, "SELECT 1 UNION ALL SELECT 2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+	case "tx":
+		tx, err := c.BeginTx(leftCtx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		if _, err := tx.ExecContext(leftCtx, s.InsertID(table), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !otherCtx {
+		// As scoped.Run and scopedhttp do before teardown: the leftover
+		// may close itself first, or not.
+		cancelScope()
+	}
+
+	err = removeOrHang(t, scope)
+	switch {
+	case errors.Is(err, scopedsql.ErrConnInUse):
+	case !otherCtx && (err == nil || errors.Is(err, sql.ErrConnDone)):
+		// database/sql ended the leftover on the cancellation before the
+		// teardown looked: a Rows is closed and the connection pooled; a
+		// Tx is rolled back and database/sql closes the *sql.Conn itself.
+		t.Logf("the leftover ended itself first: %v", err)
+	default:
+		t.Fatalf("Remove = %v, want an error wrapping ErrConnInUse", err)
+	}
+	if errors.Is(err, scopedsql.ErrConnInUse) {
+		if errs := log.all(); len(errs) != 1 || !errors.Is(errs[0], scopedsql.ErrConnInUse) {
+			t.Errorf("teardown hook saw %v, want the ErrConnInUse error", errs)
+		}
+		eventually(t, "the discarded connection's server session still exists", func() bool {
+			return !sessionAlive(t, db, s, backend)
+		})
+	}
+	if leftover == "tx" {
+		// The abandoned transaction is gone with its session: its row is
+		// not there and its lock is free (the insert would wait for it).
+		if _, err := db.ExecContext(dbtest.Ctx(t), s.InsertID(table), 7); err != nil {
+			t.Fatalf("insert of the row the abandoned transaction held: %v", err)
+		}
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{7}) {
+			t.Errorf("ids = %v, want [7] (only the new insert)", got)
+		}
+	}
+	endLeftover()
+	eventually(t, "the pinned connection still counts as in use after its leftover ended", func() bool {
+		return db.Stats().InUse == 0
+	})
+}
