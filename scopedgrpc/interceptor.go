@@ -1,0 +1,115 @@
+package scopedgrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/go-scoped/scoped"
+)
+
+// UnaryServerInterceptor returns an interceptor that runs every unary call
+// in its own [scoped.Scope] and ends it when the handler returns: in
+// [Autocommit] mode (or under [WithCommitPolicy]) it commits before the
+// response is sent, and a failed commit replaces the response with the
+// error handler's status, so that the client never sees OK for changes
+// that were not saved. Everything not committed is rolled back.
+//
+// Install it inside (after) a recovery interceptor:
+//
+//	grpc.NewServer(grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(), scopedgrpc.UnaryServerInterceptor(opts...)))
+//
+// so that a panic rolls back here and is then turned into a status there.
+func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
+	cfg := newConfig(opts)
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		ctx, scope := cfg.begin(ctx)
+		returned := false
+		defer func() {
+			if !returned {
+				// A panic (or runtime.Goexit): roll back and let it go on,
+				// unrecovered, to a recovery interceptor or the server.
+				_ = scope.Remove()
+			}
+		}()
+		resp, err = handler(ctx, req)
+		returned = true
+		if ferr := cfg.finish(ctx, scope, err); ferr != nil {
+			return nil, ferr
+		}
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor returns an interceptor that runs every streaming
+// call in its own [scoped.Scope]. The scope is committed (in [Autocommit]
+// mode or under [WithCommitPolicy]) when the handler returns, before the
+// final status is sent: the messages the handler sent are followed by the
+// error handler's status if the commit fails. A handler that must commit
+// before it streams commits by hand ([scoped.ScopedSession.Commit]).
+func StreamServerInterceptor(opts ...Option) grpc.StreamServerInterceptor {
+	cfg := newConfig(opts)
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, scope := cfg.begin(ss.Context())
+		returned := false
+		defer func() {
+			if !returned {
+				_ = scope.Remove()
+			}
+		}()
+		err := handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
+		returned = true
+		if ferr := cfg.finish(ctx, scope, err); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+}
+
+// begin starts the call's scope. It keeps the core's safety net: when the
+// client goes away or the deadline passes, the scope's sessions that may
+// be ended from another goroutine are rolled back then, not when the
+// handler finally returns.
+func (c *config) begin(ctx context.Context) (context.Context, *scoped.Scope) {
+	ctx, scope := scoped.Begin(ctx)
+	for _, b := range c.binds {
+		ctx = b.bind(ctx)
+	}
+	return ctx, scope
+}
+
+// finish ends the scope after the handler returned err. It returns nil
+// when the call may end as the handler said, or the error that replaces
+// the handler's outcome.
+func (c *config) finish(ctx context.Context, scope *scoped.Scope, err error) error {
+	if c.commit == nil || !c.commit(status.Code(err)) {
+		_ = scope.Remove() // errors reach the sessions' teardown hooks
+		return nil
+	}
+	if ctx.Err() != nil {
+		// The client went away or the deadline passed (and the safety net
+		// may have rolled back already): nothing is committed for a call
+		// that no one waits for, and it does not end with OK.
+		_ = scope.Remove()
+		return c.onError(ctx, fmt.Errorf("%w: %w", errEndedEarly, ctx.Err()))
+	}
+	if scope.Err() != nil {
+		return nil // the handler ended the scope itself: nothing left to decide
+	}
+	cerr := scope.Commit()
+	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
+		return nil // committed; a close failing afterwards lost nothing
+	}
+	return c.onError(ctx, fmt.Errorf("scopedgrpc: %w", cerr))
+}
+
+// serverStream carries the call's scope to the handler.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }
