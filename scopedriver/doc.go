@@ -1,0 +1,59 @@
+// Package scopedriver runs River jobs (github.com/riverqueue/river) in
+// scopes of the scoped package: each job's Work gets a scope of its own,
+// committed when Work returns nil and rolled back when it returns an error
+// or panics, River then retrying the job as usual.
+//
+// # Usage
+//
+// One ScopedSession of transactions on River's own pool, one middleware
+// for the client:
+//
+//	pool, err := pgxpool.New(ctx, dsn)
+//	...
+//	txs := scopedpgx.NewTx(pool, pgx.TxOptions{})
+//	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+//		Queues:     map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+//		Workers:    workers,
+//		Middleware: []rivertype.Middleware{scopedriver.NewMiddleware(scopedriver.Bind(txs), scopedriver.CompleteTx(txs))},
+//	})
+//
+// A worker finds the job's transaction with [scoped.Current] and never
+// commits it: the middleware does, when Work returns nil.
+//
+//	func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
+//		tx, err := scoped.Current[pgx.Tx](ctx)
+//		if err != nil {
+//			return err
+//		}
+//		_, err = tx.Exec(ctx, "INSERT INTO sent (id) VALUES ($1)", job.Args.ID)
+//		return err // nil commits; an error rolls back and River retries
+//	}
+//
+// # Transactional completion
+//
+// Without [CompleteTx], River records a job completed after Work returned
+// and the scope committed: a worker that dies in between (killed, out of
+// memory, power lost) leaves the job running, River's rescuer retries it
+// later, and it runs a second time although its work was saved. With
+// CompleteTx the job is marked completed inside the job's own transaction
+// (River's JobCompleteTx), so its writes and its completion commit
+// together: a death after the commit never runs the job again, a death
+// before it leaves nothing of the attempt. That holds for the writes made
+// in that one transaction; a job that also writes elsewhere (another
+// database, an API) must make those writes idempotent, as with any queue.
+//
+// # Errors
+//
+// An error of Work, or of the completion, rolls the scope back and goes
+// to River, joined with the rollback's error if it failed; River's own
+// error kinds (river.JobSnooze, river.JobCancel) keep working. A failed
+// commit is returned too, so River retries, except when every session
+// committed and only a close failed afterwards
+// ([scoped.ErrCommittedCloseFailed]): the work is saved, the job is done.
+// Every teardown error also reaches the sessions' teardown error hook.
+//
+// The middleware ends each scope itself, on the job's goroutine, so its
+// scopes have no safety net (see [scoped.BeginWithoutSafetyNet]): a job
+// River cancels sees its queries fail, and the scope then rolls back when
+// Work returns.
+package scopedriver

@@ -1,0 +1,87 @@
+package scopedriver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/go-scoped/scoped"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+)
+
+// Middleware is a River worker middleware that runs each job in its own
+// [scoped.Scope]. Put it in river.Config.Middleware (for every job) or
+// return it from a worker's Middleware method (for one kind).
+type Middleware struct {
+	river.MiddlewareDefaults
+	cfg config
+}
+
+var _ rivertype.WorkerMiddleware = (*Middleware)(nil)
+
+// NewMiddleware returns the middleware. Each job's Work runs in a scope
+// of its own, begun on the job's context: when Work returns nil the scope
+// is committed (with [CompleteTx], together with the job's completion),
+// and otherwise rolled back, the error going to River, which retries the
+// job as usual. A panic rolls the scope back and continues to River's own
+// panic handling. NewMiddleware panics if two [Bind] options bind the
+// same session type.
+func NewMiddleware(opts ...Option) *Middleware {
+	m := &Middleware{}
+	for _, o := range opts {
+		o.apply(&m.cfg)
+	}
+	seen := make(map[reflect.Type]bool, len(m.cfg.binds))
+	for _, b := range m.cfg.binds {
+		if seen[b.typ] {
+			panic(fmt.Sprintf("scopedriver: NewMiddleware: two Binds of session type %v; bind one ScopedSession per type", b.typ))
+		}
+		seen[b.typ] = true
+	}
+	return m
+}
+
+// Work runs doInner, the rest of the job's middleware and its Work, in a
+// new scope.
+//
+// A commit that fails leaves the job to River's retry, except when every
+// session committed and only a close failed afterwards
+// ([scoped.ErrCommittedCloseFailed]): the work is saved, so the job is
+// done and Work returns nil; the close error reaches the session's
+// teardown error hook ([scoped.WithTeardownErrorHook]), as every
+// teardown error does.
+func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(ctx context.Context) error) error {
+	// The middleware ends the scope itself, on the job's goroutine, so it
+	// has no safety net: one could end a session on another goroutine,
+	// when River cancels the job's context, while Work still uses it.
+	ctx, scope := scoped.BeginWithoutSafetyNet(ctx)
+	for _, b := range m.cfg.binds {
+		ctx = b.bind(ctx)
+	}
+	ended := false
+	defer func() {
+		if !ended {
+			// A panic (or runtime.Goexit): roll back and let it go on, with
+			// its stack, to River's recovery.
+			_ = scope.Remove()
+		}
+	}()
+
+	err := doInner(ctx)
+	if err == nil && m.cfg.complete != nil {
+		err = completeInTx(ctx, m.cfg.complete, job)
+	}
+	ended = true
+	if err != nil {
+		if rerr := scope.Remove(); rerr != nil {
+			return errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
+		}
+		return err
+	}
+	if err := scope.Commit(); err != nil && !errors.Is(err, scoped.ErrCommittedCloseFailed) {
+		return fmt.Errorf("scopedriver: job %d (%s): commit: %w", job.ID, job.Kind, err)
+	}
+	return nil
+}
