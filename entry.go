@@ -69,8 +69,9 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 // pending in st, and settles e in st whatever happens: a factory error or
 // panic unregisters it (the panic goes on to the caller), and a store that
 // closed meanwhile gets the new session ended at once.
-func (e *entry[S]) create(ctx, endCtx context.Context, st store) (s S, err error) {
+func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, err error) {
 	r := e.r
+	ctx = e.node.factoryContext(ctx, caller)
 	returned := false
 	defer func() {
 		if !returned {
@@ -113,6 +114,10 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 			s.mu.Unlock()
 			return n.self.(*entry[S]).s, nil
 		}
+		if creating(ctx, n) {
+			s.mu.Unlock()
+			return zero, errOwnSession(r.name)
+		}
 		done := n.waitChan()
 		s.mu.Unlock()
 		if err := await(ctx, done); err != nil {
@@ -126,10 +131,14 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 		s.mu.Unlock()
 		return zero, ErrClosed
 	}
+	if s.netFired && !r.noNet {
+		s.mu.Unlock()
+		return zero, errNetFired(s)
+	}
 	e := r.newEntry(s.stripe)
 	s.link(&e.node)
 	s.mu.Unlock()
-	return e.create(s.context(), s.teardownContext(), s)
+	return e.create(ctx, s.context(), s.teardownContext(), s)
 }
 
 // currentKeyed is Current under a custom ScopeFunc key.
@@ -150,6 +159,10 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 			k.mu.Unlock()
 			return n.self.(*entry[S]).s, nil
 		}
+		if creating(ctx, n) {
+			k.mu.Unlock()
+			return zero, errOwnSession(r.name)
+		}
 		done := n.waitChan()
 		k.mu.Unlock()
 		if err := await(ctx, done); err != nil {
@@ -168,12 +181,10 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	}
 	e := r.newEntry(newStripe())
 	e.key = key
-	k.seq++
-	e.seq = k.seq
 	k.m[key] = &e.node
 	k.mu.Unlock()
 	detached := context.WithoutCancel(ctx)
-	return e.create(detached, detached, k)
+	return e.create(ctx, detached, detached, k)
 }
 
 // endOne is ScopedSession.Remove and ScopedSession.Commit.
@@ -185,6 +196,16 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 	if s != nil {
 		for {
 			s.mu.Lock()
+			if commit && (s.ended.Load() || s.netFired && !r.noNet) {
+				// Whatever the session held was rolled back with its scope:
+				// nil would claim a commit that did not happen.
+				var err error = ErrScopeClosed
+				if !s.ended.Load() {
+					err = errNetFired(s)
+				}
+				s.mu.Unlock()
+				return err
+			}
 			n := s.find(&r.owner)
 			if n == nil {
 				s.mu.Unlock()
@@ -193,7 +214,11 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 			if n.state.Load() == stateReady {
 				s.unlink(n)
 				s.mu.Unlock()
-				return n.self.end(s.teardownContext(), commit)
+				return classify(n.self.end(s.teardownContext(), commit), commit && n.self.committable(), n.commitFailed, false)
+			}
+			if creating(ctx, n) {
+				s.mu.Unlock()
+				return errOwnSession(r.name)
 			}
 			done := n.waitChan()
 			s.mu.Unlock()
@@ -213,7 +238,11 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 		if n.state.Load() == stateReady {
 			delete(k.m, key)
 			k.mu.Unlock()
-			return n.self.end(context.WithoutCancel(ctx), commit)
+			return classify(n.self.end(context.WithoutCancel(ctx), commit), commit && n.self.committable(), n.commitFailed, false)
+		}
+		if creating(ctx, n) {
+			k.mu.Unlock()
+			return errOwnSession(r.name)
 		}
 		done := n.waitChan()
 		k.mu.Unlock()

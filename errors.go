@@ -26,6 +26,12 @@ var (
 	// session whose factory panicked (the caller that ran the factory
 	// gets the panic itself).
 	ErrFactoryPanicked = errors.New("scoped: session factory panicked")
+
+	// ErrReentrant is returned instead of waiting for oneself: by Current
+	// when a factory asks, directly or through another factory, for the
+	// session it is creating, and by an end of a scope called from that
+	// scope's own teardown.
+	ErrReentrant = errors.New("scoped: re-entrant call would wait for itself")
 )
 
 // ErrNotBound is returned by the package-level [Current] when no

@@ -120,15 +120,16 @@ func ExampleScope_Commit_failure() {
 	_, _ = orders.Current(ctx)
 	_, _ = audit.Current(ctx)
 	// The first failing commit stops the others, which are rolled back.
+	// The error says what that means for the work: users was saved.
 	err := scope.Commit()
 	fmt.Println(err)
-	fmt.Println(errors.Is(err, errSerialization))
+	fmt.Println(errors.Is(err, errSerialization), errors.Is(err, scoped.ErrPartiallyCommitted))
 	// Output:
 	// commit users
 	// commit orders
 	// rollback audit
-	// scoped: commit orders session: could not serialize access
-	// true
+	// scoped: commit failed after other sessions committed: scoped: commit orders session: could not serialize access
+	// true true
 }
 
 func ExampleDetach() {

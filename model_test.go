@@ -370,7 +370,8 @@ type mScopeM struct {
 	children []*mScopeM // open children, oldest first
 	root     *mRootM    // the cancellable context it descends from; nil: never cancelled
 	noNet    bool
-	armed    bool // the safety net is registered (on the first session)
+	armed    bool // the safety net is registered (on the first session it may end)
+	netFired bool // the net ended the sessions it may end; WithoutSafetyNet ones keep the scope open
 	ended    bool
 	sess     []*mSessM // ready sessions, oldest first
 }
@@ -417,6 +418,7 @@ type mExpected struct {
 
 const (
 	mClosed   = "err[ErrScopeClosed]"
+	mNetFired = "err[ErrScopeClosed,context.Canceled]" // Current or Commit after a partial safety net
 	mNoScopeE = "err[ErrNoScope]"
 )
 
@@ -568,13 +570,18 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		if w.async {
 			// The session's own creation armed the safety net of a scope
 			// whose context is already cancelled: callers that come after
-			// the net ended the scope get ErrScopeClosed.
+			// the net ended the scope get ErrScopeClosed, and after a net
+			// that ended only part of it, that and the context's cause.
+			late := mClosed
+			if s.netFired {
+				late = mNetFired
+			}
 			e.match = func(got string) bool {
 				parts := strings.Split(got, "|")
 				return len(parts) == n && slices.Contains(parts, res) &&
-					!slices.ContainsFunc(parts, func(p string) bool { return p != res && p != mClosed })
+					!slices.ContainsFunc(parts, func(p string) bool { return p != res && p != late })
 			}
-			return all + " (those after the safety net: " + mClosed + ")"
+			return all + " (those after the safety net: " + late + ")"
 		}
 		return all
 	case mConcEnd:
@@ -601,6 +608,9 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		}
 		if x := s.find(reg); x != nil {
 			return "current=sess " + x.id + " end=" + end()
+		}
+		if s.netFired && !modelRegs[reg].noNet {
+			return "current=" + mNetFired + " end=" + end()
 		}
 		id := modelSessID(w.id, i, reg)
 		w.ev = append(w.ev, "create "+id)
@@ -703,17 +713,18 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 	if x := s.find(reg); x != nil {
 		return "sess " + x.id
 	}
+	if s.netFired && !modelRegs[reg].noNet {
+		return mNetFired
+	}
 	x, res := m.create(w, i, reg, plan)
 	if x == nil {
 		return res
 	}
 	s.sess = append(s.sess, x)
-	// A WithoutSafetyNet session disarms the net for the rest of the
-	// scope. Otherwise the first session registers it; on a context
-	// already cancelled it fires at once.
-	if modelRegs[reg].noNet {
-		s.noNet, s.armed = true, false
-	} else if !s.armed && !s.noNet && s.root != nil {
+	// The first session the net may end registers it; on a context
+	// already cancelled it fires at once. WithoutSafetyNet sessions are
+	// never ended by it.
+	if !modelRegs[reg].noNet && !s.armed && !s.noNet && s.root != nil {
 		s.armed = true
 		if s.root.cancelled {
 			m.netEnd(w, s)
@@ -745,17 +756,34 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 		}
 		delete(w.keyed, key)
 		w.korder = slices.DeleteFunc(w.korder, func(y *mSessM) bool { return y == x })
-		return mErrString(m.endSession(w, x, commit))
+		return mErrString(mClassifyOne(x, commit, m.endSession(w, x, commit)))
 	}
 	if s.ended {
+		if commit {
+			return mClosed // the session was rolled back with its scope
+		}
 		return "nil"
+	}
+	if commit && s.netFired && !modelRegs[reg].noNet {
+		return mNetFired
 	}
 	x := s.find(reg)
 	if x == nil {
 		return "nil"
 	}
 	s.sess = slices.DeleteFunc(s.sess, func(y *mSessM) bool { return y == x })
-	return mErrString(m.endSession(w, x, commit))
+	return mErrString(mClassifyOne(x, commit, m.endSession(w, x, commit)))
+}
+
+// mClassifyOne adds what a failed ScopedSession.Commit means for the work.
+func mClassifyOne(x *mSessM, commit bool, errs []string) []string {
+	if commit && modelRegs[x.reg].commit && len(errs) > 0 {
+		if x.plan.commitErr {
+			return append(errs, "NotCommitted")
+		}
+		return append(errs, "CommittedCloseFailed")
+	}
+	return errs
 }
 
 // endSession ends one session: commit (if asked and possible) or rollback,
@@ -815,6 +843,19 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	nodes := s.sess
 	s.sess = nil
 	done := make([]bool, len(nodes))
+	if commit && s.netFired {
+		// The net rolled back part of the scope: nothing more is committed.
+		errs = append(errs, "ErrScopeClosed", "context.Canceled")
+		for i := len(nodes) - 1; i >= 0; i-- {
+			errs = append(errs, m.endSession(w, nodes[i], false)...)
+		}
+		errs = append(errs, "NotCommitted")
+		if p := s.parent; p != nil {
+			p.children = slices.DeleteFunc(p.children, func(c *mScopeM) bool { return c == s })
+		}
+		return errs
+	}
+	commitFailed, committed := false, false
 	if commit {
 		for i, x := range nodes {
 			if !modelRegs[x.reg].commit {
@@ -823,17 +864,28 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 			done[i] = true
 			// A failed commit stops further commits; a close failing
 			// after a successful commit stops nothing.
-			if e := m.endSession(w, x, true); len(e) > 0 {
-				errs = append(errs, e...)
-				if x.plan.commitErr {
-					break
-				}
+			e := m.endSession(w, x, true)
+			errs = append(errs, e...)
+			if x.plan.commitErr {
+				commitFailed = true
+				break
 			}
+			committed = true
 		}
 	}
 	for i := len(nodes) - 1; i >= 0; i-- {
 		if !done[i] {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
+		}
+	}
+	if commit && len(errs) > 0 {
+		switch {
+		case !commitFailed:
+			errs = append(errs, "CommittedCloseFailed")
+		case committed:
+			errs = append(errs, "PartiallyCommitted")
+		default:
+			errs = append(errs, "NotCommitted")
 		}
 	}
 	if p := s.parent; p != nil {
@@ -842,11 +894,23 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	return errs
 }
 
-// netEnd models the safety net ending s on its own goroutine.
+// netEnd models the safety net ending s on its own goroutine: the whole
+// scope, or, when it holds WithoutSafetyNet sessions, only the others.
 func (m *mModel) netEnd(w *mWorkerM, s *mScopeM) {
 	w.async = true
 	w.wait = append(w.wait, w.index(s))
-	m.endScope(w, s, false) // its errors reach only the hook
+	if !slices.ContainsFunc(s.sess, func(x *mSessM) bool { return modelRegs[x.reg].noNet }) {
+		m.endScope(w, s, false) // its errors reach only the hook
+		return
+	}
+	s.netFired = true
+	w.wait[len(w.wait)-1] = -1 - w.index(s) // partial: the scope stays open
+	for i := len(s.sess) - 1; i >= 0; i-- {
+		if x := s.sess[i]; !modelRegs[x.reg].noNet {
+			m.endSession(w, x, false)
+		}
+	}
+	s.sess = slices.DeleteFunc(s.sess, func(x *mSessM) bool { return !modelRegs[x.reg].noNet })
 }
 
 func (m *mModel) cancel(w *mWorkerM, r *mRootM) {
@@ -1083,6 +1147,14 @@ func mLeaves(err error, out *[]string) {
 			name = "ErrFactoryPanicked"
 		case scoped.ErrNotBound:
 			name = "ErrNotBound"
+		case scoped.ErrNotCommitted:
+			name = "NotCommitted"
+		case scoped.ErrPartiallyCommitted:
+			name = "PartiallyCommitted"
+		case scoped.ErrCommittedCloseFailed:
+			name = "CommittedCloseFailed"
+		case scoped.ErrReentrant:
+			name = "ErrReentrant"
 		case context.Canceled:
 			name = "context.Canceled"
 		default:
@@ -1307,7 +1379,10 @@ func (w *rWorker) exec(i int, op mOp) string {
 // awaitEnded waits until the safety net has ended scope idx and finished
 // tearing it down.
 func (w *rWorker) awaitEnded(idx int) string {
-	if idx < 0 || idx >= len(w.scopes) {
+	if idx < 0 {
+		return w.awaitNetFired(-1 - idx)
+	}
+	if idx >= len(w.scopes) {
 		return fmt.Sprintf(" [model expects the safety net to end scope %d, which does not exist]", idx)
 	}
 	s := w.scopes[idx].s
@@ -1323,6 +1398,26 @@ func (w *rWorker) awaitEnded(idx int) string {
 		return fmt.Sprintf(" [Remove of scope %d, already ended by its safety net, returned %v]", idx, err)
 	}
 	return ""
+}
+
+// netFired holds, per scope, a channel closed when a safety net that ended
+// only part of that scope has finished.
+var netFired sync.Map // *scoped.Scope → chan struct{}
+
+func netFiredChan(s *scoped.Scope) chan struct{} {
+	ch, _ := netFired.LoadOrStore(s, make(chan struct{}))
+	return ch.(chan struct{})
+}
+
+// awaitNetFired waits until the safety net of scope idx, which holds
+// WithoutSafetyNet sessions, has ended the others.
+func (w *rWorker) awaitNetFired(idx int) string {
+	select {
+	case <-netFiredChan(w.scopes[idx].s):
+		return ""
+	case <-time.After(modelBound):
+		return fmt.Sprintf(" [the safety net did not end the sessions of scope %d within %v]", idx, modelBound)
+	}
 }
 
 func (w *rWorker) states() string {
@@ -1537,6 +1632,8 @@ func modelShrink(p mProgram, deadline time.Time) (mProgram, string, int) {
 
 // TestModelRandomPrograms is the model-based test of the core (issue 6).
 func TestModelRandomPrograms(t *testing.T) {
+	scoped.SetNetFiredHook(func(s *scoped.Scope) { close(netFiredChan(s)) })
+	defer scoped.SetNetFiredHook(nil)
 	c := modelSettings(t)
 	started := time.Now()
 	ran, ops := 0, 0

@@ -28,8 +28,9 @@ type node struct {
 	err  error         // set before state becomes failed
 
 	key    any    // keyed store only
-	seq    uint64 // keyed store only: creation order
+	seq    uint64 // creation order: set when the factory returned, under the store's lock
 	stripe uint32
+	fctx   factoryContext // the context the factory runs with, see reentry.go
 	// Owned by the goroutine that took the node out of its store.
 	ended        bool
 	commitFailed bool // its commit returned an error or panicked
@@ -122,26 +123,21 @@ func (s *Scope) publish(n *node) error {
 		s.mu.Unlock()
 		return ErrScopeClosed
 	}
+	// Order is the order of creation, not of the first call: a session
+	// whose factory used another session of the scope is created after it,
+	// so it ends before it and commits after it.
+	s.seq++
+	n.seq = s.seq
 	n.settle(nil)
-	var disarm func() bool
 	arm := false
-	switch {
-	case n.owner.noNet:
-		// A session the net must not touch disarms it for the whole scope.
-		s.noNet = true
-		disarm, s.stop = s.stop, nil
-	case !s.noNet && !s.armed:
+	if !n.owner.noNet && !s.noNet && !s.armed {
+		// The net is registered once the scope holds something it may end.
 		s.armed = true
 		arm = true
 	}
 	s.mu.Unlock()
-	// The context's methods run outside s.mu: a context may be the
-	// caller's own type.
-	if disarm != nil {
-		disarm()
-	}
 	if arm {
-		s.arm()
+		s.arm() // outside s.mu: a context may be the caller's own type
 	}
 	return nil
 }
@@ -154,7 +150,7 @@ func (s *Scope) arm() {
 	}
 	stop := context.AfterFunc(s.parentCtx, s.cancelled)
 	s.mu.Lock()
-	keep := !s.ended.Load() && !s.noNet
+	keep := !s.ended.Load()
 	if keep {
 		s.stop = stop
 	}
@@ -187,6 +183,8 @@ func (k *keyedStore) publish(n *node) error {
 		n.settle(ErrClosed)
 		return ErrClosed
 	}
+	k.seq++
+	n.seq = k.seq
 	n.settle(nil)
 	return nil
 }

@@ -3,6 +3,7 @@ package scoped
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -23,7 +24,7 @@ import (
 // ScopedSession [WithoutSafetyNet]. defer scope.Remove() remains the rule. A scope that holds no session registers nothing and
 // costs no teardown work.
 type Scope struct {
-	// Fields are ordered so that a Scope fits the 96-byte size class.
+	// Fields are ordered so that a Scope fits the 112-byte size class.
 
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
@@ -40,8 +41,10 @@ type Scope struct {
 
 	mu       sync.Mutex  // guards the fields below and writes to head and ended
 	stripe   uint32      // counter stripe, see stats.go; set once, before the scope is shared
-	noNet    bool        // no safety net: BeginWithoutSafetyNet, or a WithoutSafetyNet session
+	noNet    bool        // no safety net: BeginWithoutSafetyNet
 	armed    bool        // the safety net is registered, or being registered
+	netFired bool        // the safety net ended the sessions it may end; the scope is still open
+	seq      uint64      // sessions created so far: the creation order of nodes
 	stop     func() bool // unregisters the safety net
 	children *Scope      // open child scopes, newest first
 
@@ -130,13 +133,71 @@ func (s *Scope) Err() error {
 }
 
 // cancelled is the safety net, run by context.AfterFunc when the scope's
-// context is done before Remove. Its errors reach the teardown hooks.
-func (s *Scope) cancelled() { _ = s.end(false) }
+// context is done before Remove. Its errors reach the teardown hooks. A
+// scope holding a session created [WithoutSafetyNet] is not ended: the net
+// rolls back the sessions that may be ended from another goroutine and
+// leaves the others, and the scope, to Remove.
+func (s *Scope) cancelled() {
+	s.mu.Lock()
+	if s.ended.Load() {
+		s.mu.Unlock()
+		return
+	}
+	unsafe := false
+	for n := s.head.Load(); n != nil; n = n.next.Load() {
+		if n.owner.noNet {
+			unsafe = true
+			break
+		}
+	}
+	if !unsafe {
+		s.mu.Unlock()
+		_ = s.end(false)
+		return
+	}
+	s.netFired = true
+	var buf [8]*node
+	nodes := buf[:0]
+	for n := s.head.Load(); n != nil; n = n.next.Load() {
+		if !n.owner.noNet && n.state.Load() == stateReady {
+			nodes = append(nodes, n)
+		}
+	}
+	for _, n := range nodes {
+		s.unlink(n)
+		n.ended = true
+	}
+	s.mu.Unlock()
+	sortNewestFirst(nodes)
+	for _, n := range nodes {
+		_ = n.self.end(s.teardownContext(), false) // errors reach the hooks
+	}
+	if h := testHookNetFired.Load(); h != nil {
+		(*h)(s)
+	}
+}
+
+// testHookNetFired, set by tests only, sees a safety net that ended part
+// of a scope once it has finished.
+var testHookNetFired atomic.Pointer[func(*Scope)]
+
+// sortNewestFirst orders a scope's nodes by creation, newest first. Scopes
+// hold a handful of sessions: insertion sort, no allocation.
+func sortNewestFirst(nodes []*node) {
+	for i := 1; i < len(nodes); i++ {
+		for j := i; j > 0 && nodes[j].seq > nodes[j-1].seq; j-- {
+			nodes[j], nodes[j-1] = nodes[j-1], nodes[j]
+		}
+	}
+}
 
 func (s *Scope) end(commit bool) error {
 	s.mu.Lock()
 	if s.ended.Load() {
 		s.mu.Unlock()
+		if !s.finished.Load() && insideTeardown() {
+			return errOwnTeardown
+		}
 		s.awaitEnd()
 		if commit {
 			// Whatever the scope held was ended before: nothing is
@@ -146,6 +207,7 @@ func (s *Scope) end(commit bool) error {
 		return nil
 	}
 	s.ended.Store(true)
+	netFired := s.netFired
 	stop := s.stop
 	s.stop = nil
 	var kids [4]*Scope
@@ -171,6 +233,7 @@ func (s *Scope) end(commit bool) error {
 		}
 	}
 	s.mu.Unlock()
+	sortNewestFirst(nodes)
 
 	if stop != nil {
 		stop()
@@ -181,7 +244,20 @@ func (s *Scope) end(commit bool) error {
 			errs = append(errs, err)
 		}
 	}
-	errs = endNodes(s.teardownContext(), nodes, commit, errs)
+	if commit && netFired {
+		// The net rolled back part of the scope: committing the rest
+		// would save half of the work.
+		errs = append(errs, errNetFired(s))
+		commit = false
+		err := endNodes(s.teardownContext(), nodes, false, errs)
+		return s.finish(fmt.Errorf("%w: %w", ErrNotCommitted, err))
+	}
+	return s.finish(endNodes(s.teardownContext(), nodes, commit, errs))
+}
+
+// finish completes an end: the scope leaves its parent and the count of
+// live scopes, and enders waiting for it are released.
+func (s *Scope) finish(err error) error {
 
 	if s.parent != nil {
 		s.parent.orphan(s)
@@ -191,7 +267,7 @@ func (s *Scope) end(commit bool) error {
 	if w := s.waitEnd.Load(); w != nil {
 		close(*w)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // awaitEnd waits until the teardown another caller started has finished,
@@ -219,7 +295,9 @@ func (s *Scope) awaitEnd() {
 // endNodes ends sessions listed newest first. With commit, committable
 // sessions are committed in creation order until a commit fails;
 // everything not committed is then rolled back and closed, newest first.
-func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []error {
+// The joined error says what the failure means for the work (classify).
+func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) error {
+	commitFailed, committed := false, false
 	if commit {
 		for i := len(nodes) - 1; i >= 0; i-- {
 			n := nodes[i]
@@ -227,12 +305,16 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []e
 				continue
 			}
 			n.ended = true
-			if err := n.self.end(ctx, true); err != nil {
+			err := n.self.end(ctx, true)
+			if n.commitFailed {
 				errs = append(errs, err)
-				if n.commitFailed {
-					break // a close failing after a commit that succeeded stops nothing
-				}
+				commitFailed = true
+				break
 			}
+			if err != nil {
+				errs = append(errs, err) // a close failing after a commit that succeeded stops nothing
+			}
+			committed = true
 		}
 	}
 	for _, n := range nodes {
@@ -244,5 +326,5 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) []e
 			errs = append(errs, err)
 		}
 	}
-	return errs
+	return classify(errors.Join(errs...), commit, commitFailed, committed)
 }

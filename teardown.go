@@ -3,6 +3,7 @@ package scoped
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"io"
 	"reflect"
@@ -42,11 +43,15 @@ func defaultTeardown[S any]() teardown[S] {
 		td.commit = func(_ context.Context, s S) error { return any(s).(plainTx).Commit() }
 		td.rollback = func(_ context.Context, s S) error {
 			// A transaction its user already committed or rolled back by hand
-			// has nothing left to undo.
-			if err := any(s).(plainTx).Rollback(); !errors.Is(err, sql.ErrTxDone) {
-				return err
+			// has nothing left to undo, and neither has one whose connection
+			// the driver found broken (as after a query cancelled when its
+			// client went away): the server aborts the transaction of a
+			// session that ends. Other failures stay loud.
+			err := any(s).(plainTx).Rollback()
+			if errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) {
+				return nil
 			}
-			return nil
+			return err
 		}
 	}
 	switch {

@@ -307,3 +307,50 @@ func TestScopeCommitGoesOnPastACloseErrorAfterACommit(t *testing.T) {
 		t.Fatalf("events %v, want %v", ev, want)
 	}
 }
+
+// Order is the order of creation, not of the first call: a session whose
+// factory uses another session of the scope (a transaction begun on the
+// scope's pinned connection) is created after it, so it ends before it and
+// commits after it. It used to end after it, which made (*sql.Conn).Close
+// wait forever for the transaction still open on it.
+func TestSessionBuiltOnAnotherEndsFirstAndCommitsLast(t *testing.T) {
+	for _, commit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Remove", true: "Commit"}[commit], func(t *testing.T) {
+			rec := &recorder{}
+			// conn is a pinned connection (Close only), lock a transaction
+			// begun on it, tx another transaction that uses lock.
+			conns := scoped.New(func(ctx context.Context) (*fakeConn, error) {
+				rec.add("create conn")
+				return &fakeConn{name: "conn", rec: rec}, nil
+			})
+			locks := scoped.New(func(ctx context.Context) (*fakeTx, error) {
+				if _, err := conns.Current(ctx); err != nil {
+					return nil, err
+				}
+				rec.add("create lock")
+				return &fakeTx{name: "lock", rec: rec}, nil
+			})
+			txs := scoped.New(func(ctx context.Context) (*fakeTx, error) {
+				if _, err := locks.Current(ctx); err != nil {
+					return nil, err
+				}
+				rec.add("create tx")
+				return &fakeTx{name: "tx", rec: rec}, nil
+			})
+			ctx, scope := scoped.Begin(context.Background())
+			mustCurrent(t, txs, ctx) // first call: tx; first created: conn
+			end := scope.Remove
+			want := []string{"create conn", "create lock", "create tx", "rollback tx", "rollback lock", "close conn"}
+			if commit {
+				end = scope.Commit
+				want = []string{"create conn", "create lock", "create tx", "commit lock", "commit tx", "close conn"}
+			}
+			if err := end(); err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.list(); !equal(got, want) {
+				t.Fatalf("events\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+}

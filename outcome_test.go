@@ -1,0 +1,107 @@
+package scoped_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-scoped/scoped"
+)
+
+// The error of a commit says what it means for the work, so that a caller
+// never answers "not saved" for work that was saved, nor OK for work that
+// was not.
+func TestCommitErrorSaysWhatWasSaved(t *testing.T) {
+	errCommit, errClose := errors.New("commit refused"), errors.New("close refused")
+	for _, c := range []struct {
+		name      string
+		commitErr []error // per committable session, in creation order
+		closeErr  error   // of a non-committable session created last
+		want      error
+		notWant   []error
+	}{
+		{"first commit fails", []error{errCommit, nil}, nil, scoped.ErrNotCommitted,
+			[]error{scoped.ErrPartiallyCommitted, scoped.ErrCommittedCloseFailed}},
+		{"second commit fails", []error{nil, errCommit}, nil, scoped.ErrPartiallyCommitted,
+			[]error{scoped.ErrNotCommitted, scoped.ErrCommittedCloseFailed}},
+		{"close fails after commits", []error{nil, nil}, errClose, scoped.ErrCommittedCloseFailed,
+			[]error{scoped.ErrNotCommitted, scoped.ErrPartiallyCommitted}},
+		{"unknown outcome of the first commit", []error{scoped.ErrCommitUnknown, nil}, nil, scoped.ErrCommitUnknown,
+			[]error{scoped.ErrNotCommitted, scoped.ErrCommittedCloseFailed}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, scope := scoped.Begin(context.Background())
+			for i, cerr := range c.commitErr {
+				tx := mustCurrent(t, txSession(nil, "tx"+string(rune('a'+i)), new(atomic.Int64), scoped.WithTeardownErrorHook(nil)), ctx)
+				tx.commitErr = cerr
+			}
+			conns := connSession(nil, "conn", c.closeErr)
+			mustCurrent(t, conns, ctx)
+			err := scope.Commit()
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Commit: %v, want errors.Is %v", err, c.want)
+			}
+			for _, nw := range c.notWant {
+				if errors.Is(err, nw) {
+					t.Fatalf("Commit: %v, must not be %v", err, nw)
+				}
+			}
+		})
+	}
+}
+
+// ScopedSession.Commit classifies its one session's end the same way.
+func TestScopedSessionCommitErrorSaysWhatWasSaved(t *testing.T) {
+	errCommit, errClose := errors.New("commit refused"), errors.New("close refused")
+	newSess := func(commitErr, closeErr error) *scoped.ScopedSession[*fakeTx] {
+		return scoped.New(func(context.Context) (*fakeTx, error) {
+			return &fakeTx{name: "tx", commitErr: commitErr}, nil
+		}, scoped.WithClose(func(context.Context, *fakeTx) error { return closeErr }),
+			scoped.WithTeardownErrorHook(nil))
+	}
+	ctx, scope := scoped.Begin(context.Background())
+	defer scope.Remove()
+	failing, closing := newSess(errCommit, nil), newSess(nil, errClose)
+	mustCurrent(t, failing, ctx)
+	mustCurrent(t, closing, ctx)
+	if err := failing.Commit(ctx); !errors.Is(err, scoped.ErrNotCommitted) || !errors.Is(err, errCommit) {
+		t.Fatalf("failed commit: %v, want ErrNotCommitted wrapping the cause", err)
+	}
+	if err := closing.Commit(ctx); !errors.Is(err, scoped.ErrCommittedCloseFailed) || errors.Is(err, scoped.ErrNotCommitted) {
+		t.Fatalf("close failing after commit: %v, want ErrCommittedCloseFailed only", err)
+	}
+}
+
+// ScopedSession.Commit never claims a commit that did not happen: once the
+// safety net (or anything else) ended the scope, it is ErrScopeClosed, as
+// Scope.Commit is. It used to return nil, and a job reported success with
+// its writes rolled back.
+func TestScopedSessionCommitOnEndedScopeIsErrScopeClosed(t *testing.T) {
+	for _, how := range []string{"safety net", "Remove"} {
+		t.Run(how, func(t *testing.T) {
+			r := txSession(nil, "tx", new(atomic.Int64))
+			m := newManualCtx(context.Background())
+			ctx, scope := scoped.Begin(m)
+			tx := mustCurrent(t, r, ctx)
+			if how == "Remove" {
+				if err := scope.Remove(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				m.cancel()
+				eventually(t, "the safety net", func() bool { return scope.Err() != nil })
+				_ = scope.Remove() // wait for its teardown to finish
+			}
+			if err := r.Commit(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
+				t.Fatalf("ScopedSession.Commit after %s: %v, want ErrScopeClosed", how, err)
+			}
+			if tx.commits.Load() != 0 || tx.rollbacks.Load() != 1 {
+				t.Fatalf("commits %d rollbacks %d, want 0 and 1", tx.commits.Load(), tx.rollbacks.Load())
+			}
+			if err := r.Remove(ctx); err != nil {
+				t.Fatalf("ScopedSession.Remove after %s: %v, want nil (nothing to undo)", how, err)
+			}
+		})
+	}
+}
