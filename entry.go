@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // entry is one session of a ScopedSession[S], from creation to end.
@@ -26,31 +27,45 @@ func (e *entry[S]) committable() bool { return e.r.td.commit != nil }
 
 // end commits (if asked and possible) or rolls back the session, then
 // closes it. It runs exactly once per session, by whoever took the entry
-// out of its store, with no lock held. A panicking teardown is reported as
-// an error so that the sessions after it still end.
+// out of its store, with no lock held. Its error reaches the hook and the
+// counters; with [WithTeardownTimeout], it returns once the bound has
+// passed even if the session's teardown has not.
 func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
+	r := e.r
+	commit = commit && r.td.commit != nil
+	if r.timeout > 0 {
+		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
+	} else {
+		err, e.commitFailed = e.teardown(ctx, commit)
+	}
+	switch {
+	case err != nil:
+		r.stats.endFailed.add(e.stripe, 1)
+		r.report(ctx, err)
+	case commit:
+		r.stats.committed.add(e.stripe, 1)
+	default:
+		r.stats.rolledBack.add(e.stripe, 1)
+	}
+	return err
+}
+
+// teardown runs the session's commit or rollback, then its close. A
+// panicking teardown is reported as an error so that the sessions after
+// it still end; commitFailed says the commit did not return nil.
+func (e *entry[S]) teardown(ctx context.Context, commit bool) (err error, commitFailed bool) {
 	r, td := e.r, &e.r.td
-	commit = commit && td.commit != nil
 	defer func() {
 		if p := recover(); p != nil {
 			err = errors.Join(err, fmt.Errorf("scoped: ending %s session panicked: %v", r.name, p))
 		}
-		switch {
-		case err != nil:
-			r.stats.endFailed.add(e.stripe, 1)
-			r.report(ctx, err)
-		case commit:
-			r.stats.committed.add(e.stripe, 1)
-		default:
-			r.stats.rolledBack.add(e.stripe, 1)
-		}
 	}()
 	if commit {
-		e.commitFailed = true // until the commit returns nil: a panic is a failed commit too
+		commitFailed = true // until the commit returns nil: a panic is a failed commit too
 		if cerr := td.commit(ctx, e.s); cerr != nil {
 			err = fmt.Errorf("scoped: commit %s session: %w", r.name, cerr)
 		} else {
-			e.commitFailed = false
+			commitFailed = false
 		}
 	} else if td.rollback != nil {
 		if rerr := td.rollback(ctx, e.s); rerr != nil {
@@ -62,7 +77,47 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 			err = errors.Join(err, fmt.Errorf("scoped: close %s session: %w", r.name, cerr))
 		}
 	}
-	return err
+	return err, commitFailed
+}
+
+// endWithin is teardown bounded by d: the teardown gets a context with
+// that deadline and runs on a goroutine of its own, so that one which does
+// not honour contexts (database/sql's Commit and Rollback take none) still
+// cannot hold the caller past d. Past d the caller gets ErrTeardownTimeout
+// (and, for a commit, ErrCommitUnknown: it may still land); the goroutine
+// goes on until the driver returns, and what it returns then reaches the
+// hook.
+func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) (error, bool) {
+	type result struct {
+		err          error
+		commitFailed bool
+	}
+	done := make(chan result, 1)
+	tctx, cancel := context.WithTimeout(ctx, d)
+	go func() {
+		defer cancel()
+		err, failed := e.teardown(tctx, commit)
+		done <- result{err, failed}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case res := <-done:
+		return res.err, res.commitFailed
+	case <-t.C:
+	}
+	go func() { // report the late outcome, which no caller waits for any more
+		res := <-done
+		late := errors.New("succeeded")
+		if res.err != nil {
+			late = res.err
+		}
+		e.r.report(ctx, fmt.Errorf("scoped: ending %s session finished after its %v bound: %w", e.r.name, d, late))
+	}()
+	if commit {
+		return fmt.Errorf("scoped: commit %s session: %w after %v: %w", e.r.name, ErrTeardownTimeout, d, ErrCommitUnknown), true
+	}
+	return fmt.Errorf("scoped: end %s session: %w after %v", e.r.name, ErrTeardownTimeout, d), false
 }
 
 // create runs the factory for e, which the caller has registered as

@@ -32,6 +32,10 @@ var (
 	// session it is creating, and by an end of a scope called from that
 	// scope's own teardown.
 	ErrReentrant = errors.New("scoped: re-entrant call would wait for itself")
+
+	// ErrTeardownTimeout is returned when ending a session took longer than
+	// the bound set by [WithTeardownTimeout].
+	ErrTeardownTimeout = errors.New("scoped: session teardown timed out")
 )
 
 // ErrNotBound is returned by the package-level [Current] when no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 )
 
 // An Option configures a [ScopedSession] at construction. Options are
@@ -20,6 +21,7 @@ type config struct {
 	scopeFunc ScopeFunc
 	hook      func(ctx context.Context, err error)
 	hookSet   bool
+	timeout   time.Duration
 	// Teardown overrides, each a func(context.Context, S) error checked
 	// against S in New. set distinguishes "override with nil" from "absent".
 	commit, rollback, close teardownOverride
@@ -63,6 +65,23 @@ func WithScopeFunc(f ScopeFunc) Option {
 // [log/slog.Default] at level Error; nil discards them.
 func WithTeardownErrorHook(f func(ctx context.Context, err error)) Option {
 	return optionFunc(func(c *config) { c.hook, c.hookSet = f, true })
+}
+
+// WithTeardownTimeout bounds how long ending one session (its commit or
+// rollback, then its close) may hold the caller: the teardown gets a
+// context with that deadline, and past it the caller stops waiting and
+// gets an error wrapping [ErrTeardownTimeout] (for a commit, also
+// [ErrCommitUnknown]: the commit may still land). pgx honours the deadline
+// (it closes the connection); database/sql's Commit and Rollback take no
+// context, so for them the teardown goes on, on a goroutine of its own,
+// until the driver returns, holding its connection, and its late outcome
+// reaches the teardown error hook. Bound those at the driver too (MySQL's
+// readTimeout and writeTimeout, lib/pq's tcp_user_timeout and keepalives).
+//
+// The default is no bound, which costs nothing; with a bound, each end
+// costs a goroutine and a timer. d <= 0 means no bound.
+func WithTeardownTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.timeout = d })
 }
 
 // WithCommit overrides how a session is committed by [Scope.Commit] and

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"sync/atomic"
+	"time"
 )
 
 // A ScopedSession hands out one session of type S per scope: the first
@@ -29,6 +30,7 @@ type owner struct {
 	scopeFunc ScopeFunc // nil: ScopeToken, on the lock-free path
 	noNet     bool      // WithoutSafetyNet
 	hook      func(ctx context.Context, err error)
+	timeout   time.Duration // WithTeardownTimeout; 0: none
 	closed    atomic.Bool
 	stats     sessionCounters
 	keyed     keyedStore
@@ -75,6 +77,7 @@ func New[S any](factory func(ctx context.Context) (S, error), opts ...Option) *S
 	r.scopeFunc = c.scopeFunc
 	r.noNet = c.noNet
 	r.hook = c.hook
+	r.timeout = max(c.timeout, 0)
 	if !c.hookSet {
 		r.hook = r.logTeardownError
 	}
