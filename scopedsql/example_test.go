@@ -103,3 +103,17 @@ func ExampleOpen() {
 	// [default reports] 2 true
 	// scopedsql: unknown engine "report" (configured: "default", "reports")
 }
+
+// sqlStateError stands for a driver's error, such as *pq.Error or
+// *pgconn.PgError, which report their SQLSTATE with this method.
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "SQLSTATE " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }
+
+func ExampleRetryable() {
+	serialization := fmt.Errorf("scoped: commit *sql.Tx session: %w", sqlStateError("40001"))
+	unique := fmt.Errorf("insert user: %w", sqlStateError("23505"))
+	fmt.Println(scopedsql.Retryable(serialization), scopedsql.Retryable(unique))
+	// Output: true false
+}
