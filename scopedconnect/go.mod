@@ -1,0 +1,23 @@
+module github.com/go-scoped/scoped/scopedconnect
+
+go 1.24.0
+
+require (
+	connectrpc.com/connect v1.11.0
+	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/lib/pq v1.12.3
+	go.uber.org/goleak v1.3.0
+	google.golang.org/grpc v1.53.0
+	google.golang.org/protobuf v1.31.0
+)
+
+require (
+	github.com/golang/protobuf v1.5.2 // indirect
+	github.com/jinzhu/copier v0.4.0 // indirect
+	golang.org/x/net v0.5.0 // indirect
+	golang.org/x/sys v0.4.0 // indirect
+	golang.org/x/text v0.29.0 // indirect
+	google.golang.org/genproto v0.0.0-20230110181048-76db0878b65f // indirect
+)
+
+replace github.com/go-scoped/scoped => ../

@@ -1,0 +1,88 @@
+package scopedconnect
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"connectrpc.com/connect"
+
+	"github.com/go-scoped/scoped"
+)
+
+// An Option configures [NewInterceptor].
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	commit  func(connect.Code) bool // nil: Manual
+	onError func(ctx context.Context, err error) error
+	binds   []binding
+}
+
+type binding struct {
+	typ  reflect.Type
+	bind func(context.Context) context.Context
+}
+
+func newConfig(opts []Option) *config {
+	c := &config{onError: DefaultErrorHandler}
+	for _, o := range opts {
+		o.apply(c)
+	}
+	for i, b := range c.binds {
+		for _, other := range c.binds[:i] {
+			if other.typ == b.typ {
+				panic(fmt.Sprintf("scopedconnect: two Bind options for session type %v: scoped.Current[%v] can find only one; "+
+					"bind one and use the other ScopedSession's Current directly, or give the sessions distinct types", b.typ, b.typ))
+			}
+		}
+	}
+	return c
+}
+
+// WithCommitMode sets when a call's scope is committed. The default is
+// [Manual].
+func WithCommitMode(m CommitMode) Option {
+	p := m.policy()
+	return optionFunc(func(c *config) { c.commit = p })
+}
+
+// WithCommitPolicy commits a call's scope when commit(code) returns true
+// and rolls it back otherwise; code is [connect.CodeOf] the handler's
+// error, or [OK] (0) when it returned nil. It replaces any
+// [WithCommitMode].
+func WithCommitPolicy(commit func(code connect.Code) bool) Option {
+	if commit == nil {
+		panic("scopedconnect: WithCommitPolicy(nil); use WithCommitMode(Manual)")
+	}
+	return optionFunc(func(c *config) { c.commit = commit })
+}
+
+// WithErrorHandler sets what the client gets when a call's scope must be
+// committed but cannot be: h receives the commit error (or the context's
+// error when the call ended before the commit point) and returns the
+// error the call ends with, normally a [*connect.Error]. The default is
+// [DefaultErrorHandler].
+func WithErrorHandler(h func(ctx context.Context, err error) error) Option {
+	if h == nil {
+		panic("scopedconnect: WithErrorHandler(nil)")
+	}
+	return optionFunc(func(c *config) { c.onError = h })
+}
+
+// Bind makes [scoped.Current] for session type S find r in handlers, as
+// [scoped.Bind] does for a context. Two Binds of one session type panic.
+func Bind[S any](r *scoped.ScopedSession[S]) Option {
+	if r == nil {
+		panic("scopedconnect: Bind(nil)")
+	}
+	b := binding{
+		typ:  reflect.TypeFor[S](),
+		bind: func(ctx context.Context) context.Context { return scoped.Bind(ctx, r) },
+	}
+	return optionFunc(func(c *config) { c.binds = append(c.binds, b) })
+}
