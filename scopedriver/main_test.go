@@ -30,7 +30,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "scopedriver tests:", err)
 			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "scopedriver: skipping %s: set %s to run it\n", serverExamples, dbtest.PostgresEnv)
+		if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, "scopedriver: skipping %s: set %s to run it\n", serverExamples, dbtest.PostgresEnv)
+		}
 	}
 	goleak.VerifyTestMain(m)
 }
