@@ -214,3 +214,114 @@ func TestAutocommitAllProtocols(t *testing.T) {
 		})
 	}
 }
+
+func TestManual(t *testing.T) {
+	db, table := openDB(t)
+	users := scoped.New(scopedsql.Tx(db, nil))
+	url := serve(t, &service{check: func(ctx context.Context, _ string) error {
+		if err := insert(ctx, table, 1); err != nil {
+			return err
+		}
+		if err := users.Commit(ctx); err != nil {
+			return err
+		}
+		return insert(ctx, table, 2) // a new transaction, never committed
+	}}, connect.WithInterceptors(scopedconnect.NewInterceptor(scopedconnect.Bind(users))))
+	if code, msg := clients(t, url)[1].check(dbtest.Ctx(t), ""); code != 0 {
+		t.Fatalf("call failed: %v %s", connect.Code(code), msg)
+	}
+	if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
+		t.Errorf("ids = %v, want [1]: Manual saves what the handler committed, nothing else", got)
+	}
+	if n := db.Stats().InUse; n != 0 {
+		t.Errorf("%d connections still in use after the call", n)
+	}
+}
+
+func TestCommitPolicy(t *testing.T) {
+	db, table := openDB(t)
+	users := scoped.New(scopedsql.Tx(db, nil))
+	var seen []connect.Code
+	url := serve(t, &service{check: func(ctx context.Context, arg string) error { return act(ctx, table, arg) }},
+		connect.WithInterceptors(scopedconnect.NewInterceptor(scopedconnect.Bind(users),
+			scopedconnect.WithCommitPolicy(func(c connect.Code) bool {
+				seen = append(seen, c)
+				return c == connect.CodeFailedPrecondition
+			}))))
+	cl := clients(t, url)[1]
+	ctx := dbtest.Ctx(t)
+	if code, _ := cl.check(ctx, "1 fail"); connect.Code(code) != connect.CodeFailedPrecondition {
+		t.Fatalf("first call: %v, want the handler's FailedPrecondition", connect.Code(code))
+	}
+	if code, msg := cl.check(ctx, "2"); code != 0 {
+		t.Fatalf("second call: %v %s", connect.Code(code), msg)
+	}
+	if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
+		t.Errorf("ids = %v, want [1]: the policy commits FailedPrecondition only", got)
+	}
+	if want := []connect.Code{connect.CodeFailedPrecondition, scopedconnect.OK}; !slices.Equal(seen, want) {
+		t.Errorf("policy saw %v, want %v", seen, want)
+	}
+}
+
+// TestClientGoneRollsBackAtOnce checks the safety net under each
+// protocol: when the client cancels, the call's transaction is rolled
+// back while the handler is still running.
+func TestClientGoneRollsBackAtOnce(t *testing.T) {
+	db, table := openDB(t)
+	users := scoped.New(scopedsql.Tx(db, nil))
+	var inserted, release chan struct{}
+	var rolledBack chan error
+	done := make(finished, 1)
+	url := serve(t, &service{check: func(ctx context.Context, arg string) error {
+		id, _ := strconv.ParseInt(arg, 10, 64)
+		if err := insert(ctx, table, id); err != nil {
+			return err
+		}
+		close(inserted)
+		<-ctx.Done()
+		scope, _ := scoped.FromContext(ctx)
+		deadline := time.Now().Add(bound)
+		for scope.Err() == nil && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		rolledBack <- scope.Err()
+		<-release
+		return nil
+	}}, connect.WithInterceptors(done, scopedconnect.NewInterceptor(
+		scopedconnect.WithCommitMode(scopedconnect.Autocommit), scopedconnect.Bind(users))))
+	for i, c := range clients(t, url) {
+		t.Run(c.name, func(t *testing.T) {
+			inserted, release, rolledBack = make(chan struct{}), make(chan struct{}), make(chan error, 1)
+			ctx, cancel := context.WithCancel(dbtest.Ctx(t))
+			defer cancel()
+			callDone := make(chan struct{})
+			go func() {
+				defer close(callDone)
+				c.check(ctx, strconv.Itoa(i+1))
+			}()
+			<-inserted
+			cancel()
+			if err := <-rolledBack; !errors.Is(err, scoped.ErrScopeClosed) {
+				t.Errorf("the scope was not ended while the handler ran: %v", err)
+			}
+			// Err is set when the teardown starts; the rollback may still
+			// be on its way to the server.
+			deadline := time.Now().Add(bound)
+			for db.Stats().InUse != 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if n := db.Stats().InUse; n != 0 {
+				t.Errorf("%d connections in use while the handler waits: the transaction was not rolled back", n)
+			}
+			close(release)
+			<-callDone
+			if err := done.wait(t); connect.CodeOf(err) != connect.CodeCanceled {
+				t.Errorf("server ended the call with %v, want Canceled", err)
+			}
+			if got := dbtest.IDs(t, db, table); len(got) != 0 {
+				t.Errorf("ids = %v, want none", got)
+			}
+		})
+	}
+}

@@ -11,8 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -151,7 +151,7 @@ func clients(t testing.TB, url string) []client {
 	}{
 		{"connect", h1, nil},
 		{"connect-grpc", h2, []connect.ClientOption{connect.WithGRPC()}},
-		{"connect-grpcweb", h1, []connect.ClientOption{connect.WithGRPCWeb()}},
+		{"connect-grpcweb", h2, []connect.ClientOption{connect.WithGRPCWeb()}}, // HTTP/1.1 gRPC-Web: raw-grpcweb
 	} {
 		check := connect.NewClient[checkReq, checkResp](p.http, url+checkProcedure, p.opts...)
 		watch := connect.NewClient[checkReq, checkResp](p.http, url+watchProcedure, p.opts...)
@@ -181,8 +181,11 @@ func clients(t testing.TB, url string) []client {
 		return grpcWebCall(ctx, t, h1, url+procedure, arg)
 	}
 	out = append(out, client{
-		name:  "raw-grpcweb",
-		check: func(ctx context.Context, arg string) (int, string) { _, c, m := raw(ctx, checkProcedure, arg); return c, m },
+		name: "raw-grpcweb",
+		check: func(ctx context.Context, arg string) (int, string) {
+			_, c, m := raw(ctx, checkProcedure, arg)
+			return c, m
+		},
 		watch: func(ctx context.Context, arg string) (int, int, string) { return raw(ctx, watchProcedure, arg) },
 	})
 	return out
