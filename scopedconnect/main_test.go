@@ -240,6 +240,9 @@ func grpcWebCall(ctx context.Context, t testing.TB, hc *http.Client, target, arg
 	trailer := textproto.MIMEHeader(resp.Header)
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 0, int(connect.CodeDeadlineExceeded), err.Error()
+		}
 		t.Fatal(err)
 	}
 	sawTrailer := false
