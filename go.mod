@@ -3,19 +3,21 @@ module github.com/go-scoped/scoped
 go 1.24.0
 
 require (
-	github.com/DATA-DOG/go-sqlmock v1.5.2
-	github.com/go-sql-driver/mysql v1.10.1
-	github.com/jackc/pgx/v5 v5.8.0
-	github.com/jinzhu/copier v0.4.0
-	github.com/lib/pq v1.12.3
-	go.uber.org/goleak v1.3.0
+	github.com/DATA-DOG/go-sqlmock v1.3.3
+	github.com/go-sql-driver/mysql v1.5.0
+	github.com/jackc/pgx/v5 v5.5.4
+	github.com/jinzhu/copier v0.3.5
+	github.com/lib/pq v1.0.0
+	go.uber.org/goleak v1.1.10
 )
 
 require (
-	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
-	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/puddle/v2 v2.2.2 // indirect
-	golang.org/x/sync v0.17.0 // indirect
-	golang.org/x/text v0.29.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20221227161230-091c0ba34f0a // indirect
+	github.com/jackc/puddle/v2 v2.2.1 // indirect
+	golang.org/x/crypto v0.17.0 // indirect
+	golang.org/x/lint v0.0.0-20190930215403-16217165b5de // indirect
+	golang.org/x/sync v0.1.0 // indirect
+	golang.org/x/text v0.14.0 // indirect
+	golang.org/x/tools v0.6.0 // indirect
 )
