@@ -68,7 +68,8 @@ func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 }
 
 // begin starts a transaction whose context is cancelled only if ctx is
-// done before BeginTx returns.
+// done before BeginTx returns, and retries a BEGIN that failed on a dead
+// connection (see retryBegin).
 //
 // database/sql derives the transaction's lifetime from the context given to
 // BeginTx: its per-transaction goroutine (Tx.awaitDone) rolls back when
@@ -76,28 +77,45 @@ func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 // discard the connection (lib/pq marks it bad and opens a second connection
 // to send a cancel request). Passing context.WithoutCancel(ctx) instead
 // would leave waiting for a pooled connection unbounded. So BeginTx gets a
-// context of its own, with ctx's values, that this function cancels only
-// while BeginTx runs.
+// context of its own (beginCtx), with ctx's values, that is done only if
+// ctx is done while BeginTx runs.
 func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))
 	}
+	tx, err := beginOnce(ctx, db, opts)
+	for retries := 0; err != nil && connectionLost(err) && ctx.Err() == nil && retries < maxBeginRetries(db); retries++ {
+		// Nothing was begun on the server: the connection was already
+		// dead. database/sql has discarded it; take another.
+		tx, err = beginOnce(ctx, db, opts)
+	}
+	return tx, err
+}
+
+// maxBeginRetries bounds begin's retries: one per connection idle in the
+// pool now (a storm that killed them all costs that many quick failures,
+// each discarding the dead connection it found) and one more, which then
+// dials. database/sql's own retry covers only driver.ErrBadConn, which
+// lib/pq does not report for a connection the server closed.
+func maxBeginRetries(db *sql.DB) int { return db.Stats().Idle + 1 }
+
+func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Done() == nil {
 		// Never cancelled (context.Background, scoped.Detach): nothing to bound.
 		return wrapBegin(db.BeginTx(ctx, opts))
 	}
-	bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-	tx, err := db.BeginTx(bctx, opts)
+	b := &beginCtx{parent: ctx}
+	stop := context.AfterFunc(ctx, b.fire)
+	tx, err := db.BeginTx(b, opts)
 	if stop() {
-		// ctx stayed alive throughout: bctx is never cancelled, and the
+		// ctx stayed alive throughout: b is never done, and the
 		// transaction lives until it is committed or rolled back.
+		b.settle()
 		return wrapBegin(tx, err)
 	}
-	// ctx was done while beginning, and bctx is being cancelled: whatever
-	// BeginTx returned, database/sql is about to roll it back. Say so now,
-	// with ctx's cause: bctx's own error is always context.Canceled, even
-	// when ctx's deadline passed.
+	// ctx was done while beginning, and b with it: whatever BeginTx
+	// returned, database/sql is rolling it back. Say so now, with ctx's
+	// cause: b's error is ctx.Err(), not its cause.
 	cause := context.Cause(ctx)
 	switch {
 	case err == nil:
@@ -105,7 +123,7 @@ func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error
 			return nil, fmt.Errorf("scopedsql: begin: %w: %w", cause, rerr)
 		}
 		err = fmt.Errorf("scopedsql: begin: %w", cause)
-	case err == context.Canceled: // bctx.Err() itself, as database/sql returns it
+	case err == context.Canceled || err == context.DeadlineExceeded: // b.Err() itself, as database/sql returns it
 		err = fmt.Errorf("scopedsql: begin: %w", cause)
 	default:
 		err = fmt.Errorf("scopedsql: begin: %w: %w", cause, err)

@@ -1,0 +1,44 @@
+package scopedsql
+
+import (
+	"context"
+	"database/sql/driver"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+)
+
+// connectionLost reports whether err says the connection to the server
+// was lost (or was already dead when it was used), as opposed to an error
+// the server answered with. A statement that failed so may or may not
+// have reached the server; a BEGIN that failed so began nothing that
+// survives, since the server ends the transaction of a session it lost.
+//
+// It recognises driver.ErrBadConn; io.EOF and io.ErrUnexpectedEOF; any
+// net.Error and ECONNRESET, EPIPE, ECONNREFUSED, ECONNABORTED (lib/pq
+// reports a pooled connection the server closed this way); PostgreSQL's
+// SQLSTATE class 08 (connection exception) and 57P01..57P03
+// (admin_shutdown, crash_shutdown, cannot_connect_now, what a backend
+// terminated by pg_terminate_backend or a restarting server sends); and
+// go-sql-driver/mysql's ErrInvalidConn ("invalid connection"), matched by
+// its text, since the package is not imported (see [Retryable]).
+func connectionLost(err error) bool {
+	return walk(err, func(e error) bool {
+		switch {
+		case e == context.Canceled, e == context.DeadlineExceeded:
+			return false // a net.Error too, but the caller's, not the connection's
+		case e == driver.ErrBadConn, e == io.EOF, e == io.ErrUnexpectedEOF,
+			e == syscall.ECONNRESET, e == syscall.EPIPE, e == syscall.ECONNREFUSED, e == syscall.ECONNABORTED:
+			return true
+		}
+		if _, ok := e.(net.Error); ok {
+			return true
+		}
+		if st, ok := e.(interface{ SQLState() string }); ok {
+			s := st.SQLState()
+			return strings.HasPrefix(s, "08") || s == "57P01" || s == "57P02" || s == "57P03"
+		}
+		return e.Error() == "invalid connection"
+	})
+}
