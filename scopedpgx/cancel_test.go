@@ -208,11 +208,12 @@ func TestTxConcurrentCallIsRefused(t *testing.T) {
 	}
 	qctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
+	pid := tx.Conn().PgConn().PID() // before the call: Conn is not guarded
 	go func() {
 		_, err := tx.Exec(qctx, "SELECT pg_sleep(10)")
 		done <- err
 	}()
-	awaitActive(t, tx.Conn().PgConn().PID(), "SELECT pg_sleep(10)")
+	awaitActive(t, pid, "SELECT pg_sleep(10)")
 	if _, err := tx.Exec(ctx, "SELECT 1"); !errors.Is(err, errBusy) {
 		t.Errorf("concurrent Exec: %v, want errBusy", err)
 	}

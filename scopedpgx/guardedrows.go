@@ -1,8 +1,11 @@
 package scopedpgx
 
 import (
+	"errors"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // rows are pgx.Rows whose calls go through the transaction's guard, since
@@ -111,4 +114,63 @@ func (r *row) Scan(dest ...any) error {
 	}
 	defer r.g.leave()
 	return r.r.Scan(dest...)
+}
+
+// batchRows are the rows of a statement sent in a pipeline with BEGIN or
+// the read of the transaction's id: when they end, the rest of the
+// pipeline is read, as pgx reads the end of its own statement.
+type batchRows struct {
+	pgx.Rows
+	t     *tx
+	br    pgx.BatchResults
+	piggy bool // the transaction's id follows the rows
+	done  bool
+}
+
+func (r *batchRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.end()
+	return false
+}
+
+func (r *batchRows) Close() {
+	r.Rows.Close()
+	r.end()
+}
+
+func (r *batchRows) end() {
+	if r.done {
+		return
+	}
+	r.done = true
+	r.t.finish(r.br, r.piggy && r.Rows.Err() == nil)
+}
+
+// firstRow is QueryRow's result from Query's rows, scanned as pgx scans
+// its own: the first row, then the rows closed.
+type firstRow struct{ rows pgx.Rows }
+
+func (r firstRow) Scan(dest ...any) error {
+	rows := r.rows
+	if err := rows.Err(); err != nil {
+		rows.Close()
+		return err
+	}
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok {
+			rows.Close()
+			return errors.New("cannot scan into *pgtype.DriverBytes from QueryRow")
+		}
+	}
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return pgx.ErrNoRows
+	}
+	_ = rows.Scan(dest...) // its error is the rows'
+	rows.Close()
+	return rows.Err()
 }

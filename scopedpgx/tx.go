@@ -13,11 +13,16 @@ import (
 // connection acquired from pool, for [scoped.New]. Prefer [NewTx], which
 // also installs [Rollback].
 //
-// The factory receives the scope's context: acquiring the connection and
-// sending BEGIN give up when that context is done, so a request past its
-// deadline does not queue for a connection. Unlike database/sql, pgx does
-// not end the transaction when that context is cancelled later; the scope
-// ends it.
+// The factory acquires the connection with the scope's context, so a
+// request past its deadline does not queue for a connection, and a pool
+// that cannot give one fails Current. It sends nothing: BEGIN travels in
+// the same round trip as the transaction's first statement (see
+// "Round trips" in the package documentation), and a transaction that ran
+// no statement sends neither BEGIN nor COMMIT. A BEGIN that fails fails
+// that first statement, and every call after it, with an error that says
+// so and wraps the server's. [WithEagerBegin] sends BEGIN here instead.
+// Unlike database/sql, pgx does not end the transaction when a context is
+// cancelled later; the scope ends it.
 //
 // The transactions it returns are guarded. A call made while another call
 // on the same transaction is running fails at once instead of racing it,
@@ -27,35 +32,49 @@ import (
 // and a call made after the end returns [pgx.ErrTxClosed] instead of using
 // a connection that has gone back to the pool. Conn and LargeObjects are
 // pgx's escape hatches and bypass the guard.
-func Tx(pool *pgxpool.Pool, opts pgx.TxOptions) func(ctx context.Context) (pgx.Tx, error) {
+func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx context.Context) (pgx.Tx, error) {
 	if pool == nil {
 		panic("scopedpgx: Tx with nil pool")
 	}
-	h := newHome(pool)
+	cfg := defaultConfig()
+	for _, o := range options {
+		if o == nil {
+			panic("scopedpgx: Tx with a nil Option")
+		}
+		o.apply(&cfg)
+	}
+	s := &txShared{pool: pool, h: newHome(pool), cfg: cfg, begin: beginSQL(opts), commit: "commit",
+		// A read-only transaction can write only temporary tables, which
+		// die with its connection: nothing to resolve.
+		verify: cfg.verify && opts.AccessMode != pgx.ReadOnly}
 	return func(ctx context.Context) (pgx.Tx, error) {
 		c, err := pool.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		t, err := c.BeginTx(ctx, opts)
-		if err != nil {
-			h.giveBack(c)
-			return nil, err
+		t := &tx{s: s}
+		t.g = &t.own
+		t.hold(c)
+		if cfg.eager {
+			if err := t.beginAlone(ctx); err != nil {
+				t.release()
+				return nil, err
+			}
 		}
-		g := &tx{t: t, c: c, h: h}
-		g.g = &g.own
-		return g, nil
+		return t, nil
 	}
 }
 
 // NewTx returns a ScopedSession of pgx transactions begun on pool with
-// txOpts, one per scope, as [Tx] makes them. [scoped.Scope.Commit] and
-// [scoped.ScopedSession.Commit] commit them; otherwise they are rolled
-// back with [Rollback], so a transaction its handler committed or rolled
-// back by hand is not a teardown failure. A commit has no such leniency:
-// finding the transaction already closed, it cannot tell a hand commit
-// from a hand rollback or a failed commit, so it fails with
-// [pgx.ErrTxClosed]. opts come after NewTx's own and may override them.
+// txOpts, one per scope, as [Tx] makes them with its defaults.
+// [scoped.Scope.Commit] and [scoped.ScopedSession.Commit] commit them;
+// otherwise they are rolled back with [Rollback], so a transaction its
+// handler committed or rolled back by hand is not a teardown failure. A
+// commit has no such leniency: finding the transaction already closed, it
+// cannot tell a hand commit from a hand rollback or a failed commit, so
+// it fails with [pgx.ErrTxClosed]. opts come after NewTx's own and may
+// override them. For [Option]s of Tx, write
+// scoped.New(scopedpgx.Tx(pool, txOpts, options...), scoped.WithRollback(scopedpgx.Rollback)).
 func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *scoped.ScopedSession[pgx.Tx] {
 	all := make([]scoped.Option, 0, 1+len(opts))
 	all = append(all, scoped.WithRollback(Rollback))
@@ -65,15 +84,16 @@ func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *sco
 // Rollback is the teardown [NewTx] installs with [scoped.WithRollback]. It
 // rolls t back and reports an error only when something was left undone:
 // it returns nil when t was already committed or rolled back by hand
-// (pgx's Rollback then says [pgx.ErrTxClosed]), and when t's connection
-// is closed or still busy with rows nobody closed, as after a query whose
-// context was cancelled: pgx then closes the connection, PostgreSQL aborts
-// the transaction of a closed session, and the connection leaves the pool,
-// so nothing is left to undo and nothing stays acquired. For a transaction
-// from [Tx] it first waits for a call in progress to return.
+// (pgx's Rollback then says [pgx.ErrTxClosed]), when t never began (it
+// then sends nothing), and when t's connection is closed or still busy
+// with rows nobody closed, as after a query whose context was cancelled:
+// the connection is then closed, PostgreSQL aborts the transaction of a
+// closed session, and nothing is left to undo and nothing stays acquired.
+// For a transaction from [Tx] it first waits for a call in progress to
+// return.
 func Rollback(ctx context.Context, t pgx.Tx) error {
 	g, ok := t.(*tx)
-	if !ok || !g.outer() {
+	if !ok {
 		if err := t.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {
 			return err
 		}
@@ -83,12 +103,15 @@ func Rollback(ctx context.Context, t pgx.Tx) error {
 		return nil // committed or rolled back by hand
 	}
 	defer g.g.leave()
+	defer g.release()
+	if g.c == nil {
+		return nil
+	}
 	// No call is running and none can start: the connection's state is
 	// ours to read until it is given back.
-	c := g.t.Conn()
+	c := g.conn()
 	dead := c.IsClosed() || c.PgConn().IsBusy()
-	err := g.end(ctx, pgx.Tx.Rollback)
-	if err != nil && !dead && !errors.Is(err, pgx.ErrTxClosed) {
+	if err := g.rollbackClaimed(ctx); err != nil && !dead {
 		return err
 	}
 	return nil

@@ -1,0 +1,159 @@
+package scopedpgx
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// beginSQL is the statement that begins a transaction with opts, as pgx
+// writes it.
+func beginSQL(opts pgx.TxOptions) string {
+	if opts.BeginQuery != "" {
+		return opts.BeginQuery
+	}
+	var b strings.Builder
+	b.WriteString("begin")
+	if opts.IsoLevel != "" {
+		b.WriteString(" isolation level ")
+		b.WriteString(string(opts.IsoLevel))
+	}
+	if opts.AccessMode != "" {
+		b.WriteByte(' ')
+		b.WriteString(string(opts.AccessMode))
+	}
+	if opts.DeferrableMode != "" {
+		b.WriteByte(' ')
+		b.WriteString(string(opts.DeferrableMode))
+	}
+	return b.String()
+}
+
+// xidSQL reads the transaction's id, NULL until it has written.
+const xidSQL = "select pg_current_xact_id_if_assigned()::text"
+
+// errFallback says that the first pipeline failed before BEGIN ran (a
+// statement the server could not prepare, arguments pgx could not
+// encode): the caller begins the transaction on its own and runs its
+// statement again, so that the statement's error is reported, and leaves
+// the transaction, as pgx's own would.
+var errFallback = errors.New("scopedpgx: begin on its own")
+
+// send sends the statements queue adds, preceded by BEGIN if the
+// transaction has not begun and followed by the read of its id if readXid,
+// in one pipeline. It returns the results positioned at queue's first
+// statement, or an error if the transaction could not begin. A BEGIN that
+// failed because its connection was lost changed nothing on the server,
+// so it is tried once more on another connection.
+func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pgx.BatchResults, error) {
+	for attempt := 0; ; attempt++ {
+		first := !t.began
+		b := &pgx.Batch{}
+		if first {
+			b.Queue(t.s.begin)
+		}
+		queue(b)
+		if readXid {
+			b.Queue(xidSQL)
+		}
+		br := t.conn().SendBatch(ctx, b)
+		if !first {
+			return br, nil
+		}
+		_, err := br.Exec()
+		if err == nil {
+			t.began = true
+			return br, nil
+		}
+		_ = br.Close()
+		c := t.conn()
+		if connectionLost(ctx, c, err) {
+			if attempt == 0 {
+				if rerr := t.reacquire(ctx); rerr != nil {
+					return nil, t.fail(errors.Join(err, rerr))
+				}
+				continue
+			}
+			return nil, t.fail(err)
+		}
+		if ctx.Err() == nil && reusable(c) {
+			return nil, errFallback
+		}
+		return nil, t.fail(err)
+	}
+}
+
+// ensureBegun sends BEGIN on its own if the transaction has not begun.
+func (t *tx) ensureBegun(ctx context.Context) error {
+	if err := t.usable(); err != nil {
+		return err
+	}
+	if t.began {
+		return nil
+	}
+	if err := t.beginAlone(ctx); err != nil {
+		return t.fail(err)
+	}
+	return nil
+}
+
+// beginAlone sends BEGIN, once more on another connection if the first
+// was lost.
+func (t *tx) beginAlone(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		c := t.conn()
+		_, err := c.Exec(ctx, t.s.begin)
+		if err == nil {
+			t.began = true
+			return nil
+		}
+		if attempt == 0 && connectionLost(ctx, c, err) {
+			if rerr := t.reacquire(ctx); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			continue
+		}
+		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+			closeNow(c)
+		}
+		return err
+	}
+}
+
+// reacquire replaces a lost connection with another from the pool.
+func (t *tx) reacquire(ctx context.Context) error {
+	t.release()
+	c, err := t.s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	t.hold(c)
+	return nil
+}
+
+// fail makes err the transaction's: every call after it returns it.
+func (t *tx) fail(err error) error {
+	if t.failed == nil {
+		t.failed = &beginError{err}
+	}
+	return t.failed
+}
+
+// finish reads the rest of a pipeline: the transaction's id if readXid,
+// then the pipeline's end.
+func (t *tx) finish(br pgx.BatchResults, readXid bool) {
+	if readXid {
+		var xid *string
+		if err := br.QueryRow().Scan(&xid); err == nil {
+			if xid != nil {
+				t.xid = *xid
+			}
+			t.xidUnsure = false
+		} else {
+			t.unsure()
+		}
+	}
+	_ = br.Close()
+}

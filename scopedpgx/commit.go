@@ -1,0 +1,106 @@
+package scopedpgx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-scoped/scoped"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// commitClaimed commits a transaction the caller has claimed. One that
+// never began has nothing to commit and sends nothing.
+//
+// A COMMIT whose answer is lost (the connection failed after sending it)
+// may have committed. When the transaction has written, its id was read
+// in the pipeline of the statement that wrote (or, after a call the
+// transaction cannot follow, in the same pipeline as COMMIT), and another
+// connection of the pool asks the server what became of it.
+func (t *tx) commitClaimed(ctx context.Context) error {
+	if t.failed != nil {
+		return t.failed
+	}
+	if !t.began || t.c == nil {
+		return nil
+	}
+	c := t.conn()
+	verify := t.s.verify && c.PgConn().TxStatus() == 'T'
+	var tag pgconn.CommandTag
+	var err error
+	if verify && t.xid == "" && t.xidUnsure {
+		tag, err = t.commitReadingXid(ctx, c)
+	} else {
+		tag, err = c.Exec(ctx, t.s.commit)
+	}
+	if err != nil {
+		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+			closeNow(c)
+		}
+		if !verify || !outcomeUnknown(err) {
+			return err
+		}
+		if t.xid == "" {
+			if t.xidUnsure {
+				return fmt.Errorf("scopedpgx: commit: %w: the connection failed during COMMIT before the transaction's id was known: %w", scoped.ErrCommitUnknown, err)
+			}
+			return err // it wrote nothing: nothing was at stake
+		}
+		return t.s.resolve(t.xid, err)
+	}
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// commitReadingXid sends the read of the transaction's id and COMMIT in
+// one pipeline.
+func (t *tx) commitReadingXid(ctx context.Context, c *pgx.Conn) (pgconn.CommandTag, error) {
+	b := &pgx.Batch{}
+	b.Queue(xidSQL)
+	b.Queue(t.s.commit)
+	br := c.SendBatch(ctx, b)
+	var xid *string
+	if err := br.QueryRow().Scan(&xid); err == nil && xid != nil {
+		t.xid = *xid
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// resolve asks the server, on another connection of the pool, whether the
+// transaction xid, whose COMMIT failed with cause, committed, until it
+// knows or the resolve timeout has passed.
+func (s *txShared) resolve(xid string, cause error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.resolveTimeout)
+	defer cancel()
+	var last error
+	for {
+		var status *string
+		err := s.pool.QueryRow(ctx, "select pg_xact_status($1::xid8)", xid).Scan(&status)
+		switch {
+		case err != nil:
+			last = err
+		case status == nil:
+			last = errors.New("pg_xact_status is NULL: the transaction is too old to be known")
+		case *status == "committed":
+			return nil
+		case *status == "aborted":
+			return fmt.Errorf("scopedpgx: commit failed and transaction %s was rolled back: %w", xid, cause)
+		default: // in progress: the server has not finished with it yet
+			last = fmt.Errorf("transaction %s is still in progress", xid)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scopedpgx: commit: %w: the connection failed during COMMIT and transaction %s's status could not be learned within %v (%v): %w",
+				scoped.ErrCommitUnknown, xid, s.cfg.resolveTimeout, last, cause)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
