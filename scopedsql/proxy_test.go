@@ -24,8 +24,11 @@ type commitProxy struct {
 	ln     net.Listener
 	target string
 	stall  bool // stop forwarding instead of resetting
-	armed  atomic.Bool
-	hits   atomic.Int64
+	// dropEvery > 0: every dropEvery-th COMMIT is reset without being
+	// forwarded, so that the server aborts it.
+	dropEvery int64
+	armed     atomic.Bool
+	hits      atomic.Int64
 
 	mu       sync.Mutex
 	released bool
@@ -108,13 +111,15 @@ func (p *commitProxy) clientToServer(client, server net.Conn) {
 		if n > 0 {
 			chunk := buf[:n]
 			if p.armed.Load() && isCommit(chunk) {
-				p.hits.Add(1)
+				hit := p.hits.Add(1)
 				if p.stall {
 					held = true
 					p.hold(client, server)
 					return
 				}
-				_, _ = server.Write(chunk)
+				if p.dropEvery == 0 || hit%p.dropEvery != 0 {
+					_, _ = server.Write(chunk)
+				}
 				resetAndClose(client)
 				resetAndClose(server)
 				return

@@ -93,4 +93,3 @@ func TestDeadPooledConnectionsCostNoRequest(t *testing.T) {
 		wantInUse(t, db, 0)
 	})
 }
-
