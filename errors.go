@@ -33,6 +33,12 @@ var (
 	// scope's own teardown.
 	ErrReentrant = errors.New("scoped: re-entrant call would wait for itself")
 
+	// ErrScopeCancelled is wrapped, with [ErrScopeClosed] and the
+	// context's cause, by [Scope.Err] and by the errors of a scope whose
+	// safety net rolled it back because its context ended: its work was
+	// not saved by the scope.
+	ErrScopeCancelled = errors.New("scoped: scope rolled back because its context ended")
+
 	// ErrTeardownTimeout is returned when ending a session took longer than
 	// the bound set by [WithTeardownTimeout].
 	ErrTeardownTimeout = errors.New("scoped: session teardown timed out")

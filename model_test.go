@@ -418,7 +418,7 @@ type mExpected struct {
 
 const (
 	mClosed   = "err[ErrScopeClosed]"
-	mNetFired = "err[ErrScopeClosed,context.Canceled]" // Current or Commit after a partial safety net
+	mNetFired = "err[ErrScopeCancelled,ErrScopeClosed,context.Canceled]" // Current or Commit after a partial safety net
 	mNoScopeE = "err[ErrNoScope]"
 )
 
@@ -845,7 +845,7 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	done := make([]bool, len(nodes))
 	if commit && s.netFired {
 		// The net rolled back part of the scope: nothing more is committed.
-		errs = append(errs, "ErrScopeClosed", "context.Canceled")
+		errs = append(errs, "ErrScopeClosed", "ErrScopeCancelled", "context.Canceled")
 		for i := len(nodes) - 1; i >= 0; i-- {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
 		}
@@ -1155,6 +1155,8 @@ func mLeaves(err error, out *[]string) {
 			name = "CommittedCloseFailed"
 		case scoped.ErrReentrant:
 			name = "ErrReentrant"
+		case scoped.ErrScopeCancelled:
+			name = "ErrScopeCancelled"
 		case context.Canceled:
 			name = "context.Canceled"
 		default:

@@ -30,6 +30,5 @@ func classify(err error, commit, commitFailed, committedBefore bool) error {
 // errNetFired is the error of committing in a scope whose safety net has
 // rolled back its sessions because its context was done.
 func errNetFired(s *Scope) error {
-	return fmt.Errorf("%w: the scope's context ended and its sessions were rolled back: %w",
-		ErrScopeClosed, context.Cause(s.parentCtx))
+	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, context.Cause(s.parentCtx))
 }

@@ -105,3 +105,26 @@ func TestScopedSessionCommitOnEndedScopeIsErrScopeClosed(t *testing.T) {
 		})
 	}
 }
+
+// A scope its safety net rolled back says so: Err wraps ErrScopeCancelled
+// and the context's cause, so that a middleware can tell it from a scope
+// its handler ended (and perhaps committed) itself.
+func TestScopeErrTellsTheSafetyNetFromTheOwner(t *testing.T) {
+	r := txSession(nil, "tx", new(atomic.Int64))
+	m := newManualCtx(context.Background())
+	ctx, scope := scoped.Begin(m)
+	mustCurrent(t, r, ctx)
+	m.cancel()
+	eventually(t, "the safety net", func() bool { return scope.Err() != nil })
+	if err := scope.Err(); !errors.Is(err, scoped.ErrScopeClosed) || !errors.Is(err, scoped.ErrScopeCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Err after the net: %v, want ErrScopeClosed, ErrScopeCancelled and the cause", err)
+	}
+	ctx2, own := scoped.Begin(context.Background())
+	mustCurrent(t, r, ctx2)
+	if err := own.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Err(); !errors.Is(err, scoped.ErrScopeClosed) || errors.Is(err, scoped.ErrScopeCancelled) {
+		t.Fatalf("Err after the owner's Commit: %v, want ErrScopeClosed only", err)
+	}
+}

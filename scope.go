@@ -44,6 +44,7 @@ type Scope struct {
 	noNet    bool        // no safety net: BeginWithoutSafetyNet
 	armed    bool        // the safety net is registered, or being registered
 	netFired bool        // the safety net ended the sessions it may end; the scope is still open
+	byNet    bool        // the safety net ended the whole scope
 	seq      uint64      // sessions created so far: the creation order of nodes
 	stop     func() bool // unregisters the safety net
 	children *Scope      // open child scopes, newest first
@@ -124,12 +125,20 @@ func (s *Scope) Len() int {
 }
 
 // Err reports whether the scope has ended: nil while it is open,
-// [ErrScopeClosed] after.
+// [ErrScopeClosed] after. After the safety net rolled the scope back
+// because its context ended, the error also wraps [ErrScopeCancelled] and
+// the context's cause.
 func (s *Scope) Err() error {
-	if s.ended.Load() {
-		return ErrScopeClosed
+	if !s.ended.Load() {
+		return nil
 	}
-	return nil
+	s.mu.Lock()
+	byNet := s.byNet
+	s.mu.Unlock()
+	if byNet {
+		return errNetFired(s)
+	}
+	return ErrScopeClosed
 }
 
 // cancelled is the safety net, run by context.AfterFunc when the scope's
@@ -151,6 +160,7 @@ func (s *Scope) cancelled() {
 		}
 	}
 	if !unsafe {
+		s.byNet = true
 		s.mu.Unlock()
 		_ = s.end(false)
 		return

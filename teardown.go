@@ -47,8 +47,13 @@ func defaultTeardown[S any]() teardown[S] {
 			// the driver found broken (as after a query cancelled when its
 			// client went away): the server aborts the transaction of a
 			// session that ends. Other failures stay loud.
+			// A context error is never the rollback's own either (Rollback
+			// takes none): go-sql-driver/mysql returns the cancelled
+			// statement's error for every later call on the connection it
+			// closed.
 			err := any(s).(plainTx).Rollback()
-			if errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) {
+			if errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) ||
+				errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil
 			}
 			return err
