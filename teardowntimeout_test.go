@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,11 +50,12 @@ func TestTeardownTimeoutBoundsACommitThatIgnoresItsContext(t *testing.T) {
 // deadline; without the option it sees none.
 func TestTeardownTimeoutIsTheTeardownContextsDeadline(t *testing.T) {
 	for _, bound := range []time.Duration{0, 30 * time.Millisecond} {
-		var hasDeadline bool
+		var sawDeadline atomic.Bool
 		r := scoped.New(func(context.Context) (*fakeConn, error) { return &fakeConn{name: "c"}, nil },
 			scoped.WithRollback(func(ctx context.Context, _ *fakeConn) error {
-				_, hasDeadline = ctx.Deadline()
-				if !hasDeadline {
+				_, has := ctx.Deadline()
+				sawDeadline.Store(has)
+				if !has {
 					return nil
 				}
 				<-ctx.Done() // a ROLLBACK that does not come back
@@ -65,8 +67,8 @@ func TestTeardownTimeoutIsTheTeardownContextsDeadline(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- scope.Remove() }()
 		err := waitFor(t, done, "Remove")
-		if hasDeadline != (bound > 0) {
-			t.Fatalf("bound %v: teardown context has a deadline: %v", bound, hasDeadline)
+		if sawDeadline.Load() != (bound > 0) {
+			t.Fatalf("bound %v: teardown context has a deadline: %v", bound, sawDeadline.Load())
 		}
 		if bound > 0 && !errors.Is(err, scoped.ErrTeardownTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("bound %v: Remove: %v, want the bound's error", bound, err)
