@@ -24,6 +24,27 @@
 // an unclosed *sql.Rows or a transaction left open on the connection, but
 // discards the connection and says so ([ErrConnInUse]).
 //
+// # Outcomes and faults
+//
+//   - A BEGIN that fails because the pooled connection was already dead
+//     (the server restarted or terminated idle backends; lib/pq reports it
+//     as a *net.OpError, io.EOF or SQLSTATE 57P01, which database/sql does
+//     not retry) is retried on another connection: it began nothing.
+//   - [VerifiedCommit] (PostgreSQL) turns a COMMIT that lost its
+//     connection into its real outcome, asked of the server, at the cost of
+//     one round trip per commit; what stays unknown wraps
+//     scoped.ErrCommitUnknown.
+//   - [Retryable] is the classifier for scoped.WithRetry: serialization
+//     failures and deadlocks.
+//   - database/sql's Commit and Rollback take no context. With
+//     scoped.WithTeardownTimeout the scope stops waiting for them after
+//     the bound (a commit is then reported with scoped.ErrCommitUnknown),
+//     but the call itself goes on, and holds its connection, until the
+//     driver returns. Only the driver can bound that: go-sql-driver/mysql's
+//     readTimeout and writeTimeout DSN parameters, lib/pq's
+//     tcp_user_timeout and keepalives parameters (and the server's
+//     tcp_keepalives_* settings).
+//
 // # Engines
 //
 // [Open] opens several named pools from configuration, each overlaid on
