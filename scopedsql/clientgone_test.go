@@ -2,7 +2,6 @@ package scopedsql_test
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -75,24 +74,12 @@ func TestClientsGoneMidQueryAreNotTeardownErrors(t *testing.T) {
 			t.Fatalf("only %d of %d queries were cancelled: the test did not test", c, requests)
 		}
 		// Any teardown error here is noise: every one of these requests
-		// was only rolled back. (go-sql-driver/mysql reports its closed
-		// connection as the cancelled statement's context error; that
-		// half waits for /work/coord/requests-sql.md R1.)
-		var noise []error
-		tolerated := 0
-		for _, err := range log.all() {
-			if mysqlContextErrorPending && s.Name == "mysql" && errors.Is(err, context.Canceled) {
-				tolerated++
-				continue
-			}
-			noise = append(noise, err)
-		}
-		if tolerated > 0 {
-			t.Logf("%d context-canceled rollback errors tolerated until the core treats them as a gone connection", tolerated)
-		}
-		if len(noise) > 0 {
+		// was only rolled back. lib/pq reports the closed connection as
+		// driver.ErrBadConn, go-sql-driver/mysql as the cancelled
+		// statement's context error.
+		if errs := log.all(); len(errs) > 0 {
 			t.Errorf("%d teardown errors for rollbacks of requests whose client went away, want none; first: %v",
-				len(noise), noise[0])
+				len(errs), errs[0])
 		}
 		if ids := dbtest.IDs(t, db, table); len(ids) != 0 {
 			t.Errorf("%d rows of rolled back requests are in the table", len(ids))
@@ -101,5 +88,3 @@ func TestClientsGoneMidQueryAreNotTeardownErrors(t *testing.T) {
 	})
 }
 
-// mysqlContextErrorPending: see TestClientsGoneMidQueryAreNotTeardownErrors.
-const mysqlContextErrorPending = true
