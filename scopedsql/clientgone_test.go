@@ -87,4 +87,3 @@ func TestClientsGoneMidQueryAreNotTeardownErrors(t *testing.T) {
 		eventually(t, "connections still in use", func() bool { return db.Stats().InUse == 0 })
 	})
 }
-
