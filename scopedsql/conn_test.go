@@ -201,3 +201,52 @@ func testLeftOpen(t *testing.T, s dbtest.Server, leftover string, otherCtx bool)
 		return db.Stats().InUse == 0
 	})
 }
+
+// A transaction of the scope begun on the scope's own pinned connection
+// is ended before the connection (creation order), so the connection's
+// teardown finds nothing open: no ErrConnInUse, and it goes back to the
+// pool, committed work saved.
+func TestNewConnWithTheScopesTxOnItEndsCleanly(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		db := openDB(t, s)
+		db.SetMaxOpenConns(1)
+		table := dbtest.CreateIDTable(t, db, "scopedsql_conntx")
+		var log errorLog
+		conns := newPinned(db, log.option())
+		txs := scoped.New(func(ctx context.Context) (*sql.Tx, error) {
+			c, err := conns.Current(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return c.BeginTx(context.WithoutCancel(ctx), nil)
+		}, log.option())
+
+		for id, commit := range map[int64]bool{1: true, 2: false} {
+			ctx, scope := scoped.Begin(dbtest.Ctx(t))
+			tx, err := txs.Current(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, s.InsertID(table), id); err != nil {
+				t.Fatal(err)
+			}
+			if commit {
+				err = scope.Commit()
+			} else {
+				err = removeOrHang(t, scope)
+			}
+			if err != nil {
+				t.Fatalf("id %d: %v", id, err)
+			}
+			wantInUse(t, db, 0)
+		}
+		if errs := log.all(); len(errs) > 0 {
+			t.Errorf("teardown errors: %v", errs)
+		}
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
+			t.Errorf("ids = %v, want [1]", got)
+		}
+	})
+}
