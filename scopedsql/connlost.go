@@ -3,6 +3,7 @@ package scopedsql
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -41,4 +42,11 @@ func connectionLost(err error) bool {
 		}
 		return e.Error() == "invalid connection"
 	})
+}
+
+// timedOut reports whether err is a network timeout (a dial or read that
+// gave up after a driver's timeout): retrying it would wait as long again.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

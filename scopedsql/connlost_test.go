@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 )
@@ -37,5 +38,16 @@ func TestConnectionLostClassifiesConnectionErrorsOnly(t *testing.T) {
 		if got := connectionLost(err); got != want {
 			t.Errorf("connectionLost(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+func TestTimedOutIsForNetworkTimeoutsOnly(t *testing.T) {
+	t.Parallel()
+	timeout := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	if !timedOut(fmt.Errorf("begin: %w", timeout)) {
+		t.Error("a dial timeout is not timedOut")
+	}
+	if timedOut(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}) || timedOut(io.EOF) {
+		t.Error("a reset or EOF is timedOut")
 	}
 }

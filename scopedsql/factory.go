@@ -84,7 +84,8 @@ func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error
 		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))
 	}
 	tx, err := beginOnce(ctx, db, opts)
-	for retries := 0; err != nil && connectionLost(err) && ctx.Err() == nil && retries < maxBeginRetries(db); retries++ {
+	for retries := 0; err != nil && connectionLost(err) && !timedOut(err) && ctx.Err() == nil &&
+		retries < maxBeginRetries(db); retries++ {
 		// Nothing was begun on the server: the connection was already
 		// dead. database/sql has discarded it; take another.
 		tx, err = beginOnce(ctx, db, opts)
