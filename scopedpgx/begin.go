@@ -122,15 +122,30 @@ func (t *tx) beginAlone(ctx context.Context) error {
 	}
 }
 
-// reacquire replaces a lost connection with another from the pool.
+// reacquire replaces a lost connection with another from the pool. When
+// one connection was lost, its idle siblings often were too (the server
+// restarted, or terminated them together), and pgxpool checks only those
+// idle for more than a second: the replacement is pinged first, and a
+// dead one replaced in turn, up to once per connection of the pool.
 func (t *tx) reacquire(ctx context.Context) error {
 	t.release()
-	c, err := t.s.pool.Acquire(ctx)
-	if err != nil {
-		return err
+	var last error
+	for i := int32(0); i <= t.s.pool.Config().MaxConns; i++ {
+		c, err := t.s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		if last = c.Ping(ctx); last == nil {
+			t.hold(c)
+			return nil
+		}
+		lost := connectionLost(ctx, c.Conn(), last)
+		t.s.h.giveBack(c)
+		if !lost {
+			break
+		}
 	}
-	t.hold(c)
-	return nil
+	return last
 }
 
 // fail makes err the transaction's: every call after it returns it.

@@ -39,6 +39,9 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
 			closeNow(c)
 		}
+		// Its slot of the pool is free for the resolution: a pool whose
+		// every connection failed in COMMIT at once must not deadlock.
+		t.release()
 		if !verify || !outcomeUnknown(err) {
 			return err
 		}

@@ -32,16 +32,16 @@ func fatalCode(code string) bool {
 
 // outcomeUnknown reports whether a COMMIT that returned err may have
 // committed all the same: its answer was lost (the connection failed or
-// the call's context ended after COMMIT may have been sent). A server
-// error other than a connection error is an answer; an error raised
-// before anything was sent leaves the transaction to die with its
-// connection.
+// the call's context ended). A server error other than a connection error
+// is an answer. pgconn.SafeToRetry is no proof that COMMIT was not sent:
+// a connection reset while pgx flushes COMMIT comes back as "conn closed",
+// marked safe to retry, after the server received it.
 func outcomeUnknown(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return fatalCode(pgErr.Code)
 	}
-	return !pgconn.SafeToRetry(err)
+	return true
 }
 
 // beginError is the error of a BEGIN that failed, which surfaces at the

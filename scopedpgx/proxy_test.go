@@ -33,6 +33,8 @@ type proxy struct {
 	// connection right after it forwarded a Query "commit" to the server.
 	resetAfterCommit atomic.Bool
 	resets           atomic.Int64
+	// blackholeAfterReset sets blackhole with the reset.
+	blackholeAfterReset atomic.Bool
 	// blackhole, when set, stops forwarding anything: new and existing
 	// connections hang, as when the server cannot be reached.
 	blackhole atomic.Bool
@@ -188,6 +190,9 @@ func (p *proxy) inspect(client, server net.Conn) func([]byte) bool {
 			}
 			if typ == 'Q' && p.resetAfterCommit.Load() && strings.EqualFold(strings.TrimRight(string(body), "\x00"), "commit") {
 				p.resets.Add(1)
+				if p.blackholeAfterReset.Load() {
+					p.blackhole.Store(true)
+				}
 				if tc, ok := client.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0)
 				}
