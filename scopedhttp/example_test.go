@@ -131,8 +131,9 @@ type failingTx struct{}
 func (failingTx) Commit() error   { return errors.New("could not serialize access") }
 func (failingTx) Rollback() error { return nil }
 
-// When the commit fails, the client gets a 500 instead of the 201 the
-// handler asked for, and the handler's later writes are discarded.
+// When the commit fails, the client gets the error handler's answer
+// instead of the 201 the handler asked for: the handler's response was
+// held until the commit, and none of it is sent.
 func ExampleWithErrorHandler() {
 	txs := scoped.New(func(context.Context) (failingTx, error) { return failingTx{}, nil },
 		scoped.WithTeardownErrorHook(nil))
@@ -140,21 +141,59 @@ func ExampleWithErrorHandler() {
 		scopedhttp.WithCommitMode(scopedhttp.Autocommit),
 		scopedhttp.Bind(txs),
 		scopedhttp.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
-			fmt.Println("error handler:", err)
+			fmt.Println("error handler: nothing saved:", errors.Is(err, scoped.ErrNotCommitted))
 			http.Error(w, "try again", http.StatusInternalServerError)
 		}),
 	)
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = scoped.Current[failingTx](r.Context())
+		w.Header().Set("Location", "/items/1")
 		w.WriteHeader(http.StatusCreated)
-		_, err := w.Write([]byte("created"))
-		fmt.Println("handler's Write:", errors.Is(err, scopedhttp.ErrCommitFailed))
+		_, _ = w.Write([]byte("created"))
+		fmt.Println("handler returns")
 	}))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
-	fmt.Print(rec.Code, " ", rec.Body.String())
+	fmt.Printf("%d %q Location=%q\n", rec.Code, rec.Body.String(), rec.Header().Get("Location"))
 	// Output:
-	// error handler: scopedhttp: scoped: commit scopedhttp_test.failingTx session: could not serialize access
-	// handler's Write: true
-	// 500 try again
+	// handler returns
+	// error handler: nothing saved: true
+	// 500 "try again\n" Location=""
+}
+
+// Server-sent events: a stream that lasts as long as the client listens
+// cannot wait for the commit at its end. The handler commits by hand
+// first, then streams; the middleware, finding the scope ended, has
+// nothing left to decide.
+func ExampleMiddleware_serverSentEvents() {
+	txs := newExampleTxs()
+	mw := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))
+	h := withPath(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := txs.Current(r.Context()); err != nil { // INSERT INTO subscriptions ...
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := txs.Commit(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := range 3 {
+			fmt.Fprintf(w, "data: event %d\n\n", i)
+			_ = rc.Flush() // streams: the client reads each event as it is sent
+		}
+	})))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events", nil))
+	fmt.Print(rec.Code, " ", rec.Header().Get("Content-Type"), "\n", rec.Body.String())
+	// Output:
+	//   begin /events
+	//   commit /events
+	// 200 text/event-stream
+	// data: event 0
+	//
+	// data: event 1
+	//
+	// data: event 2
 }

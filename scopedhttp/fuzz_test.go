@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/scopedhttp"
@@ -19,51 +20,60 @@ import (
 // FuzzMiddleware runs the middleware around a handler whose behaviour comes
 // from the fuzz input: the commit mode or a custom policy, whether the
 // commit fails, whether the underlying writer is a Flusher and an
-// io.ReaderFrom, the error handler, and a sequence of handler actions
-// (ask for the session, set a header, WriteHeader with any status
-// including 1xx and invalid ones, Write, Flush, ReadFrom, cancel the
-// request's context, commit by hand, panic). A reference simulation of the
-// contract says what the client must get; besides, these invariants are
-// checked on the recorded events themselves:
+// io.ReaderFrom, the error handler, the buffer limit, and a sequence of
+// handler actions (ask for the session, set a header, WriteHeader with any
+// status including 1xx and invalid ones, Write, Flush, ReadFrom, cancel
+// the request's context, commit by hand, panic). A reference simulation of
+// the contract says what the client must get; besides, these invariants
+// are checked on the recorded events themselves:
 //
 //   - a session that was created ends with exactly one commit or rollback;
-//   - in the automatic modes a commit happens only if the policy accepts
-//     the status at the commit point, and before anything but a 1xx
-//     reached the underlying writer; in Manual mode only when the handler
-//     commits;
-//   - a failed commit never lets a 2xx or 3xx out, nor any byte of the
-//     handler's body, nor the handler's headers;
+//   - in the automatic modes a commit happens only after the handler
+//     returned, only if the policy accepts the status, and, unless the
+//     response outgrew the buffer or was flushed, before anything but a
+//     1xx reached the underlying writer; in Manual mode only when the
+//     handler commits;
+//   - a failed commit never lets a held 2xx or 3xx out, nor any byte of
+//     the handler's body, nor the handler's headers; a streaming response
+//     whose commit failed is aborted (panic(http.ErrAbortHandler));
 //   - a panic goes on, with its value, after the rollback;
+//   - a cancelled request with a session is rolled back at once, by the
+//     safety net, before the handler returns;
 //   - nothing stays live: the scope has ended and the ScopedSession holds
 //     no session.
 //
 // Run it with: go test -run '^$' -fuzz '^FuzzMiddleware$' -fuzztime=10s ./scopedhttp
 func FuzzMiddleware(f *testing.F) {
 	for _, seed := range [][]byte{
-		{1, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3},                 // Autocommit, 201: commit
-		{1 | fzCommitFails, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3}, // commit fails: 500
-		{1, fzaCurrent, fzaWriteHeader, 10},                             // 404: rollback
-		{2, fzaCurrent, fzaWriteHeader, 7, fzaWrite, 1},                 // redirect mode, 302
-		{1, fzaCurrent},                                    // implicit 200
-		{1 | fzCommitFails, fzaCurrent},                    // implicit 200, commit fails
-		{1 | fzFlusher, fzaCurrent, fzaFlush, fzaWrite, 2}, // flush is the commit point
-		{1, fzaCurrent, fzaFlush},                          // not a Flusher: no commit point
-		{1 | fzReaderFrom, fzaCurrent, fzaReadFrom, 4},
-		{1, fzaCurrent, fzaPanic},                                           // panic before the commit point
-		{1, fzaCurrent, fzaWrite, 1, fzaPanic},                              // panic after it
-		{1, fzaCurrent, fzaCancel, fzaWriteHeader, 0},                       // client gone before the commit point
-		{1 | fzDeadline, fzaCurrent, fzaCancel, fzaWrite, 1},                // deadline passed: 503
-		{1, fzaCurrent, fzaWriteHeader, 13, fzaWriteHeader, 1, fzaWrite, 1}, // 103 Early Hints, then 201
-		{1, fzaCurrent, fzaWriteHeader, 200, 42},                            // invalid status: the server panics
-		{3 | fzCommitFails, fzaCurrent, fzaWriteHeader, 200, 42},            // custom policy accepts 42
-		{0, fzaCurrent, fzaCommit, fzaCurrent, fzaWriteHeader, 1},           // Manual: hand commit
-		{0 | fzCommitFails, fzaCurrent, fzaCommit},                          // Manual: hand commit fails
-		{0, fzaCurrent, fzaWrite, 1},                                        // Manual: rollback
-		{1 | fzCustomErr, fzaHeader, fzaCurrent, fzaWriteHeader, 1},
-		{1 | fzCommitFails | fzCustomErr, fzaHeader, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 1},
-		{1, fzaWrite, 1, fzaCurrent, fzaCurrent},     // session asked for after the commit point
-		{1, fzaWriteHeader, 3, fzaCurrent, fzaPanic}, // 101 is a final status
-		{1 | fzRollbackFails, fzaCurrent, fzaWriteHeader, 21},
+		{1, 0, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3},                 // Autocommit, 201: commit
+		{1 | fzCommitFails, 0, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 3}, // commit fails: 500
+		{1, 0, fzaCurrent, fzaWriteHeader, 10},                             // 404: rollback
+		{2, 0, fzaCurrent, fzaWriteHeader, 7, fzaWrite, 1},                 // redirect mode, 302
+		{1, 0, fzaCurrent},                                    // implicit 200
+		{1 | fzCommitFails, 0, fzaCurrent},                    // implicit 200, commit fails
+		{1 | fzFlusher, 0, fzaCurrent, fzaFlush, fzaWrite, 2}, // flush streams; committed at the return
+		{1, 0, fzaCurrent, fzaFlush},                          // not a Flusher: nothing streams
+		{1 | fzReaderFrom, 0, fzaCurrent, fzaReadFrom, 4},
+		{1, 0, fzaCurrent, fzaPanic},                                           // panic: rolled back, nothing sent
+		{1, 0, fzaCurrent, fzaWrite, 1, fzaPanic},                              // panic with a held body: nothing sent
+		{1, 0, fzaCurrent, fzaCancel, fzaWriteHeader, 0},                       // client gone: rolled back at once
+		{1 | fzDeadline, 0, fzaCurrent, fzaCancel, fzaWrite, 1},                // deadline passed: 503
+		{1, 0, fzaCurrent, fzaWriteHeader, 13, fzaWriteHeader, 1, fzaWrite, 1}, // 103 Early Hints, then 201
+		{1, 0, fzaCurrent, fzaWriteHeader, 200, 42},                            // invalid status: panics at the call
+		{3 | fzCommitFails, 0, fzaCurrent, fzaWriteHeader, 200, 42},            // invalid even for a custom policy
+		{0, 0, fzaCurrent, fzaCommit, fzaCurrent, fzaWriteHeader, 1},           // Manual: hand commit
+		{0 | fzCommitFails, 0, fzaCurrent, fzaCommit},                          // Manual: hand commit fails
+		{0, 0, fzaCurrent, fzaWrite, 1},                                        // Manual: rollback
+		{1 | fzCustomErr, 0, fzaHeader, fzaCurrent, fzaWriteHeader, 1},
+		{1 | fzCommitFails | fzCustomErr, 0, fzaHeader, fzaCurrent, fzaWriteHeader, 1, fzaWrite, 1},
+		{1, 0, fzaWrite, 1, fzaCurrent, fzaCurrent},     // sessions asked for after the first write
+		{1, 0, fzaWriteHeader, 3, fzaCurrent, fzaPanic}, // 101 is a final status
+		{1 | fzRollbackFails, 0, fzaCurrent, fzaWriteHeader, 21},
+		{1, fzSmallLimit, fzaCurrent, fzaWrite, 3, fzaWrite, 3},                 // outgrows the limit: streams, commits at the return
+		{1 | fzCommitFails, fzSmallLimit, fzaCurrent, fzaWrite, 3, fzaWrite, 3}, // streams, commit fails: aborted
+		{1 | fzCommitFails | fzFlusher, 0, fzaCurrent, fzaWrite, 1, fzaFlush},   // flushed, commit fails: aborted
+		{1 | fzCommitFails | fzReaderFrom, fzSmallLimit, fzaCurrent, fzaReadFrom, 7},
+		{1, 0, fzaCurrent, fzaWriteHeader, 1, fzaCurrent, fzaWrite, 1}, // statements after the status
 	} {
 		f.Add(seed)
 	}
@@ -80,6 +90,12 @@ const (
 	fzReaderFrom    = 1 << 5
 	fzDeadline      = 1 << 6 // the request's context ends with DeadlineExceeded
 	fzCustomErr     = 1 << 7 // a custom error handler instead of the default
+)
+
+// Second configuration byte.
+const (
+	fzSmallLimit = 1 << 0 // WithBufferLimit(fzLimit): small bodies outgrow it
+	fzLimit      = 4
 )
 
 // Handler actions.
@@ -110,13 +126,14 @@ type fzCase struct {
 	mode                                  byte // 0 Manual, 1 Autocommit, 2 AutocommitIncludeRedirect, 3 custom policy
 	commitFails, rollbackFails            bool
 	flusher, readerFrom, deadline, custom bool
+	small                                 bool // WithBufferLimit(fzLimit)
 	actions                               []fzAction
 }
 
 func (c fzCase) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "mode %d commitFails=%v rollbackFails=%v flusher=%v readerFrom=%v deadline=%v customErrorHandler=%v actions:",
-		c.mode, c.commitFails, c.rollbackFails, c.flusher, c.readerFrom, c.deadline, c.custom)
+	fmt.Fprintf(&b, "mode %d commitFails=%v rollbackFails=%v flusher=%v readerFrom=%v deadline=%v customErrorHandler=%v smallLimit=%v actions:",
+		c.mode, c.commitFails, c.rollbackFails, c.flusher, c.readerFrom, c.deadline, c.custom, c.small)
 	for _, a := range c.actions {
 		name := [...]string{"Current", "Header", "WriteHeader", "Write", "Flush", "ReadFrom", "Cancel", "Commit", "Panic"}[a.kind]
 		switch a.kind {
@@ -150,6 +167,7 @@ func fzDecode(data []byte) fzCase {
 		deadline:      cfg&fzDeadline != 0,
 		custom:        cfg&fzCustomErr != 0,
 	}
+	c.small = next()&fzSmallLimit != 0
 	for len(data) > 0 && len(c.actions) < 16 {
 		a := fzAction{kind: next() % fzaKinds}
 		switch a.kind {
@@ -310,6 +328,7 @@ type fzOutcome struct {
 	panicked     string // "", "handler" or "writer"
 	writeErrs    []string
 	handlerHdrOK bool // the handler's header went out with the handler's status
+	streamed     bool // (simulated) the response outgrew the buffer or was flushed
 }
 
 func fzServe(t *testing.T, c fzCase) {
@@ -330,7 +349,7 @@ func fzServe(t *testing.T, c fzCase) {
 		return tx, nil
 	}, scoped.WithTeardownErrorHook(nil))
 
-	opts := []scopedhttp.Option{scopedhttp.Bind(txs)}
+	opts := []scopedhttp.Option{scopedhttp.Bind(txs), scopedhttp.WithUncommittedHook(nil)}
 	switch c.mode {
 	case 1:
 		opts = append(opts, scopedhttp.WithCommitMode(scopedhttp.Autocommit))
@@ -338,6 +357,9 @@ func fzServe(t *testing.T, c fzCase) {
 		opts = append(opts, scopedhttp.WithCommitMode(scopedhttp.AutocommitIncludeRedirect))
 	case 3:
 		opts = append(opts, scopedhttp.WithCommitPolicy(c.policy))
+	}
+	if c.small {
+		opts = append(opts, scopedhttp.WithBufferLimit(fzLimit))
 	}
 	var handlerErr error
 	if c.custom {
@@ -368,6 +390,21 @@ func fzServe(t *testing.T, c fzCase) {
 
 	got := fzOutcome{}
 	var scope *scoped.Scope
+	// settle waits, after the request's context ended, until the safety
+	// net has rolled back a scope that holds a session: it runs on its own
+	// goroutine, and the model says it has happened "at once".
+	settle := func() {
+		if ctx.Err() == nil || tx == nil {
+			return
+		}
+		deadline := time.Now().Add(bound)
+		for ev := log.list(); !slices.Contains(ev, "tx rollback") && !slices.Contains(ev, "tx commit"); ev = log.list() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the safety net did not roll back a cancelled request's session within %v", bound)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scope, _ = scoped.FromContext(r.Context())
 		_, isFlusher := w.(http.Flusher)
@@ -380,6 +417,7 @@ func fzServe(t *testing.T, c fzCase) {
 			case fzaCurrent:
 				x, err := scoped.Current[*fzTx](r.Context())
 				got.currents = append(got.currents, fzResult(x != nil, err))
+				settle()
 			case fzaHeader:
 				w.Header().Set("Location", "/made/1") // a header of the intended response only
 			case fzaWriteHeader:
@@ -404,6 +442,7 @@ func fzServe(t *testing.T, c fzCase) {
 					cause = context.DeadlineExceeded
 				}
 				cancel(cause)
+				settle()
 			case fzaCommit:
 				if c.mode == 0 {
 					got.handCommit = fzErrName(scope.Commit())
@@ -420,6 +459,11 @@ func fzServe(t *testing.T, c fzCase) {
 			case nil:
 			case fzPanicValue:
 				got.panicked = "handler"
+			case error:
+				if p != http.ErrAbortHandler {
+					t.Fatalf("unexpected panic %v", p)
+				}
+				got.panicked = "abort"
 			case string:
 				if strings.HasPrefix(p, "invalid WriteHeader code") {
 					got.panicked = "writer"
@@ -453,20 +497,21 @@ func fzServe(t *testing.T, c fzCase) {
 		fail("the session ended with %d commits and %d rollbacks, want exactly one of them", got.commits, got.rollbacks)
 	}
 	if i := slices.Index(events, "tx commit"); i >= 0 {
-		for _, e := range events[:i] {
-			// In Manual mode the handler commits when it wants to.
-			if c.mode != 0 && strings.HasPrefix(e, "writer ") && !strings.HasPrefix(e, "writer info") {
-				fail("committed after %q reached the server", e)
+		if c.mode != 0 && !want.streamed {
+			for _, e := range events[:i] {
+				if strings.HasPrefix(e, "writer ") && !strings.HasPrefix(e, "writer info") {
+					fail("a held response: committed after %q reached the server", e)
+				}
 			}
 		}
 		if c.mode == 0 && got.handCommit == "" {
 			fail("Manual mode committed without the handler committing")
 		}
-		if c.commitFails && got.status >= 200 && got.status < 400 && c.mode != 0 {
-			fail("the commit failed but the client got %d", got.status)
+		if c.commitFails && c.mode != 0 && got.panicked != "abort" && got.status >= 200 && got.status < 400 {
+			fail("the commit failed but the client got %d, not aborted", got.status)
 		}
 	}
-	if c.commitFails && got.commits > 0 && c.mode != 0 {
+	if c.commitFails && got.commits > 0 && c.mode != 0 && got.panicked != "abort" {
 		if strings.ContainsAny(got.body, fzWriteByte+fzReadFromByte) {
 			fail("the handler's body went out after a failed commit: %q", got.body)
 		}
@@ -540,8 +585,6 @@ func fzErrName(err error) string {
 		return "nil"
 	case errors.Is(err, scoped.ErrScopeClosed):
 		return "ErrScopeClosed"
-	case errors.Is(err, scopedhttp.ErrCommitFailed):
-		return "ErrCommitFailed"
 	case errors.Is(err, errFzCommit):
 		return "commit failed"
 	case errors.Is(err, errFzRollback):
@@ -554,68 +597,62 @@ func fzErrName(err error) string {
 // the middleware: what the session, the handler and the server must see.
 func fzSimulate(c fzCase) fzOutcome {
 	var o fzOutcome
-	decided, failed, scopeEnded, cancelled, hdr := false, false, false, false, false
-	// writer models the server's ResponseWriter; it reports a panic.
-	writeStatus := func(code int) bool {
+	auto := c.mode != 0
+	limit := 1 << 20
+	if c.small {
+		limit = fzLimit
+	}
+	status := 0 // the final status the handler set
+	held := ""  // the held body
+	streaming := false
+	scopeEnded, cancelled, hdr := false, false, false
+	// out models the server's ResponseWriter receiving a status.
+	out := func(code int) {
 		if o.status != 0 {
-			return true
-		}
-		if code < 100 || code > 999 {
-			o.panicked = "writer"
-			return false
-		}
-		if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
-			o.infos = append(o.infos, code)
-			return true
+			return
 		}
 		o.status = code
 		o.handlerHdrOK = hdr
-		return true
 	}
-	decide := func(status int) {
-		decided = true
-		if c.mode == 0 {
-			return // Manual: the handler's scope until it returns
+	stream := func() {
+		if !auto || streaming {
+			return
 		}
-		scopeEnded = true // the commit point ends the scope
-		if !c.policy(status) {
-			return // rolled back below
+		streaming, o.streamed = true, true
+		if status == 0 {
+			status = http.StatusOK
 		}
-		errStatus := http.StatusInternalServerError
-		if cancelled && o.created {
-			failed = true // the request ended before the commit point
-			if c.deadline && !c.custom {
-				errStatus = http.StatusServiceUnavailable
-			}
-		} else if o.created {
-			o.commits = 1
-			failed = c.commitFails
-		}
-		if failed {
-			o.errResponse = true
-			o.status = errStatus
-		}
+		out(status)
+		o.body += held
+		held = ""
 	}
-	// body is a Write, ReadFrom or Flush (n < 0) through the wrapper.
-	body := func(n int) (stop bool) {
-		if !decided {
-			decide(http.StatusOK)
-		}
-		if failed {
-			if n >= 0 {
-				o.writeErrs = append(o.writeErrs, "ErrCommitFailed")
+	// write is a Write or ReadFrom of s through the wrapper.
+	write := func(s string) {
+		if status == 0 {
+			status = http.StatusOK
+			if !auto {
+				out(status)
 			}
-			return false
 		}
-		if o.status == 0 {
-			writeStatus(http.StatusOK)
+		o.writeErrs = append(o.writeErrs, "nil")
+		if auto && !streaming {
+			if len(held)+len(s) <= limit {
+				held += s
+				return
+			}
+			stream()
 		}
-		if n >= 0 {
-			o.writeErrs = append(o.writeErrs, "nil")
-		} else {
-			o.flushes++
+		if !auto && o.status == 0 {
+			out(http.StatusOK)
 		}
-		return false
+		o.body += s
+	}
+	// rollbackNow is the safety net: a cancelled request's session ends at once.
+	rollbackNow := func() {
+		if cancelled && o.created && !scopeEnded {
+			scopeEnded = true
+			o.rollbacks = 1
+		}
 	}
 run:
 	for _, a := range c.actions {
@@ -626,46 +663,47 @@ run:
 			} else {
 				o.created = true
 				o.currents = append(o.currents, "session")
+				rollbackNow()
 			}
 		case fzaHeader:
 			hdr = true
 		case fzaWriteHeader:
-			if failed {
-				continue
+			code := a.code
+			if status != 0 {
+				continue // superfluous
 			}
-			if !decided {
-				if a.code >= 100 && a.code <= 199 && a.code != http.StatusSwitchingProtocols {
-					writeStatus(a.code)
-					continue
-				}
-				decide(a.code)
-				if failed {
-					continue
-				}
-			}
-			if !writeStatus(a.code) {
+			if code < 100 || code > 999 {
+				o.panicked = "writer"
 				break run
 			}
-		case fzaWrite:
-			body(a.n)
-			if !failed {
-				o.body += strings.Repeat(fzWriteByte, a.n)
+			if code < 200 && code != http.StatusSwitchingProtocols {
+				o.infos = append(o.infos, code)
+				continue
 			}
+			status = code
+			if !auto {
+				out(code)
+			}
+		case fzaWrite:
+			write(strings.Repeat(fzWriteByte, a.n))
 		case fzaReadFrom:
 			if c.readerFrom {
-				body(a.n)
-				if !failed {
-					o.body += strings.Repeat(fzReadFromByte, a.n)
-				}
+				write(strings.Repeat(fzReadFromByte, a.n))
 			}
 		case fzaFlush:
 			if c.flusher {
-				body(-1)
+				if status == 0 {
+					status = http.StatusOK
+				}
+				stream()
+				out(status)
+				o.flushes++
 			}
 		case fzaCancel:
 			cancelled = true
+			rollbackNow()
 		case fzaCommit:
-			if c.mode != 0 {
+			if auto {
 				continue
 			}
 			if scopeEnded {
@@ -685,8 +723,39 @@ run:
 			break run
 		}
 	}
-	if o.panicked == "" && !decided {
-		decide(http.StatusOK) // the implicit 200 of a handler that wrote nothing
+	if o.panicked == "" && auto {
+		final := status
+		if final == 0 {
+			final = http.StatusOK
+		}
+		commit := c.policy(final)
+		failed := false
+		errStatus := http.StatusInternalServerError
+		switch {
+		case scopeEnded: // rolled back by the safety net
+			failed = commit && cancelled
+		case !commit:
+		case cancelled && o.created:
+			failed = true
+		case o.created:
+			o.commits = 1
+			failed = c.commitFails
+		}
+		if failed && cancelled && c.deadline && !c.custom {
+			errStatus = http.StatusServiceUnavailable
+		}
+		switch {
+		case failed && streaming:
+			o.panicked = "abort"
+		case failed:
+			o.errResponse = true
+			o.status = errStatus
+		case !streaming:
+			if status != 0 {
+				out(status)
+			}
+			o.body += held
+		}
 	}
 	if o.created && o.commits == 0 {
 		o.rollbacks = 1

@@ -122,7 +122,8 @@ func newFixture() *fixture {
 
 // middleware is scopedhttp.Middleware with fx's ScopedSession bound.
 func (fx *fixture) middleware(opts ...scopedhttp.Option) func(http.Handler) http.Handler {
-	return scopedhttp.Middleware(append([]scopedhttp.Option{scopedhttp.Bind(fx.reg)}, opts...)...)
+	// The uncommitted hook's default logging is tested on its own.
+	return scopedhttp.Middleware(append([]scopedhttp.Option{scopedhttp.Bind(fx.reg), scopedhttp.WithUncommittedHook(nil)}, opts...)...)
 }
 
 func (fx *fixture) created() int {

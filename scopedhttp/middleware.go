@@ -1,54 +1,228 @@
 package scopedhttp
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
 
 	"github.com/go-scoped/scoped"
 )
 
 // Middleware returns a middleware that gives every request its own
-// [scoped.Scope], ends it when the handler returns (or panics, or the
-// client goes away), and commits it according to the commit mode before
-// the status line is sent. Its shape, func(http.Handler) http.Handler,
-// fits net/http, chi and most routers.
+// [scoped.Scope], ends it when the handler returns (or panics), and, in
+// the automatic modes, commits it according to the status the handler set
+// before anything but a 1xx leaves the server. Its shape,
+// func(http.Handler) http.Handler, fits net/http, chi and most routers.
+//
+// It panics if two [Bind] options name different ScopedSessions of the
+// same session type.
 func Middleware(opts ...Option) func(http.Handler) http.Handler {
-	cfg := config{onError: DefaultErrorHandler}
+	cfg := config{onError: DefaultErrorHandler, limit: DefaultBufferLimit, uncommitted: logUncommitted}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
+	cfg.checkBinds()
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("scopedhttp: Middleware(...)(nil)")
 		}
-		return &handler{next: next, cfg: cfg}
+		h := &handler{next: next, cfg: cfg}
+		h.pool.New = func() any { return new(held) }
+		return h
 	}
 }
 
 type handler struct {
-	next http.Handler
-	cfg  config
+	next    http.Handler
+	cfg     config
+	pool    sync.Pool // *held, at most cfg.limit bytes of body each
+	grpcLog sync.Once
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The middleware always ends the scope itself, on this goroutine, so
-	// it needs no safety net: and it must not have one, which could end a
-	// session on another goroutine while the handler still uses it.
-	ctx, scope := scoped.BeginWithoutSafetyNet(r.Context())
-	for _, bind := range h.cfg.binds {
-		ctx = bind(ctx)
+	ctx := r.Context()
+	if h.cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.timeout)
+		defer cancel()
+	}
+	// Begin, not BeginWithoutSafetyNet: when the client goes away (or the
+	// timeout passes), the core rolls back at once the sessions that may
+	// be ended from another goroutine, so their locks and connections are
+	// not held for a client that left. Sessions created WithoutSafetyNet
+	// end when the handler returns.
+	ctx, scope := scoped.Begin(ctx)
+	for _, b := range h.cfg.binds {
+		ctx = b.bind(ctx)
 	}
 	r = r.WithContext(ctx)
-	sw, rw := newWriter(w, r, scope, &h.cfg)
+	base := writer{req: r, scope: scope, h: h}
+	if h.cfg.commit != nil {
+		base.held = h.pool.Get().(*held)
+		base.held.snapshot(w.Header())
+	}
+	sw, rw := newWriter(w, base)
 	returned := false
 	defer func() {
 		if !returned {
-			// A panic (or runtime.Goexit): roll back and let it go on
-			// unrecovered, with its stack, to the server or a recoverer.
+			// A panic (or runtime.Goexit): roll back, drop the held
+			// response and let the panic go on, unrecovered and with its
+			// stack, to the server or a recoverer.
 			_ = scope.Remove()
-			return
+			sw.release()
 		}
-		sw.finish()
 	}()
 	h.next.ServeHTTP(rw, r)
 	returned = true
+	if sw.held == nil {
+		sw.finishManual()
+		return
+	}
+	sw.finish()
+}
+
+// release returns the held buffer to the pool, unless it has grown past
+// the limit.
+func (w *writer) release() {
+	b := w.held
+	if b == nil {
+		return
+	}
+	w.held = nil
+	b.reset()
+	if cap(b.body) <= w.h.cfg.limit {
+		w.h.pool.Put(b)
+	}
+}
+
+// finishManual ends a Manual-mode request: whatever the handler did not
+// commit is rolled back, and a success status over rolled-back sessions
+// is reported.
+func (w *writer) finishManual() {
+	if w.state != hijacked && w.scope.Err() == nil && w.scope.Len() > 0 && w.h.cfg.uncommitted != nil {
+		status := w.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if status >= 200 && status < 400 {
+			w.h.cfg.uncommitted(w.req, status)
+		}
+	}
+	_ = w.scope.Remove()
+}
+
+// finish decides an automatic-mode request when the handler has returned:
+// by the status it set, commits or rolls back, then sends the held
+// response, the error handler's, or, for a response already streaming
+// whose commit failed, aborts it.
+func (w *writer) finish() {
+	defer w.release()
+	if w.state == hijacked {
+		_ = w.scope.Remove() // already done at the hijack
+		return
+	}
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK // what net/http sends for a handler that wrote nothing
+	}
+	commit, abort := w.h.cfg.commit(status), false
+	if commit && isGRPC(w.ResponseWriter.Header()) {
+		commit, abort = w.grpcCommit()
+	}
+	var err error
+	ctx := w.req.Context()
+	switch {
+	case w.scope.Err() != nil:
+		// The scope ended before the handler returned: the handler ended
+		// it itself, or the client went away (or the deadline passed) and
+		// the safety net rolled it back.
+		// The core does not yet say which (see doc.go, "Requests that
+		// end early"): a request whose context ended is taken as rolled
+		// back by the safety net. Remove waits until a teardown still
+		// running on the net's goroutine has finished.
+		_ = w.scope.Remove()
+		if commit && ctx.Err() != nil {
+			err = notSaved(ctx)
+		}
+	case !commit:
+		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
+	case ctx.Err() != nil && w.scope.Len() > 0:
+		_ = w.scope.Remove()
+		err = notSaved(ctx)
+	default:
+		if cerr := w.scope.Commit(); cerr != nil {
+			err = commitError(ctx, cerr)
+		}
+	}
+	if err == nil && !abort {
+		w.send()
+		return
+	}
+	if w.state == streaming {
+		// The status and part of the body are out: all that is left is to
+		// make sure the client never reads a complete response.
+		// http.ErrAbortHandler closes an HTTP/1.1 connection before the
+		// last chunk, resets an HTTP/2 stream, and is not logged.
+		w.release()
+		panic(http.ErrAbortHandler)
+	}
+	if err == nil {
+		err = errGRPCUnreadable
+	}
+	w.held.restore(w.ResponseWriter.Header())
+	w.h.cfg.onError(w.ResponseWriter, w.req, err)
+}
+
+// commitError words the outcome of a failed Scope.Commit. A commit the
+// safety net pre-empted (the request's context ended between the check
+// and the commit) rolled back: nothing was saved.
+func commitError(ctx context.Context, err error) error {
+	if errors.Is(err, scoped.ErrScopeClosed) && ctx.Err() != nil {
+		return notSaved(ctx)
+	}
+	if committed(err) {
+		return nil // saved; the close error has reached the teardown hook
+	}
+	return fmt.Errorf("scopedhttp: %w", err)
+}
+
+// notSaved is the error of a request that ended (client gone, deadline)
+// before its scope was committed: it was rolled back.
+func notSaved(ctx context.Context) error {
+	return fmt.Errorf("scopedhttp: request ended before the commit, changes rolled back: %w: %w", context.Cause(ctx), scoped.ErrNotCommitted)
+}
+
+// committed reports whether a commit error says the work was saved all
+// the same: every commit succeeded and only a close failed afterwards.
+func committed(err error) bool {
+	return errors.Is(err, scoped.ErrCommittedCloseFailed) &&
+		!errors.Is(err, scoped.ErrPartiallyCommitted) && !errors.Is(err, scoped.ErrNotCommitted)
+}
+
+// send writes the held response.
+func (w *writer) send() {
+	if w.state != holding {
+		return
+	}
+	if w.status != 0 {
+		w.ResponseWriter.WriteHeader(w.status)
+	}
+	if len(w.held.body) > 0 {
+		_, _ = w.ResponseWriter.Write(w.held.body) // the client's problem now: nothing left to decide
+	}
+}
+
+// logUncommitted is the default of [WithUncommittedHook]: a request with
+// a method that usually changes something (not GET, HEAD, OPTIONS or
+// TRACE) answered with success while its changes were rolled back.
+func logUncommitted(r *http.Request, status int) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return
+	}
+	slog.Default().WarnContext(r.Context(), "scopedhttp: the handler answered success in Manual mode but did not commit; its changes were rolled back",
+		"method", r.Method, "path", r.URL.Path, "status", status)
 }

@@ -2,8 +2,10 @@ package scopedhttp
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
+	"time"
 
 	"github.com/go-scoped/scoped"
 )
@@ -16,10 +18,27 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	commit  func(status int) bool // nil: Manual
-	onError func(w http.ResponseWriter, r *http.Request, err error)
-	binds   []func(context.Context) context.Context
+	commit      func(status int) bool // nil: Manual
+	onError     func(w http.ResponseWriter, r *http.Request, err error)
+	binds       []binding
+	limit       int
+	timeout     time.Duration
+	uncommitted func(r *http.Request, status int)
 }
+
+type binding struct {
+	typ  reflect.Type // the session type S
+	reg  any          // the *scoped.ScopedSession[S]
+	bind func(context.Context) context.Context
+}
+
+// DefaultBufferLimit is the default of [WithBufferLimit]: 1 MiB. It holds
+// nearly every API response (JSON documents, pages, small files) whole, so
+// that a failed commit can still be answered cleanly, while bounding the
+// memory of a request to what one such response takes anyway. Larger
+// bodies, downloads and exports, stream, with the guarantee that a failed
+// commit breaks them.
+const DefaultBufferLimit = 1 << 20
 
 // WithCommitMode sets when the request's scope is committed. The default
 // is [Manual].
@@ -29,8 +48,8 @@ func WithCommitMode(m CommitMode) Option {
 }
 
 // WithCommitPolicy commits the request's scope when commit(status)
-// returns true, and rolls it back otherwise; status is the response status
-// at the commit point. It replaces any [WithCommitMode].
+// returns true, and rolls it back otherwise; status is the status the
+// handler set (200 if it set none). It replaces any [WithCommitMode].
 func WithCommitPolicy(commit func(status int) bool) Option {
 	if commit == nil {
 		panic("scopedhttp: WithCommitPolicy(nil); use WithCommitMode(Manual)")
@@ -38,12 +57,60 @@ func WithCommitPolicy(commit func(status int) bool) Option {
 	return optionFunc(func(c *config) { c.commit = commit })
 }
 
+// WithBufferLimit sets how many bytes of a response body the automatic
+// modes hold until the commit (default [DefaultBufferLimit]). A response
+// that outgrows it starts streaming: its commit happens when the handler
+// returns, and a failed commit aborts it. n = 0 streams every body (the
+// status and headers are still held until the first body byte or flush).
+// The buffers are pooled per middleware.
+func WithBufferLimit(n int) Option {
+	if n < 0 {
+		panic(fmt.Sprintf("scopedhttp: WithBufferLimit(%d): the limit cannot be negative", n))
+	}
+	return optionFunc(func(c *config) { c.limit = n })
+}
+
+// WithTimeout bounds each request: the handler's context ends after d.
+// In the automatic modes the timeout is coordinated with the commit.
+// If it passes before the commit starts, the sessions that may be ended
+// from another goroutine are rolled back at once, the rest when the
+// handler returns, and the client gets the error handler's 503 (nothing
+// was saved). If it passes while the commit runs, the commit is not
+// interrupted: the answer waits for its outcome and tells it.
+//
+// The handler is not pre-empted (Go cannot stop a goroutine): the answer
+// goes out when it returns, so a handler should watch its context, as
+// database drivers do.
+//
+// [http.TimeoutHandler] wrapped around the middleware cannot be truthful:
+// it answers 503 at its deadline from its own goroutine, without knowing
+// that the commit inside has begun, and a COMMIT that lands after it
+// saved the work the client was told failed.
+func WithTimeout(d time.Duration) Option {
+	if d <= 0 {
+		panic(fmt.Sprintf("scopedhttp: WithTimeout(%v): the timeout must be positive", d))
+	}
+	return optionFunc(func(c *config) { c.timeout = d })
+}
+
+// WithUncommittedHook sets what sees a Manual-mode request that answered
+// 2xx or 3xx while sessions of its scope were still open when the handler
+// returned, and were rolled back: typically a handler that forgot to
+// commit. hook gets the request and its status. The default logs a
+// warning with log/slog for requests whose method usually changes
+// something (not GET, HEAD, OPTIONS or TRACE, which often read in a
+// transaction and roll it back on purpose); nil disables it.
+func WithUncommittedHook(hook func(r *http.Request, status int)) Option {
+	return optionFunc(func(c *config) { c.uncommitted = hook })
+}
+
 // WithErrorHandler sets what the client gets when the scope must be
 // committed but cannot be: the commit failed, or the request's context
-// ended before the commit point. It writes to the underlying
-// ResponseWriter, before anything else was written; err wraps the cause.
-// The default, [DefaultErrorHandler], answers 500 (503 for a passed
-// deadline) with a short text body.
+// ended before the commit. It writes to the underlying ResponseWriter,
+// before anything else was written, with none of the handler's headers;
+// err wraps the cause, and errors.Is tells the outcome with
+// [scoped.ErrNotCommitted], [scoped.ErrPartiallyCommitted] and
+// [scoped.ErrCommitUnknown]. The default is [DefaultErrorHandler].
 func WithErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error)) Option {
 	if h == nil {
 		panic("scopedhttp: WithErrorHandler(nil)")
@@ -52,39 +119,38 @@ func WithErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error))
 }
 
 // Bind makes [scoped.Current] for session type S find r in handlers, as
-// [scoped.Bind] does for a context.
+// [scoped.Bind] does for a context. One middleware binds at most one
+// ScopedSession per session type: [Middleware] panics otherwise.
 func Bind[S any](r *scoped.ScopedSession[S]) Option {
 	if r == nil {
 		panic("scopedhttp: Bind(nil)")
 	}
-	bind := func(ctx context.Context) context.Context { return scoped.Bind(ctx, r) }
-	return optionFunc(func(c *config) { c.binds = append(c.binds, bind) })
+	b := binding{
+		typ:  reflect.TypeFor[S](),
+		reg:  r,
+		bind: func(ctx context.Context) context.Context { return scoped.Bind(ctx, r) },
+	}
+	return optionFunc(func(c *config) {
+		for _, o := range c.binds {
+			if o.typ == b.typ && o.reg == b.reg {
+				return // the same ScopedSession twice: harmless
+			}
+		}
+		c.binds = append(c.binds, b)
+	})
 }
 
-// DefaultErrorHandler answers 500 Internal Server Error, or 503 Service
-// Unavailable when the request's deadline passed, with a one-line body.
-// It drops the headers that describe the response the handler meant to
-// send (Location, Set-Cookie, ETag, Content-*, caching), and keeps those
-// that describe the exchange, such as a request id or CORS headers set by
-// an outer middleware, so that the client can still read the error.
-func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
-	h := w.Header()
-	for _, k := range responseHeaders {
-		h.Del(k)
+// checkBinds panics on two ScopedSessions of one session type: the
+// package-level Current could find only one of them.
+func (c *config) checkBinds() {
+	for i, a := range c.binds {
+		for _, b := range c.binds[:i] {
+			if a.typ == b.typ {
+				panic(fmt.Sprintf("scopedhttp: two Bind options for session type %v: scoped.Current[%v] can find only one of them. "+
+					"Give each database its own session type (type ordersTx struct{ *sql.Tx }, with scoped.WithCommit and "+
+					"scoped.WithRollback), or bind one and call the others' ScopedSession.Current(ctx) directly: "+
+					"every ScopedSession works in the request's scope without Bind", a.typ, a.typ))
+			}
+		}
 	}
-	code := http.StatusInternalServerError
-	if errors.Is(err, context.DeadlineExceeded) {
-		code = http.StatusServiceUnavailable
-	}
-	h.Set("Cache-Control", "no-store")
-	http.Error(w, http.StatusText(code)+": the request's changes were not saved", code)
-}
-
-// responseHeaders belong to the handler's intended response, not to the
-// error that replaces it.
-var responseHeaders = []string{
-	"Accept-Ranges", "Allow", "Cache-Control", "Content-Disposition", "Content-Encoding",
-	"Content-Language", "Content-Length", "Content-Location", "Content-Range", "Content-Type",
-	"ETag", "Expires", "Last-Modified", "Link", "Location", "Refresh", "Retry-After",
-	"Set-Cookie", "Trailer", "Transfer-Encoding",
 }

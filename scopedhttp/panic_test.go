@@ -68,19 +68,25 @@ func TestPanicBeforeCommitPointRollsBackThenRepanicsWithTheSameValue(t *testing.
 	}
 }
 
-// After the commit point a panic cannot undo the commit; the panic still
-// propagates.
-func TestPanicAfterCommitPointKeepsTheCommit(t *testing.T) {
+// A panic after the handler set its status and wrote part of its body,
+// still held: the commit point (the return) never came, so the scope is
+// rolled back and nothing of the response reaches the server's writer.
+func TestPanicAfterWritingRollsBackAndSendsNothing(t *testing.T) {
 	fx := newFixture()
 	h := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(http.HandlerFunc(
 		func(w http.ResponseWriter, r *http.Request) {
 			session(t, r)
 			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte("created"))
 			panic("late")
 		}))
-	p, commits, rollbacks := recovered(fx, h, httptest.NewRecorder())
-	if p != "late" || commits != 1 || rollbacks != 0 {
-		t.Errorf("recovered %v with %d commit(s), %d rollback(s); want \"late\" after 1 commit", p, commits, rollbacks)
+	spy := newSpy()
+	p, commits, rollbacks := recovered(fx, h, spy)
+	if p != "late" || commits != 0 || rollbacks != 1 {
+		t.Errorf("recovered %v with %d commit(s), %d rollback(s); want \"late\" after 1 rollback", p, commits, rollbacks)
+	}
+	if spy.code != 0 || len(spy.body) != 0 {
+		t.Errorf("the server got %d %q from a handler that panicked", spy.code, spy.body)
 	}
 }
 

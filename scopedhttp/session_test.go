@@ -133,44 +133,86 @@ func TestConcurrentRequestsNeverShareASession(t *testing.T) {
 	fx.wantEnded(t, "every request", n, 0)
 }
 
-// In the automatic modes the scope ends at the commit point: a session
-// asked for afterwards (a streaming handler) is ErrScopeClosed, and
-// nothing is created that no one would commit.
-func TestSessionAfterCommitPointIsErrScopeClosedInAutomaticModes(t *testing.T) {
+// The commit happens when the handler returns, so a handler may set its
+// status, write, and then still use its session (more statements after
+// the first write): what it does is committed with the rest, or rolled
+// back with it, by the status.
+func TestSessionAfterFirstWriteIsDecidedWithTheResponse(t *testing.T) {
 	for _, mode := range []scopedhttp.CommitMode{scopedhttp.Autocommit, scopedhttp.AutocommitIncludeRedirect} {
 		for _, status := range []int{200, 500} {
 			for _, askedBefore := range []bool{false, true} {
 				t.Run(fmt.Sprintf("Mode=%v/Status=%d/AskedBefore=%v", mode, status, askedBefore), func(t *testing.T) {
 					fx := newFixture()
+					var first *fakeTx
 					h := fx.middleware(scopedhttp.WithCommitMode(mode))(http.HandlerFunc(
 						func(w http.ResponseWriter, r *http.Request) {
 							if askedBefore {
-								session(t, r)
+								first = session(t, r)
 							}
 							w.WriteHeader(status)
 							_, _ = w.Write([]byte("first chunk"))
-							if _, err := scoped.Current[*fakeTx](r.Context()); !errors.Is(err, scoped.ErrScopeClosed) {
-								t.Errorf("scoped.Current after the commit point: %v, want ErrScopeClosed", err)
+							tx, err := scoped.Current[*fakeTx](r.Context())
+							if err != nil {
+								t.Errorf("scoped.Current after the first write: %v", err)
 							}
-							if _, err := fx.reg.Current(r.Context()); !errors.Is(err, scoped.ErrScopeClosed) {
-								t.Errorf("ScopedSession.Current after the commit point: %v, want ErrScopeClosed", err)
+							if askedBefore && tx != first {
+								t.Errorf("the session changed after the first write")
 							}
-							if fx.reg.Has(r.Context()) {
-								t.Errorf("Has after the commit point")
+							if !fx.reg.Has(r.Context()) {
+								t.Errorf("Has after the first write: false")
 							}
+							fx.wantEnded(t, "while the handler runs", 0, 0)
+							_, _ = w.Write([]byte(", second chunk"))
 						}))
-					h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/stream", nil))
-					want := 0
-					if askedBefore {
-						want = 1
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/stream", nil))
+					if rec.Code != status || rec.Body.String() != "first chunk, second chunk" {
+						t.Errorf("client got %d %q", rec.Code, rec.Body.String())
 					}
-					if n := fx.created(); n != want {
-						t.Errorf("factory ran %d times, want %d", n, want)
+					if n := fx.created(); n != 1 {
+						t.Errorf("factory ran %d times, want 1", n)
+					}
+					if status == 200 {
+						fx.wantEnded(t, "200", 1, 0)
+					} else {
+						fx.wantEnded(t, "500", 0, 1)
 					}
 				})
 			}
 		}
 	}
+}
+
+// After the handler committed its scope by hand (the server-sent-events
+// pattern), the scope has ended: a session asked for while streaming is
+// ErrScopeClosed, never one that no one would commit.
+func TestSessionAfterHandCommitIsErrScopeClosed(t *testing.T) {
+	fx := newFixture()
+	h := fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(http.HandlerFunc(
+		func(w http.ResponseWriter, r *http.Request) {
+			session(t, r)
+			scope, _ := scoped.FromContext(r.Context())
+			if err := scope.Commit(); err != nil {
+				t.Errorf("commit: %v", err)
+			}
+			w.(http.Flusher).Flush()
+			if _, err := scoped.Current[*fakeTx](r.Context()); !errors.Is(err, scoped.ErrScopeClosed) {
+				t.Errorf("scoped.Current after the hand commit: %v, want ErrScopeClosed", err)
+			}
+			if fx.reg.Has(r.Context()) {
+				t.Errorf("Has after the hand commit")
+			}
+			_, _ = w.Write([]byte("data: 1\n\n"))
+		}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "data: 1\n\n" || !rec.Flushed {
+		t.Errorf("client got %d %q (flushed %v)", rec.Code, rec.Body.String(), rec.Flushed)
+	}
+	if n := fx.created(); n != 1 {
+		t.Errorf("factory ran %d times, want 1", n)
+	}
+	fx.wantEnded(t, "hand commit", 1, 0)
 }
 
 // In Manual mode the scope is the handler's until it returns: a session

@@ -2,8 +2,6 @@ package scopedhttp
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,87 +10,133 @@ import (
 	"github.com/go-scoped/scoped"
 )
 
-// ErrCommitFailed is returned by Write, ReadFrom and Flush after the
-// scope could not be committed and the error response was sent instead:
-// whatever the handler writes then is discarded.
-var ErrCommitFailed = errors.New("scopedhttp: commit failed, response replaced by the error handler's")
+// The states of a response in an automatic mode.
+const (
+	holding   uint8 = iota // status, headers and body are held until the handler returns
+	streaming              // the response is on its way; the commit waits for the return
+	hijacked               // the handler took the connection
+)
 
-// writer intercepts the response's first WriteHeader, Write, ReadFrom,
-// Flush or Hijack: the commit point. Handlers use it from one goroutine,
-// as net/http requires, so it needs no lock.
+// writer holds the handler's response in an automatic mode (and passes it
+// through, noting the status, in Manual mode). Handlers use it from one
+// goroutine, as net/http requires, so it needs no lock.
 type writer struct {
 	http.ResponseWriter
 	req   *http.Request
 	scope *scoped.Scope
-	cfg   *config
+	h     *handler
+	held  *held // pooled; nil in Manual mode
 
-	decided  bool // the commit point has passed
-	failed   bool // the commit failed; the error response was sent
-	hijacked bool
+	status int // the final status the handler set; 0: none yet
+	state  uint8
 }
 
-// decide runs at the commit point. It reports whether the handler's
-// response may go out; if not, the error handler's has.
-func (w *writer) decide(status int) bool {
-	w.decided = true
-	if w.cfg.commit == nil || w.scope.Err() != nil {
-		// Manual: the scope is the handler's until it returns. Or the
-		// handler already ended the scope itself: nothing left to decide.
-		return true
-	}
-	if !w.cfg.commit(status) {
-		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
-		return true
-	}
-	var err error
-	if ctx := w.req.Context(); ctx.Err() != nil && w.scope.Len() > 0 {
-		_ = w.scope.Remove()
-		err = fmt.Errorf("scopedhttp: request ended before the commit point, changes rolled back: %w", context.Cause(ctx))
-	} else if cerr := w.scope.Commit(); cerr != nil {
-		err = fmt.Errorf("scopedhttp: %w", cerr)
-	}
-	if err != nil {
-		w.failed = true
-		w.cfg.onError(w.ResponseWriter, w.req, err)
-		return false
-	}
-	return true
+// held is what a response in an automatic mode keeps until the handler
+// returns: its body, and the header as it was before the handler ran, to
+// put it back if the commit fails. Pooled per middleware.
+type held struct {
+	body []byte
+	keys []string
+	vals [][]string
 }
 
-// finish runs when the handler has returned.
-func (w *writer) finish() {
-	if !w.decided {
-		w.decide(http.StatusOK) // the status net/http sends for a handler that wrote nothing
+// snapshot records the header set outside the middleware. Values are
+// kept by slice header: Set replaces a slice and Add appends past the
+// recorded length, so the recorded slices still read as before.
+func (b *held) snapshot(h http.Header) {
+	for k, v := range h {
+		b.keys = append(b.keys, k)
+		b.vals = append(b.vals, v)
 	}
-	// Manual mode, a hijack, or a failed decision: roll back whatever is
-	// left. After an automatic commit or rollback this is a no-op.
-	_ = w.scope.Remove()
+}
+
+// restore puts h back as snapshot saw it: none of the handler's headers
+// survive into the error response.
+func (b *held) restore(h http.Header) {
+	for k := range h {
+		delete(h, k)
+	}
+	for i, k := range b.keys {
+		h[k] = b.vals[i]
+	}
+}
+
+func (b *held) reset() {
+	b.body = b.body[:0]
+	clear(b.vals) // drop references to the request's header values
+	b.keys, b.vals = b.keys[:0], b.vals[:0]
 }
 
 func (w *writer) WriteHeader(code int) {
-	if w.failed || w.hijacked {
+	if w.state == hijacked {
 		return
 	}
-	if !w.decided {
-		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-			w.ResponseWriter.WriteHeader(code) // informational: not the response's status
-			return
-		}
-		if !w.decide(code) {
-			return
-		}
+	if w.status != 0 {
+		return // superfluous, as net/http treats it (it would log it)
 	}
-	w.ResponseWriter.WriteHeader(code)
+	if code < 100 || code > 999 {
+		// net/http's own check, at the handler's call rather than after
+		// the commit.
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.ResponseWriter.WriteHeader(code) // informational: goes out now, not the response's status
+		return
+	}
+	w.status = code
+	if w.held == nil {
+		w.ResponseWriter.WriteHeader(code)
+	}
 }
 
 func (w *writer) Write(p []byte) (int, error) {
-	if !w.decided {
+	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.failed {
-		return 0, ErrCommitFailed
+	if w.state == holding && w.held != nil {
+		if len(w.held.body)+len(p) <= w.h.cfg.limit {
+			w.hold(p)
+			return len(p), nil
+		}
+		w.stream()
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+// hold appends p to the held body, growing it at most to the limit, so
+// that a pooled buffer never exceeds it.
+func (w *writer) hold(p []byte) {
+	b := w.held.body
+	if need := len(b) + len(p); need > cap(b) {
+		c := max(2*cap(b), need, 512)
+		c = min(c, w.h.cfg.limit)
+		nb := make([]byte, len(b), c)
+		copy(nb, b)
+		b = nb
+	}
+	w.held.body = append(b, p...)
+}
+
+// stream sends what is held and lets the rest of the response through.
+// The commit still happens when the handler returns; the body's end is
+// what must not reach the client before it, so a Content-Length is
+// dropped: HTTP/1.1 then ends the body with the last chunk, HTTP/2 with
+// END_STREAM, both only after the handler and the commit are done, and an
+// abort leaves the client with a broken response.
+func (w *writer) stream() {
+	if w.state != holding || w.held == nil {
+		return
+	}
+	w.state = streaming
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.ResponseWriter.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(w.status)
+	if len(w.held.body) > 0 {
+		_, _ = w.ResponseWriter.Write(w.held.body) // a failure shows again on the handler's next write
+		w.held.body = w.held.body[:0]
+	}
 }
 
 // Unwrap gives [http.ResponseController] the underlying writer for what
@@ -100,42 +144,93 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *writer) FlushError() error {
-	if !w.decided {
+	if w.state == hijacked {
+		return http.ErrHijacked
+	}
+	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.failed {
-		return ErrCommitFailed
-	}
+	w.stream()
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *writer) Flush() { _ = w.FlushError() }
 
 func (w *writer) ReadFrom(src io.Reader) (int64, error) {
-	if !w.decided {
+	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.failed {
-		return 0, ErrCommitFailed
+	var n int64
+	if w.state == holding && w.held != nil {
+		var err error
+		n, err = w.holdFrom(src)
+		if err != nil || w.state == holding {
+			return n, err
+		}
 	}
-	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	m, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	return n + m, err
+}
+
+// holdFrom reads src into the held body up to the limit. If src has more,
+// it streams what it holds, and the caller copies the rest.
+func (w *writer) holdFrom(src io.Reader) (int64, error) {
+	var n int64
+	limit := w.h.cfg.limit
+	for {
+		b := w.held.body
+		if len(b) >= limit {
+			break
+		}
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(max(2*cap(b), 512), limit))
+			copy(nb, b)
+			b = nb
+		}
+		m, err := src.Read(b[len(b):cap(b)])
+		w.held.body = b[:len(b)+m]
+		n += int64(m)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	// Full: one more byte says whether the response outgrows the limit.
+	var probe [1]byte
+	for {
+		m, err := src.Read(probe[:])
+		if m > 0 {
+			w.stream()
+			k, werr := w.ResponseWriter.Write(probe[:m])
+			n += int64(k)
+			return n, werr
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // Hijack hands the connection to the handler. No status will be sent
-// through the server, so the commit point passes as a rollback: in the
-// automatic modes the scope ends now, in Manual mode when the handler
-// returns; a handler that hijacks commits first what it means to keep.
+// through the server, so in the automatic modes the scope is rolled back
+// now; in Manual mode it is the handler's until it returns. A handler that
+// hijacks commits first what it means to keep.
 func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.state == streaming || (w.held != nil && (w.status != 0 || len(w.held.body) > 0)) {
+		w.stream() // what the handler wrote goes out first, as net/http would flush it
+	}
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return conn, brw, err
 	}
-	w.hijacked = true
-	if !w.decided {
-		w.decided = true
-		if w.cfg.commit != nil {
-			_ = w.scope.Remove()
-		}
+	w.state = hijacked
+	if w.h.cfg.commit != nil {
+		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
 	}
 	return conn, brw, nil
 }
@@ -145,7 +240,7 @@ func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // http.Hijacker answers as it would without the middleware. A writer that
 // can flush or hijack only through Unwrap (another middleware's wrapper
 // further out) counts as able to: otherwise http.ResponseController would
-// unwrap past this one and flush or hijack behind the commit point.
+// unwrap past this one and flush or hijack around the held response.
 type (
 	basicWriter interface {
 		http.ResponseWriter
@@ -188,7 +283,8 @@ func canHijack(w http.ResponseWriter) bool {
 // newWriter returns the writer for w and the variant that the handler
 // gets, in one allocation: the variant's fields all point back at the
 // writer it is allocated with.
-func newWriter(w http.ResponseWriter, r *http.Request, scope *scoped.Scope, cfg *config) (*writer, http.ResponseWriter) {
+func newWriter(w http.ResponseWriter, base writer) (*writer, http.ResponseWriter) {
+	base.ResponseWriter = w
 	f, h := canFlush(w), canHijack(w)
 	_, rf := w.(io.ReaderFrom) // io.Copy does not unwrap
 	switch {
@@ -201,7 +297,7 @@ func newWriter(w http.ResponseWriter, r *http.Request, scope *scoped.Scope, cfg 
 				http.Hijacker
 				io.ReaderFrom
 			}
-		}{w: writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}}
+		}{w: base}
 		v.rw.basicWriter, v.rw.flusher, v.rw.Hijacker, v.rw.ReaderFrom = &v.w, &v.w, &v.w, &v.w
 		return &v.w, &v.rw
 	case f && !h && !rf: // HTTP/2, httptest.ResponseRecorder
@@ -211,12 +307,13 @@ func newWriter(w http.ResponseWriter, r *http.Request, scope *scoped.Scope, cfg 
 				basicWriter
 				flusher
 			}
-		}{w: writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}}
+		}{w: base}
 		v.rw.basicWriter, v.rw.flusher = &v.w, &v.w
 		return &v.w, &v.rw
 	}
 	// The other combinations are rare: two allocations are fine.
-	sw := &writer{ResponseWriter: w, req: r, scope: scope, cfg: cfg}
+	sw := new(writer)
+	*sw = base
 	switch {
 	case f && h:
 		return sw, &struct {
