@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedsql"
 	"github.com/jackc/pgx/v5"
@@ -223,5 +224,44 @@ func TestRetryableRecognisesPgxErrors(t *testing.T) {
 	_, syntax := conn.Exec(ctx, "SELEKT 1")
 	if syntax == nil || scopedsql.Retryable(syntax) {
 		t.Errorf("Retryable(%v) = true", syntax)
+	}
+}
+
+// PostgreSQL reports many serialization failures at COMMIT (write skew
+// under SERIALIZABLE); the scope's commit error, wrapped by the core,
+// is still retryable.
+func TestRetryableRecognisesASerializationFailureAtScopeCommit(t *testing.T) {
+	t.Parallel()
+	s := dbtest.Postgres(t)
+	db := openDB(t, s)
+	table := counterTable(t, db, "scopedsql_skew")
+	txs := scoped.New(scopedsql.Tx(db, &sql.TxOptions{Isolation: sql.LevelSerializable}),
+		scoped.WithTeardownErrorHook(nil))
+	var scopes [2]*scoped.Scope
+	for i := range scopes {
+		ctx, scope := scoped.Begin(dbtest.Ctx(t))
+		defer scope.Remove()
+		scopes[i] = scope
+		tx, err := txs.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int
+		if err := tx.QueryRowContext(ctx, "SELECT sum(n) FROM "+table).Scan(&sum); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, bump(s, table), i+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := scopes[0].Commit(); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	err := scopes[1].Commit()
+	if err == nil {
+		t.Fatal("write skew committed under SERIALIZABLE")
+	}
+	if !scopedsql.Retryable(err) {
+		t.Errorf("Retryable(%v) = false", err)
 	}
 }
