@@ -102,6 +102,10 @@ func TestRollbackFailureIsReturnedAndReleasesTheConnection(t *testing.T) {
 	if err := scope.Remove(); !errors.Is(err, errBoom) {
 		t.Fatalf("Remove = %v, want an error wrapping %v", err, errBoom)
 	}
+	// A real rollback failure stays loud, unlike a gone connection's.
+	if errs := log.all(); len(errs) != 1 || !errors.Is(errs[0], errBoom) {
+		t.Errorf("teardown hook saw %v, want the rollback error", errs)
+	}
 	if txs.Has(ctx) {
 		t.Error("a session is still registered")
 	}
