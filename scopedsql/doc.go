@@ -41,9 +41,13 @@
 //     the bound (a commit is then reported with scoped.ErrCommitUnknown),
 //     but the call itself goes on, and holds its connection, until the
 //     driver returns. Only the driver can bound that: go-sql-driver/mysql's
-//     readTimeout and writeTimeout DSN parameters, lib/pq's
-//     tcp_user_timeout and keepalives parameters (and the server's
-//     tcp_keepalives_* settings).
+//     readTimeout and writeTimeout DSN parameters end a read or write that
+//     takes too long. lib/pq has no such parameter (connect_timeout bounds
+//     only the dial and startup, and it has no tcp_user_timeout or
+//     keepalives parameters): give pq.NewConnector a Dialer whose
+//     net.Dialer sets KeepAlive and, on Linux, TCP_USER_TIMEOUT, which
+//     ends a connection to a dead or unreachable peer, though not one to a
+//     proxy or server that is alive but stops answering.
 //
 // # Engines
 //
