@@ -38,6 +38,8 @@ const (
 	modeDeferredClash = "deferred_clash" // attempt 1 inserts a row whose deferred unique check fails at COMMIT
 	modeHang          = "hang"           // worker process: blocks forever after its insert
 	modeCrashAfter    = "crash_after"    // worker process: its process is killed after the commit
+	modeNoWrite       = "no_write"       // neither inserts nor takes its transaction
+	modeSelfComplete  = "self_complete"  // also completes itself with river.JobCompleteTx, by hand
 )
 
 // schemaEnv is a schema of its own, created and migrated by River's own
@@ -159,6 +161,9 @@ func work(table string, r *runs, hang func(job *river.Job[rowArgs])) river.Worke
 		if r != nil {
 			r.add(job.ID, job.Attempt)
 		}
+		if job.Args.Mode == modeNoWrite {
+			return nil
+		}
 		tx, err := scoped.Current[pgx.Tx](ctx)
 		if err != nil {
 			return err
@@ -179,6 +184,10 @@ func work(table string, r *runs, hang func(job *river.Job[rowArgs])) river.Worke
 		case modePanicOnce:
 			if job.Attempt == 1 {
 				panic("attempt 1 panics on purpose")
+			}
+		case modeSelfComplete:
+			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+				return err
 			}
 		case modeHang:
 			if hang != nil {

@@ -136,3 +136,37 @@ func TestFailedCommitRetries(t *testing.T) {
 		})
 	}
 }
+
+// CompleteTx begins the job's transaction for the completion when Work
+// did not use it, and a worker that already completed itself by hand in
+// that transaction is not an error.
+func TestCompleteTxEdges(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{modeNoWrite, modeSelfComplete} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			e := newSchemaEnv(t)
+			id := e.insert(t, mode)[0]
+			var r runs
+			workers := river.NewWorkers()
+			river.AddWorker(workers, work(e.table, &r, nil))
+			client := e.startClient(t, e.clientConfig(workers, e.txMiddleware(true)))
+			e.awaitDrained(t, dbtest.Bound)
+			stopClient(t, client)
+
+			if j := e.job(t, id); j != (jobState{State: "completed", Attempt: 1}) {
+				t.Errorf("job: %+v, want completed at attempt 1 without errors", j)
+			}
+			want := []int{1}
+			if mode == modeNoWrite {
+				want = nil
+			}
+			if got := e.attempts(t, id); !slices.Equal(got, want) {
+				t.Errorf("rows by attempt: %v, want %v", got, want)
+			}
+			if got := r.of(id); !slices.Equal(got, []int{1}) {
+				t.Errorf("attempts run: %v, want [1]", got)
+			}
+		})
+	}
+}
