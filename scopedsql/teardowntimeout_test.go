@@ -3,6 +3,7 @@ package scopedsql_test
 import (
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,4 +77,53 @@ func TestCommitThatNeverReturnsIsBoundedByTheTeardownTimeout(t *testing.T) {
 			t.Errorf("ids = %v, want none", ids)
 		}
 	})
+}
+
+// What bounds the driver call itself: go-sql-driver/mysql's readTimeout
+// ends the stuck COMMIT and discards its connection, with no teardown
+// timeout and before the proxy lets go. (lib/pq has no such parameter.)
+func TestMySQLReadTimeoutBoundsACommitThatNeverReturns(t *testing.T) {
+	t.Parallel()
+	s := dbtest.MySQL(t)
+	direct := openDB(t, s)
+	table := dbtest.CreateIDTable(t, direct, "scopedsql_readtimeout")
+	p := newCommitProxy(t, serverAddr(s), true)
+	dsn := p.dsn(s)
+	if strings.Contains(dsn, "?") {
+		dsn += "&readTimeout=300ms"
+	} else {
+		dsn += "?readTimeout=300ms"
+	}
+	db, err := sql.Open(s.Driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	txs := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
+
+	ctx, scope := scoped.Begin(dbtest.Ctx(t))
+	tx, err := txs.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, s.InsertID(table), 1); err != nil {
+		t.Fatal(err)
+	}
+	p.armed.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- scope.Commit() }()
+	select {
+	case err = <-done:
+	case <-time.After(dbtest.Bound):
+		t.Fatalf("Commit still blocked after %v with readTimeout=300ms", dbtest.Bound)
+	}
+	if err == nil {
+		t.Fatal("Commit = nil for a COMMIT the server never received")
+	}
+	t.Log(err)
+	wantInUse(t, db, 0) // the driver gave the connection up; the proxy still holds it
+	p.release()
+	if ids := dbtest.IDs(t, direct, table); len(ids) != 0 {
+		t.Errorf("ids = %v, want none", ids)
+	}
 }
