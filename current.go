@@ -30,11 +30,13 @@ func scopeFrom(ctx context.Context) *Scope {
 //	ctx, scope := scoped.Begin(ctx)
 //	defer scope.Remove()
 //
-// Begin in a context that already has a scope starts a child scope: its
-// sessions are its own, not the parent's, and it ends at the latest when
-// the parent does. A child begun after its parent ended is born ended (its
-// Current returns [ErrScopeClosed]); use [Detach] for work that outlives
-// the scope.
+// Begin in a context that already has a scope starts a child scope, a
+// unit of work inside its parent's: it joins its ancestors' sessions
+// rather than creating its own (a savepoint of the parent's transaction,
+// see [WithNesting]), and ends at the latest when the parent does. A child
+// begun after its parent ended is born ended (its Current returns
+// [ErrScopeClosed]). For sessions of its own inside a scope use
+// [BeginIndependent]; for work that outlives the scope, [Detach].
 //
 // Begin itself takes no connection and runs no factory.
 func Begin(ctx context.Context) (context.Context, *Scope) {
@@ -42,6 +44,19 @@ func Begin(ctx context.Context) (context.Context, *Scope) {
 		panic("scoped: Begin with nil context")
 	}
 	s := newScope(ctx, scopeFrom(ctx))
+	return s.context(), s
+}
+
+// BeginIndependent starts a new root scope even inside a scope: an
+// independent unit of work with sessions of its own (its own transaction,
+// on its own connection), which ctx's scope neither joins nor ends. It
+// keeps ctx's values and cancellation. Use it for work that must survive
+// the enclosing unit's rollback, such as an audit row, and end it yourself.
+func BeginIndependent(ctx context.Context) (context.Context, *Scope) {
+	if ctx == nil {
+		panic("scoped: BeginIndependent with nil context")
+	}
+	s := newScope(ctx, nil)
 	return s.context(), s
 }
 

@@ -13,6 +13,10 @@ type entry[S any] struct {
 	node
 	r *ScopedSession[S]
 	s S
+	// A child scope's part of its ancestor's session (nest.go); nil for
+	// sessions the factory made.
+	nested     *Nested[S]
+	parentNode *node
 }
 
 func (r *ScopedSession[S]) newEntry(stripe uint32) *entry[S] {
@@ -23,7 +27,16 @@ func (r *ScopedSession[S]) newEntry(stripe uint32) *entry[S] {
 	return e
 }
 
-func (e *entry[S]) committable() bool { return e.r.td.commit != nil }
+func (e *entry[S]) committable() bool {
+	if e.nested != nil {
+		return true
+	}
+	return !e.shared && e.r.td.commit != nil
+}
+
+// child reports whether e is a child scope's part of an ancestor's session
+// rather than a session of its own.
+func (e *entry[S]) child() bool { return e.nested != nil || e.shared }
 
 // end commits (if asked and possible) or rolls back the session, then
 // closes it. It runs exactly once per session, by whoever took the entry
@@ -32,6 +45,14 @@ func (e *entry[S]) committable() bool { return e.r.td.commit != nil }
 // passed even if the session's teardown has not.
 func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 	r := e.r
+	if e.child() {
+		// Not a session of its own: it counts in no Stats.
+		err, e.commitFailed = e.endNested(ctx, commit && e.nested != nil)
+		if err != nil {
+			r.report(ctx, err)
+		}
+		return err
+	}
 	commit = commit && r.td.commit != nil
 	if r.timeout > 0 {
 		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
@@ -127,24 +148,38 @@ func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) 
 func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, err error) {
 	r := e.r
 	ctx = e.node.factoryContext(ctx, caller)
+	child, _ := st.(*Scope)
+	if child != nil && child.parent == nil {
+		child = nil
+	}
 	returned := false
 	defer func() {
 		if !returned {
-			r.stats.createFailed.add(e.stripe, 1)
+			if child == nil {
+				r.stats.createFailed.add(e.stripe, 1)
+			}
 			st.fail(&e.node, fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name))
 		}
 	}()
-	s, err = r.factory(ctx)
+	if child != nil {
+		s, err = e.join(ctx, child)
+	} else {
+		s, err = r.factory(ctx)
+	}
 	returned = true
 	if err != nil {
-		r.stats.createFailed.add(e.stripe, 1)
-		err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
+		if child == nil {
+			r.stats.createFailed.add(e.stripe, 1)
+			err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
+		}
 		st.fail(&e.node, err)
 		var zero S
 		return zero, err
 	}
 	e.s = s
-	r.stats.created.add(e.stripe, 1)
+	if child == nil {
+		r.stats.created.add(e.stripe, 1)
+	}
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S
 		return zero, errors.Join(perr, e.end(endCtx, false))

@@ -363,6 +363,7 @@ type mSessM struct {
 	reg                        int
 	plan                       mPlan
 	commits, rollbacks, closes int
+	shared                     bool // a child scope's share of an ancestor's session (id is that session's)
 }
 
 type mScopeM struct {
@@ -394,6 +395,10 @@ type mModel struct {
 	stats    [mRegCount]scoped.Stats
 	hook     [mRegCount][]string
 	sessions map[string]*mSessM
+	// raced is what a child's Current may also return when the safety net
+	// it armed in an ancestor ends the child on its own goroutine: the
+	// share it got before the net reached it.
+	raced string
 }
 
 // mExpect is what one operation must produce.
@@ -531,7 +536,13 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 	case mDetach:
 		return w.add(&mScopeM{})
 	case mCurrent:
-		return m.current(w, i, reg, op.key, op.plan, s)
+		m.raced = ""
+		res := m.current(w, i, reg, op.key, op.plan, s)
+		if alt := m.raced; alt != "" {
+			e.match = func(got string) bool { return got == res || got == alt }
+			return res + " (or " + alt + ", before the safety net)"
+		}
+		return res
 	case mHas:
 		if keyed {
 			return strconv.FormatBool(w.keyed[op.key] != nil)
@@ -564,6 +575,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 			return m.endOne(w, reg, op.key, nil, false)
 		}
 	case mConcCurrent:
+		m.raced = ""
 		res := m.current(w, i, reg, op.key, op.plan, s)
 		n := int(op.n)
 		all := strings.Repeat(res+"|", n-1) + res
@@ -576,10 +588,11 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 			if s.netFired {
 				late = mNetFired
 			}
+			raced := m.raced
 			e.match = func(got string) bool {
 				parts := strings.Split(got, "|")
-				return len(parts) == n && slices.Contains(parts, res) &&
-					!slices.ContainsFunc(parts, func(p string) bool { return p != res && p != late })
+				ok := func(p string) bool { return p == res || p == late || raced != "" && p == raced }
+				return len(parts) == n && (slices.Contains(parts, res) || raced != "") && !slices.ContainsFunc(parts, func(p string) bool { return !ok(p) })
 			}
 			return all + " (those after the safety net: " + late + ")"
 		}
@@ -611,6 +624,20 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		}
 		if s.netFired && !modelRegs[reg].noNet {
 			return "current=" + mNetFired + " end=" + end()
+		}
+		if s.parent != nil {
+			if !m.factoryRuns(s.parent, reg) {
+				cur := m.current(w, i, reg, op.key, op.plan, s)
+				return "current=" + cur + " end=" + end()
+			}
+			// The factory runs for the outermost scope while this child
+			// ends: the session stays with its owner, the child gets none.
+			endRes := end()
+			cur := m.current(w, i, reg, op.key, op.plan, s.parent)
+			if strings.HasPrefix(cur, "sess ") {
+				cur = mClosed
+			}
+			return "current=" + cur + " end=" + endRes
 		}
 		id := modelSessID(w.id, i, reg)
 		w.ev = append(w.ev, "create "+id)
@@ -716,6 +743,20 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 	if s.netFired && !modelRegs[reg].noNet {
 		return mNetFired
 	}
+	if s.parent != nil {
+		// A child scope joins its parent's session (none of the model's
+		// session types nests): the parent creates it if need be.
+		res := m.current(w, i, reg, key, plan, s.parent)
+		if !strings.HasPrefix(res, "sess ") {
+			return res
+		}
+		if s.ended { // the parent's safety net ended it, and us, meanwhile
+			m.raced = res
+			return mClosed
+		}
+		s.sess = append(s.sess, &mSessM{id: strings.TrimPrefix(res, "sess "), reg: reg, shared: true})
+		return res
+	}
 	x, res := m.create(w, i, reg, plan)
 	if x == nil {
 		return res
@@ -731,6 +772,21 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 		}
 	}
 	return res
+}
+
+// factoryRuns reports whether Current of reg in scope s (a child's
+// parent) would run the factory: no scope up the chain holds the session
+// or refuses to create it.
+func (m *mModel) factoryRuns(s *mScopeM, reg int) bool {
+	for ; s != nil; s = s.parent {
+		if s.ended || s.find(reg) != nil || s.netFired && !modelRegs[reg].noNet {
+			return false
+		}
+		if s.parent == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *mModel) create(w *mWorkerM, i, reg int, plan mPlan) (*mSessM, string) {
@@ -777,7 +833,7 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 
 // mClassifyOne adds what a failed ScopedSession.Commit means for the work.
 func mClassifyOne(x *mSessM, commit bool, errs []string) []string {
-	if commit && modelRegs[x.reg].commit && len(errs) > 0 {
+	if commit && modelRegs[x.reg].commit && !x.shared && len(errs) > 0 {
 		if x.plan.commitErr {
 			return append(errs, "NotCommitted")
 		}
@@ -789,6 +845,9 @@ func mClassifyOne(x *mSessM, commit bool, errs []string) []string {
 // endSession ends one session: commit (if asked and possible) or rollback,
 // then close; it returns the error leaves, which also reach the hook.
 func (m *mModel) endSession(w *mWorkerM, x *mSessM, commit bool) []string {
+	if x.shared {
+		return nil // its owner, an ancestor, ends it
+	}
 	spec := modelRegs[x.reg]
 	commit = commit && spec.commit
 	var errs []string
@@ -858,7 +917,7 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	commitFailed, committed := false, false
 	if commit {
 		for i, x := range nodes {
-			if !modelRegs[x.reg].commit {
+			if !modelRegs[x.reg].commit || x.shared {
 				continue
 			}
 			done[i] = true

@@ -25,6 +25,7 @@ type config struct {
 	// Teardown overrides, each a func(context.Context, S) error checked
 	// against S in New. set distinguishes "override with nil" from "absent".
 	commit, rollback, close teardownOverride
+	nest                    teardownOverride // WithNesting
 }
 
 type teardownOverride struct {

@@ -64,8 +64,11 @@ func errOwnSession(name string) error {
 // teardown of the same scope, which is still in progress.
 var errOwnTeardown = fmt.Errorf("%w: Remove or Commit called from a teardown of the scope being ended", ErrReentrant)
 
-// endFunc is the name of (*Scope).end in stack traces.
-var endFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).end"
+// The names of (*Scope).end and of the safety net in stack traces.
+var (
+	endFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).end"
+	netFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).cancelled"
+)
 
 // insideTeardown reports whether the calling goroutine is inside a
 // scope's teardown, below the end that calls it. It is asked only when a
@@ -73,13 +76,18 @@ var endFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).end"
 // reading the stack does not matter; a false positive (a teardown that
 // ends another scope being torn down elsewhere) returns an error rather
 // than waiting.
-func insideTeardown() bool {
+func insideTeardown() bool { return onStack(endFunc) }
+
+// insideNet reports whether the calling goroutine runs a safety net.
+func insideNet() bool { return onStack(netFunc) }
+
+func onStack(fn string) bool {
 	pcs := make([]uintptr, 256)
-	n := runtime.Callers(3, pcs) // skip Callers, insideTeardown and the end asking
+	n := runtime.Callers(4, pcs) // skip Callers, onStack, its caller and the end asking
 	frames := runtime.CallersFrames(pcs[:n])
 	for {
 		f, more := frames.Next()
-		if f.Function == endFunc {
+		if f.Function == fn {
 			return true
 		}
 		if !more {

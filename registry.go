@@ -31,6 +31,9 @@ type node struct {
 	seq    uint64 // creation order: set when the factory returned, under the store's lock
 	stripe uint32
 	fctx   factoryContext // the context the factory runs with, see reentry.go
+	// Nesting, see nest.go. shared is set before the node is published.
+	shared    bool        // a child's share of its ancestor's session: nothing to end
+	openChild atomic.Bool // a child scope holds a nested part of this session
 	// Owned by the goroutine that took the node out of its store.
 	ended        bool
 	commitFailed bool // its commit returned an error or panicked
@@ -130,7 +133,7 @@ func (s *Scope) publish(n *node) error {
 	n.seq = s.seq
 	n.settle(nil)
 	arm := false
-	if !n.owner.noNet && !s.noNet && !s.armed {
+	if !n.owner.noNet && !n.shared && !s.noNet && !s.armed {
 		// The net is registered once the scope holds something it may end.
 		s.armed = true
 		arm = true

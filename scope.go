@@ -45,6 +45,7 @@ type Scope struct {
 	armed    bool        // the safety net is registered, or being registered
 	netFired bool        // the safety net ended the sessions it may end; the scope is still open
 	byNet    bool        // the safety net ended the whole scope
+	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
 	seq      uint64      // sessions created so far: the creation order of nodes
 	stop     func() bool // unregisters the safety net
 	children *Scope      // open child scopes, newest first
@@ -177,11 +178,14 @@ func (s *Scope) cancelled() {
 		s.unlink(n)
 		n.ended = true
 	}
+	busy := make(chan struct{})
+	s.netBusy = busy // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
 	sortNewestFirst(nodes)
 	for _, n := range nodes {
 		_ = n.self.end(s.teardownContext(), false) // errors reach the hooks
 	}
+	close(busy)
 	if h := testHookNetFired.Load(); h != nil {
 		(*h)(s)
 	}
@@ -217,7 +221,7 @@ func (s *Scope) end(commit bool) error {
 		return nil
 	}
 	s.ended.Store(true)
-	netFired := s.netFired
+	netFired, netBusy := s.netFired, s.netBusy
 	stop := s.stop
 	s.stop = nil
 	var kids [4]*Scope
@@ -260,14 +264,19 @@ func (s *Scope) end(commit bool) error {
 		errs = append(errs, errNetFired(s))
 		commit = false
 		err := endNodes(s.teardownContext(), nodes, false, errs)
-		return s.finish(fmt.Errorf("%w: %w", ErrNotCommitted, err))
+		return s.finish(fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
 	}
-	return s.finish(endNodes(s.teardownContext(), nodes, commit, errs))
+	return s.finish(endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
 }
 
 // finish completes an end: the scope leaves its parent and the count of
 // live scopes, and enders waiting for it are released.
-func (s *Scope) finish(err error) error {
+func (s *Scope) finish(err error, netBusy chan struct{}) error {
+	if netBusy != nil && !insideNet() {
+		// Return with everything ended, including what the net is ending
+		// (unless this is a teardown the net runs, ending its own scope).
+		<-netBusy
+	}
 
 	if s.parent != nil {
 		s.parent.orphan(s)

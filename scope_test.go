@@ -9,7 +9,10 @@ import (
 	"github.com/go-scoped/scoped"
 )
 
-func TestChildScopeHasItsOwnSession(t *testing.T) {
+// A child scope joins its parent's session: a type that cannot nest
+// (no Begin, not a database/sql transaction) is shared, and ended by its
+// owner, never by the child.
+func TestChildScopeSharesASessionThatCannotNest(t *testing.T) {
 	var calls atomic.Int64
 	rec := &recorder{}
 	r := txSession(rec, "A", &calls)
@@ -19,44 +22,36 @@ func TestChildScopeHasItsOwnSession(t *testing.T) {
 	if s, _ := scoped.FromContext(childCtx); s != child || s == parent {
 		t.Fatal("FromContext of a child context is not the child scope")
 	}
-
-	p := mustCurrent(t, r, ctx)
-	c := mustCurrent(t, r, childCtx)
-	if p == c {
-		t.Fatal("a child scope got its parent's session")
+	c := mustCurrent(t, r, childCtx) // created lazily, by the parent
+	if p := mustCurrent(t, r, ctx); p != c || calls.Load() != 1 {
+		t.Fatalf("child and parent got different sessions (%d factory calls)", calls.Load())
 	}
-	if err := child.Remove(); err != nil {
+	if err := child.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if c.rollbacks.Load() != 1 || p.rollbacks.Load() != 0 {
-		t.Fatal("child Remove must end the child's session only")
+	if c.rollbacks.Load()+c.commits.Load() != 0 {
+		t.Fatal("the child ended its parent's session")
 	}
 	if err := parent.Err(); err != nil {
-		t.Fatalf("child Remove ended the parent: %v", err)
-	}
-	if got := mustCurrent(t, r, ctx); got != p {
-		t.Fatal("parent lost its session when its child ended")
+		t.Fatalf("child end ended the parent: %v", err)
 	}
 	if _, err := r.Current(childCtx); !errors.Is(err, scoped.ErrScopeClosed) {
-		t.Fatalf("Current in the removed child = %v, want ErrScopeClosed", err)
+		t.Fatalf("Current in the ended child = %v, want ErrScopeClosed", err)
+	}
+	if err := parent.Remove(); err != nil || c.rollbacks.Load() != 1 {
+		t.Fatalf("parent Remove: %v, rollbacks %d, want 1", err, c.rollbacks.Load())
 	}
 }
 
 func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 	baseline := scoped.LiveScopes()
-	var calls atomic.Int64
 	rec := &recorder{}
-	parentTx := txSession(rec, "parent", &calls)
-	childTx := txSession(rec, "child", &calls)
+	txs := nestSession(rec)
 	ctx, parent := scoped.Begin(context.Background())
 	c1, child1 := scoped.Begin(ctx)
-	c2, child2 := scoped.Begin(ctx)
-	grandCtx, grandchild := scoped.Begin(c2)
-	// The children's sessions are older than the parent's: children
-	// still end first.
-	mustCurrent(t, childTx, c1)
-	mustCurrent(t, childTx, grandCtx)
-	mustCurrent(t, parentTx, ctx)
+	_, child2 := scoped.Begin(ctx)
+	grandCtx, grandchild := scoped.Begin(c1)
+	mustCurrent(t, txs, grandCtx) // tx in parent, savepoints in child1 and grandchild
 	if n := scoped.LiveScopes() - baseline; n != 4 {
 		t.Fatalf("LiveScopes grew by %d, want 4", n)
 	}
@@ -64,16 +59,16 @@ func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 	if err := parent.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	ev := rec.list()
-	if len(ev) != 3 || ev[2] != "rollback parent" {
-		t.Fatalf("events %v: children's sessions must end before the parent's", ev)
+	want := []string{"begin tx", "begin tx/1", "begin tx/1/2", "rollback tx/1/2", "rollback tx/1", "rollback tx"}
+	if ev := rec.list(); !equal(ev, want) {
+		t.Fatalf("events %v, want %v: children end before their parent", ev, want)
 	}
 	for _, s := range []*scoped.Scope{child1, child2, grandchild} {
 		if !errors.Is(s.Err(), scoped.ErrScopeClosed) {
 			t.Fatal("a child scope is still open after its parent was removed")
 		}
 	}
-	if _, err := childTx.Current(c1); !errors.Is(err, scoped.ErrScopeClosed) {
+	if _, err := txs.Current(c1); !errors.Is(err, scoped.ErrScopeClosed) {
 		t.Fatalf("Current in a child of a removed parent = %v, want ErrScopeClosed", err)
 	}
 	if err := child1.Remove(); err != nil {
@@ -82,7 +77,7 @@ func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 	if n := scoped.LiveScopes(); n != baseline {
 		t.Fatalf("LiveScopes = %d, want %d", n, baseline)
 	}
-	if len(rec.list()) != 3 {
+	if len(rec.list()) != len(want) {
 		t.Fatalf("a session ended twice: %v", rec.list())
 	}
 }
@@ -113,16 +108,18 @@ func TestBeginUnderEndedParentIsBornEnded(t *testing.T) {
 	}
 }
 
+// A child whose own context is cancelled (a per-step timeout) rolls back
+// its part of the parent's transaction at once; the parent stays.
 func TestCancelledChildScopeEndsAloneParentStays(t *testing.T) {
-	var calls atomic.Int64
-	r := txSession(nil, "A", &calls)
+	rec := &recorder{}
+	txs := nestSession(rec)
 	ctx, parent := scoped.Begin(context.Background())
 	defer parent.Remove()
-	p := mustCurrent(t, r, ctx)
+	p := mustCurrent(t, txs, ctx)
 
-	narrow, cancel := context.WithCancel(ctx) // say, a per-step timeout
+	narrow, cancel := context.WithCancel(ctx)
 	childCtx, child := scoped.Begin(narrow)
-	c := mustCurrent(t, r, childCtx)
+	c := mustCurrent(t, txs, childCtx)
 	cancel()
 	eventually(t, "child safety net", func() bool { return c.rollbacks.Load() == 1 })
 	if err := child.Remove(); err != nil {
@@ -131,7 +128,7 @@ func TestCancelledChildScopeEndsAloneParentStays(t *testing.T) {
 	if parent.Err() != nil || p.rollbacks.Load() != 0 {
 		t.Fatal("cancelling a child's context ended its parent")
 	}
-	if got := mustCurrent(t, r, ctx); got != p {
+	if got := mustCurrent(t, txs, ctx); got != p {
 		t.Fatal("parent lost its session")
 	}
 }

@@ -20,6 +20,7 @@ type ScopedSession[S any] struct {
 	owner
 	factory func(ctx context.Context) (S, error)
 	td      teardown[S]
+	nest    func(ctx context.Context, parent S) (Nested[S], error) // nil: child scopes share
 }
 
 // owner is the type-independent part of a ScopedSession. Its address
@@ -65,6 +66,14 @@ func New[S any](factory func(ctx context.Context) (S, error), opts ...Option) *S
 			rollback: resolve(c.rollback, def.rollback),
 			close:    resolve(c.close, def.close),
 		},
+	}
+	r.nest = defaultNesting(r.td)
+	if c.nest.set {
+		f, ok := c.nest.fn.(func(context.Context, S) (Nested[S], error))
+		if !ok {
+			panic(fmt.Sprintf("scoped: %s given to a ScopedSession[%v]", c.nest.via, reflect.TypeFor[S]()))
+		}
+		r.nest = f
 	}
 	if r.td.rollback == nil && r.td.close == nil {
 		panic(fmt.Sprintf("scoped: New: no way to end sessions of type %v: "+
