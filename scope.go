@@ -39,16 +39,16 @@ type Scope struct {
 	finished atomic.Bool
 	waitEnd  atomic.Pointer[chan struct{}]
 
-	mu       sync.Mutex  // guards the fields below and writes to head and ended
-	stripe   uint32      // counter stripe, see stats.go; set once, before the scope is shared
-	noNet    bool        // no safety net: BeginWithoutSafetyNet
-	armed    bool        // the safety net is registered, or being registered
-	netFired bool        // the safety net ended the sessions it may end; the scope is still open
-	byNet    bool        // the safety net ended the whole scope
+	mu       sync.Mutex    // guards the fields below and writes to head and ended
+	stripe   uint32        // counter stripe, see stats.go; set once, before the scope is shared
+	noNet    bool          // no safety net: BeginWithoutSafetyNet
+	armed    bool          // the safety net is registered, or being registered
+	netFired bool          // the safety net ended the sessions it may end; the scope is still open
+	byNet    bool          // the safety net ended the whole scope
 	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
-	seq      uint64      // sessions created so far: the creation order of nodes
-	stop     func() bool // unregisters the safety net
-	children *Scope      // open child scopes, newest first
+	seq      uint64        // sessions created so far: the creation order of nodes
+	stop     func() bool   // unregisters the safety net
+	children *Scope        // open child scopes, newest first
 
 	// prevSib and nextSib link this scope into parent.children; guarded by parent.mu.
 	prevSib, nextSib *Scope
