@@ -17,6 +17,9 @@ type entry[S any] struct {
 	// sessions the factory made.
 	nested     *Nested[S]
 	parentNode *node
+	// For WithEventHook only.
+	id   uint64
+	born time.Time
 }
 
 func (r *ScopedSession[S]) newEntry(stripe uint32) *entry[S] {
@@ -45,11 +48,19 @@ func (e *entry[S]) child() bool { return e.nested != nil || e.shared }
 // passed even if the session's teardown has not.
 func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 	r := e.r
+	var start time.Time
+	if r.events != nil && !e.shared {
+		start = time.Now()
+	}
 	if e.child() {
 		// Not a session of its own: it counts in no Stats.
-		err, e.commitFailed = e.endNested(ctx, commit && e.nested != nil)
+		commit = commit && e.nested != nil
+		err, e.commitFailed = e.endNested(ctx, commit)
 		if err != nil {
 			r.report(ctx, err)
+		}
+		if r.events != nil && !e.shared {
+			e.emitEnd(ctx, start, commit, err)
 		}
 		return err
 	}
@@ -58,6 +69,9 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
 	} else {
 		err, e.commitFailed = e.teardown(ctx, commit)
+	}
+	if r.events != nil {
+		e.emitEnd(ctx, start, commit, err)
 	}
 	switch {
 	case err != nil:
@@ -69,6 +83,24 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		r.stats.rolledBack.add(e.stripe, 1)
 	}
 	return err
+}
+
+// emitEnd reports the end of e to the event hook.
+func (e *entry[S]) emitEnd(ctx context.Context, start time.Time, commit bool, err error) {
+	now := time.Now()
+	ev := Event{ID: e.id, Nested: e.nested != nil, Commit: commit, Start: start,
+		Duration: now.Sub(start), Lifetime: now.Sub(e.born), Err: err}
+	switch {
+	case err != nil:
+		ev.Kind = Failed
+	case commit:
+		ev.Kind = Committed
+	case e.nested != nil || e.r.td.rollback != nil:
+		ev.Kind = RolledBack
+	default:
+		ev.Kind = Closed
+	}
+	e.r.emit(ctx, ev)
 }
 
 // teardown runs the session's commit or rollback, then its close. A
@@ -153,12 +185,20 @@ func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, e
 		child = nil
 	}
 	returned := false
+	var start time.Time
+	if r.events != nil {
+		start = time.Now()
+	}
 	defer func() {
 		if !returned {
+			err := fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name)
 			if child == nil {
 				r.stats.createFailed.add(e.stripe, 1)
 			}
-			st.fail(&e.node, fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name))
+			st.fail(&e.node, err)
+			if r.events != nil && child == nil {
+				r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
+			}
 		}
 	}()
 	if child != nil {
@@ -173,12 +213,20 @@ func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, e
 			err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
 		}
 		st.fail(&e.node, err)
+		if r.events != nil && child == nil {
+			r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
+		}
 		var zero S
 		return zero, err
 	}
 	e.s = s
 	if child == nil {
 		r.stats.created.add(e.stripe, 1)
+	}
+	if r.events != nil && !e.shared {
+		e.born = time.Now()
+		e.id = sessionIDs.Add(1)
+		r.emit(ctx, Event{Kind: Created, ID: e.id, Nested: e.nested != nil, Start: start, Duration: e.born.Sub(start)})
 	}
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S

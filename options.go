@@ -21,6 +21,7 @@ type config struct {
 	scopeFunc ScopeFunc
 	hook      func(ctx context.Context, err error)
 	hookSet   bool
+	events    func(ctx context.Context, e Event)
 	timeout   time.Duration
 	// Teardown overrides, each a func(context.Context, S) error checked
 	// against S in New. set distinguishes "override with nil" from "absent".

@@ -31,7 +31,8 @@ type owner struct {
 	scopeFunc ScopeFunc // nil: ScopeToken, on the lock-free path
 	noNet     bool      // WithoutSafetyNet
 	hook      func(ctx context.Context, err error)
-	timeout   time.Duration // WithTeardownTimeout; 0: none
+	events    func(ctx context.Context, e Event) // WithEventHook; nil: no clock readings
+	timeout   time.Duration                      // WithTeardownTimeout; 0: none
 	closed    atomic.Bool
 	stats     sessionCounters
 	keyed     keyedStore
@@ -86,6 +87,7 @@ func New[S any](factory func(ctx context.Context) (S, error), opts ...Option) *S
 	r.scopeFunc = c.scopeFunc
 	r.noNet = c.noNet
 	r.hook = c.hook
+	r.events = c.events
 	r.timeout = max(c.timeout, 0)
 	if !c.hookSet {
 		r.hook = r.logTeardownError
