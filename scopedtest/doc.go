@@ -38,12 +38,16 @@
 // # Sharing one connection
 //
 // Statements from any number of goroutines take turns on the connection,
-// one at a time; none fails because of the sharing. A transaction begun
-// while another is open, such as a child scope's (scoped.Begin in a
-// scope), nests inside it: its rollback undoes only its own work, and its
-// commit makes its work part of the enclosing transaction, so that a later
-// rollback of the enclosing one undoes it too (on a real pool the two
-// would be independent, and the inner commit would stay). Transactions
+// one at a time; none fails because of the sharing. A child scope
+// (scoped.Begin or scoped.Run inside a scope) joins its parent's
+// transaction with a SAVEPOINT, exactly as on a real pool: the same rows
+// and the same errors in every nesting case (TestIsolatedDBNestsAsTheRealPool).
+// A transaction begun while another is open, such as an independent unit
+// of work's (scoped.Independent), nests inside it: its rollback undoes
+// only its own work, and its commit makes its work part of the enclosing
+// transaction, so that a later rollback of the enclosing one undoes it too
+// (on a real pool the two would be independent, and the inner commit
+// would stay). Transactions
 // that overlap without nesting, from concurrent goroutines, are not
 // isolated from each other, because one connection has one transaction
 // state:
