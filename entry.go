@@ -17,6 +17,7 @@ type entry[S any] struct {
 	// sessions the factory made.
 	nested     *Nested[S]
 	parentNode *node
+	tracked    bool // recorded by a leak tracker: keyed sessions only
 	// For WithEventHook only.
 	id   uint64
 	born time.Time
@@ -48,6 +49,9 @@ func (e *entry[S]) child() bool { return e.nested != nil || e.shared }
 // passed even if the session's teardown has not.
 func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 	r := e.r
+	if e.tracked {
+		untrack(&e.node)
+	}
 	var start time.Time
 	if r.events != nil && !e.shared {
 		start = time.Now()
@@ -196,6 +200,9 @@ func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, e
 				r.stats.createFailed.add(e.stripe, 1)
 			}
 			st.fail(&e.node, err)
+			if e.tracked {
+				untrack(&e.node)
+			}
 			if r.events != nil && child == nil {
 				r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
 			}
@@ -213,6 +220,9 @@ func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, e
 			err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
 		}
 		st.fail(&e.node, err)
+		if e.tracked {
+			untrack(&e.node)
+		}
 		if r.events != nil && child == nil {
 			r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
 		}
@@ -321,6 +331,7 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	e.key = key
 	k.m[key] = &e.node
 	k.mu.Unlock()
+	e.tracked = track(&e.node, r.name)
 	detached := context.WithoutCancel(ctx)
 	return e.create(ctx, detached, detached, k)
 }

@@ -45,6 +45,7 @@ type Scope struct {
 	armed    bool          // the safety net is registered, or being registered
 	netFired bool          // the safety net ended the sessions it may end; the scope is still open
 	byNet    bool          // the safety net ended the whole scope
+	tracked  bool          // recorded by a leak tracker (leak.go); set before the scope is shared
 	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
 	seq      uint64        // sessions created so far: the creation order of nodes
 	stop     func() bool   // unregisters the safety net
@@ -62,6 +63,7 @@ func newScope(ctx context.Context, parent *Scope) *Scope {
 		return s
 	}
 	liveScopes.add(s.stripe, 1)
+	s.tracked = track(s, "scope")
 	return s
 }
 
@@ -282,6 +284,9 @@ func (s *Scope) finish(err error, netBusy chan struct{}) error {
 		s.parent.orphan(s)
 	}
 	liveScopes.add(s.stripe, -1)
+	if s.tracked {
+		untrack(s)
+	}
 	s.finished.Store(true)
 	if w := s.waitEnd.Load(); w != nil {
 		close(*w)

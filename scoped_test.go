@@ -12,10 +12,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/scopedtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
 // bound is how long a test waits for something that must happen before it

@@ -23,13 +23,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedtest"
 )
 
 // TestMain fails the package if any test leaves a goroutine behind. The
 // MySQL driver's log of connections killed on purpose is silenced.
 func TestMain(m *testing.M) {
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
 // pool is the *sql.DB under test. Every connection it opens goes through
