@@ -27,7 +27,7 @@
 //
 //	ctx, scope := scoped.Begin(ctx)
 //	defer scope.Remove()        // rolls back whatever was not committed
-//	tx, err := txs.Current(ctx) // BEGIN happens here, not before
+//	tx, err := txs.Current(ctx) // a connection now; BEGIN with the first statement
 //	...
 //	return scope.Commit()
 //
@@ -40,13 +40,59 @@
 // [Tx] and [Conn] are the bare factories for [scoped.New], for those who
 // want to choose every teardown themselves.
 //
+// # Round trips
+//
+// On a network the round trip is the cost. A transaction of [Tx] sends
+// BEGIN in the same pipeline as its first statement (Exec, Query,
+// QueryRow, SendBatch, or a savepoint's Begin), so BEGIN costs no round
+// trip of its own, and a transaction that ran no statement sends nothing
+// at all, neither BEGIN nor COMMIT. Prepare needs no BEGIN (a prepared
+// statement belongs to the session); CopyFrom, LargeObjects, Conn, and
+// statements with a pgx.QueryExecMode or result-format argument begin
+// the transaction on their own first, as pgx does. A BEGIN that fails
+// fails the first statement, and every call after it, with an error that
+// says "BEGIN failed" and wraps the server's; a first statement that
+// fails reports its own error and leaves the transaction aborted, as in
+// pgx. Tracers see the first statement as a batch. [WithEagerBegin] turns
+// this off.
+//
+// The connection is acquired when the transaction is handed out
+// (Current), not at the first statement: the factory's errors (a pool
+// exhausted past the scope's deadline) stay where scoped promises them,
+// at Current, and a handler that asked for a transaction is sure to get a
+// connection before it does work that needs one.
+//
+// A BEGIN that failed because its connection was lost (terminated by the
+// server, SQLSTATE 57P01, or reset while idle in the pool) changed
+// nothing, so it is sent once more, with its statement, on another
+// connection of the pool, pinged first.
+//
+// # Commits whose answer is lost
+//
+// When the connection fails during COMMIT, the transaction may have
+// committed: pgx reports an error for work that is saved, and a client
+// that retries does it twice. A transaction of [Tx] knows its id: the
+// statements that run before it has one read pg_current_xact_id_if_assigned()
+// in their own pipeline (no round trip). A COMMIT whose answer is lost
+// then asks pg_xact_status on another connection of the pool, for at most
+// [DefaultCommitResolveTimeout] ([WithCommitResolveTimeout]): committed
+// is success, aborted is the error, and no answer in time is an error
+// wrapping [scoped.ErrCommitUnknown] ("may have been saved"). A
+// transaction that wrote nothing has no id and nothing to resolve; its
+// failed COMMIT is reported as pgx reports it. [WithoutVerifiedCommit]
+// turns this off. The resolver cannot see everything: after a failover to
+// an asynchronous replica a commit the old primary confirmed can be gone,
+// and if the application itself dies between COMMIT and its answer nobody
+// is told. Idempotency keys (a unique request id stored in the
+// transaction) are the end-to-end answer to both.
+//
 // # Contexts
 //
-// The transaction is begun with the scope's context: acquiring a
-// connection and BEGIN give up at its deadline or cancellation. After
-// that, pgx does not tie the transaction to any context (database/sql
-// does); each query uses the context it is given, and the transaction
-// lives as long as its scope. Teardown runs with a context that is never
+// The connection is acquired with the scope's context: acquiring gives up
+// at its deadline or cancellation. BEGIN goes with the first statement
+// and its context. pgx does not tie the transaction to any context
+// (database/sql does); each query uses the context it is given, and the
+// transaction lives as long as its scope. Teardown runs with a context that is never
 // cancelled, so a request whose client went away still rolls back.
 //
 // # Ending

@@ -20,8 +20,11 @@ import (
 // statement is worth on a network: a proxy adds a delay each way between
 // the pools and PostgreSQL, and two units of work, read-modify-write
 // (BEGIN, SELECT, UPDATE, COMMIT) and read-only (BEGIN, SELECT, COMMIT),
-// run as hand-written pgx and as a scope of NewTx (verified commit on,
-// the default), in interleaved rounds (A B B A ...) at fixed concurrency.
+// run as hand-written pgx, as a scope of NewTx (verified commit on, the
+// default) and as a scope of Tx with WithEagerBegin and
+// WithoutVerifiedCommit (scopedpgx before BEGIN rode with the first
+// statement), in interleaved rounds (A B C, C B A, ...) at fixed
+// concurrency.
 // It reports throughput and p50/p99 latency; it asserts nothing about
 // time. Run it with
 //
@@ -76,21 +79,21 @@ func TestMeasureRoundTrips(t *testing.T) {
 		}},
 	}
 	for _, delay := range []time.Duration{0, 500 * time.Microsecond, 2 * time.Millisecond} {
-		var pools [2]*pgxpool.Pool
+		var pools [3]*pgxpool.Pool
 		where := "loopback, direct"
 		if delay == 0 {
-			pools = [2]*pgxpool.Pool{newPool(t, concurrency), newPool(t, concurrency)}
+			pools = [3]*pgxpool.Pool{newPool(t, concurrency), newPool(t, concurrency), newPool(t, concurrency)}
 		} else {
 			p := newProxy(t, delay)
-			pools = [2]*pgxpool.Pool{p.pool(t, concurrency), p.pool(t, concurrency)}
+			pools = [3]*pgxpool.Pool{p.pool(t, concurrency), p.pool(t, concurrency), p.pool(t, concurrency)}
 			where = fmt.Sprintf("%v each way", delay)
 		}
 		txs := NewTx(pools[1], pgx.TxOptions{})
-		variants := [2]func(ctx context.Context, u unit, id int) error{
-			func(ctx context.Context, u unit, id int) error { // hand-written pgx
-				return pgx.BeginFunc(ctx, pools[0], func(tx pgx.Tx) error { return u(ctx, tx, id) })
-			},
-			func(ctx context.Context, u unit, id int) error { // scopedpgx
+		// The transaction as scopedpgx made it before BEGIN rode with the
+		// first statement: BEGIN at Current, COMMIT unverified.
+		eager := scoped.New(Tx(pools[2], pgx.TxOptions{}, WithEagerBegin(), WithoutVerifiedCommit()), scoped.WithRollback(Rollback))
+		inScope := func(txs *scoped.ScopedSession[pgx.Tx]) func(ctx context.Context, u unit, id int) error {
+			return func(ctx context.Context, u unit, id int) error {
 				ctx, scope := scoped.Begin(ctx)
 				defer scope.Remove()
 				tx, err := txs.Current(ctx)
@@ -101,31 +104,41 @@ func TestMeasureRoundTrips(t *testing.T) {
 					return err
 				}
 				return scope.Commit()
+			}
+		}
+		variants := [3]func(ctx context.Context, u unit, id int) error{
+			func(ctx context.Context, u unit, id int) error { // hand-written pgx
+				return pgx.BeginFunc(ctx, pools[0], func(tx pgx.Tx) error { return u(ctx, tx, id) })
 			},
+			inScope(txs),
+			inScope(eager),
 		}
 		for _, u := range units {
-			var lat [2][]time.Duration
-			var ops [2]int
-			var elapsed [2]time.Duration
-			order := []int{0, 1, 1, 0}
+			var lat [3][]time.Duration
+			var ops [3]int
+			var elapsed [3]time.Duration
 			for r := 0; r < rounds; r++ {
-				v := order[r%4]
-				for _, v := range []int{v, 1 - v} {
+				order := []int{0, 1, 2}
+				if r%2 == 1 {
+					order = []int{2, 1, 0}
+				}
+				for _, v := range order {
 					l, n, e := measureRound(t, concurrency, round, rows, func(ctx context.Context, id int) error { return variants[v](ctx, u.fn, id) })
 					lat[v] = append(lat[v], l...)
 					ops[v] += n
 					elapsed[v] += e
 				}
 			}
-			var tput, p50, p99 [2]float64
-			for v := range 2 {
+			var tput, p50, p99 [3]float64
+			for v := range 3 {
 				slices.Sort(lat[v])
 				tput[v] = float64(ops[v]) / elapsed[v].Seconds()
 				p50[v] = float64(lat[v][len(lat[v])/2].Microseconds()) / 1000
 				p99[v] = float64(lat[v][len(lat[v])*99/100].Microseconds()) / 1000
 			}
-			t.Logf("%-18s %-22s pgx %8.0f/s p50 %6.2fms p99 %6.2fms | scopedpgx %8.0f/s p50 %6.2fms p99 %6.2fms | throughput %.2fx p50 %.2fx",
-				u.name, where, tput[0], p50[0], p99[0], tput[1], p50[1], p99[1], tput[1]/tput[0], p50[1]/p50[0])
+			t.Logf("%-17s %-17s pgx %5.0f/s p50 %5.2fms p99 %6.2fms | scopedpgx %5.0f/s p50 %5.2fms p99 %6.2fms (%.2fx, p50 %.2fx) | eager %5.0f/s p50 %5.2fms p99 %6.2fms (new/eager %.2fx)",
+				u.name, where, tput[0], p50[0], p99[0], tput[1], p50[1], p99[1], tput[1]/tput[0], p50[1]/p50[0],
+				tput[2], p50[2], p99[2], tput[1]/tput[2])
 		}
 	}
 }
