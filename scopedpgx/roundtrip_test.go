@@ -18,7 +18,7 @@ import (
 func inTx(t pgx.Tx) bool { return t.(*tx).conn().PgConn().TxStatus() != 'I' }
 
 // firstCalls are the pgx.Tx methods that can be a transaction's first
-// statement, each run once.
+// statement, each run once, and a read followed by a write.
 var firstCalls = map[string]func(ctx context.Context, tx pgx.Tx, table string) error{
 	"Exec": func(ctx context.Context, tx pgx.Tx, table string) error {
 		_, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", 1)
@@ -37,6 +37,14 @@ var firstCalls = map[string]func(ctx context.Context, tx pgx.Tx, table string) e
 		b := &pgx.Batch{}
 		b.Queue("INSERT INTO "+table+" (id) VALUES ($1)", 1)
 		return tx.SendBatch(ctx, b).Close()
+	},
+	"ReadThenWrite": func(ctx context.Context, tx pgx.Tx, table string) error {
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE id = $1", 1).Scan(&n); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO "+table+" (id, n) VALUES ($1, $2)", 1, n)
+		return err
 	},
 	"Begin": func(ctx context.Context, tx pgx.Tx, table string) error {
 		sp, err := tx.Begin(ctx)
@@ -99,22 +107,23 @@ type trips struct {
 	began        bool
 }
 
-// runRoundTrips runs unit in a scope of txs, counting round trips from the
-// moment the transaction is handed out; the scope commits, or rolls back
-// when rollback is set (which also empties the table).
+// runRoundTrips runs unit in a scope of txs, counting the round trips of
+// the whole scope and those of unit alone; the scope commits, or rolls
+// back when rollback is set.
 func runRoundTrips(t testing.TB, p *proxy, pool *pgxpool.Pool, txs *scoped.ScopedSession[pgx.Tx], unit func(context.Context, pgx.Tx) error, rollback bool) (trips, error) {
 	t.Helper()
 	ctx, scope := scoped.Begin(context.Background())
 	defer scope.Remove()
+	start := p.roundTrips.Load() // Current included: that is where pgx's Begin would go
 	tx, err := txs.Current(ctx)
 	if err != nil {
 		return trips{}, err
 	}
-	start := p.roundTrips.Load()
+	began := p.roundTrips.Load()
 	if err := unit(ctx, tx); err != nil {
 		return trips{}, err
 	}
-	r := trips{first: p.roundTrips.Load() - start, began: inTx(tx)}
+	r := trips{first: p.roundTrips.Load() - began, began: inTx(tx)}
 	if rollback {
 		scope.Remove()
 	} else if err := scope.Commit(); err != nil {
