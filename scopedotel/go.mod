@@ -1,0 +1,23 @@
+module github.com/go-scoped/scoped/scopedotel
+
+go 1.24.0
+
+require (
+	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	go.opentelemetry.io/otel v1.20.0
+	go.opentelemetry.io/otel/metric v1.20.0
+	go.opentelemetry.io/otel/sdk v1.20.0
+	go.opentelemetry.io/otel/sdk/metric v1.20.0
+	go.opentelemetry.io/otel/trace v1.20.0
+	go.uber.org/goleak v1.1.10
+)
+
+require (
+	github.com/go-logr/logr v1.3.0 // indirect
+	github.com/go-logr/stdr v1.2.2 // indirect
+	golang.org/x/lint v0.0.0-20190930215403-16217165b5de // indirect
+	golang.org/x/sys v0.14.0 // indirect
+	golang.org/x/tools v0.6.0 // indirect
+)
+
+replace github.com/go-scoped/scoped => ../
