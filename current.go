@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"time"
 )
 
 // scopeKey finds the innermost Scope in a context. Only scopeContext
@@ -23,83 +22,126 @@ func scopeFrom(ctx context.Context) *Scope {
 	return s
 }
 
-// Begin starts a scope and returns a context that carries it. Every
-// session a [ScopedSession] creates for this context (or one derived from
-// it) belongs to the scope and ends when the scope does:
+// Current returns the session of ctx's scope, creating it with the factory
+// on first use. Concurrent first calls in one scope run the factory once;
+// the others wait for it (or for their ctx to be done). A factory error is
+// returned wrapped, and a factory panic propagates to the caller that ran
+// it; either way nothing stays registered and the next call tries again.
 //
-//	ctx, scope := scoped.Begin(ctx)
-//	defer scope.Remove()
-//
-// Begin in a context that already has a scope starts a child scope, a
-// unit of work inside its parent's: it joins its ancestors' sessions
-// rather than creating its own (a savepoint of the parent's transaction,
-// see [WithNesting]), and ends at the latest when the parent does. A child
-// begun after its parent ended is born ended (its Current returns
-// [ErrScopeClosed]). For sessions of its own inside a scope use
-// [BeginIndependent]; for work that outlives the scope, [Detach].
-//
-// Begin itself takes no connection and runs no factory.
-func Begin(ctx context.Context) (context.Context, *Scope) {
-	if ctx == nil {
-		panic("scoped: Begin with nil context")
+// Outside any scope Current returns [ErrNoScope]; in a scope that has
+// ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
+func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
+	if r.scopeFunc == nil {
+		if s := scopeFrom(ctx); s != nil {
+			// The hot path: a scope that already has its session. No lock.
+			if n := s.find(&r.owner); n != nil && n.state.Load() == stateReady && !s.ended.Load() {
+				return n.self.(*entry[S]).s, nil
+			}
+			return r.currentInScope(ctx, s)
+		}
+		var zero S
+		return zero, ErrNoScope
 	}
-	s := newScope(ctx, scopeFrom(ctx))
-	return s.context(), s
+	key, s, err := r.key(ctx)
+	if err != nil {
+		var zero S
+		return zero, err
+	}
+	if s != nil {
+		return r.currentInScope(ctx, s)
+	}
+	return r.currentKeyed(ctx, key)
 }
 
-// BeginIndependent starts a new root scope even inside a scope: an
-// independent unit of work with sessions of its own (its own transaction,
-// on its own connection), which ctx's scope neither joins nor ends. It
-// keeps ctx's values and cancellation. Use it for work that must survive
-// the enclosing unit's rollback, such as an audit row, and end it yourself.
-func BeginIndependent(ctx context.Context) (context.Context, *Scope) {
-	if ctx == nil {
-		panic("scoped: BeginIndependent with nil context")
+// currentInScope is Current's slow path under the default ScopeFunc.
+func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
+	var zero S
+	for {
+		s.mu.Lock()
+		if s.ended.Load() {
+			s.mu.Unlock()
+			return zero, ErrScopeClosed
+		}
+		n := s.find(&r.owner)
+		if n == nil {
+			break // create, still holding s.mu
+		}
+		if n.state.Load() == stateReady {
+			s.mu.Unlock()
+			return n.self.(*entry[S]).s, nil
+		}
+		if creating(ctx, n) {
+			s.mu.Unlock()
+			return zero, errOwnSession(r.name)
+		}
+		done := n.waitChan()
+		s.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return zero, err
+		}
+		if n.state.Load() == stateFailed {
+			return zero, n.err
+		}
 	}
-	s := newScope(ctx, nil)
-	return s.context(), s
+	if r.closed.Load() {
+		s.mu.Unlock()
+		return zero, ErrClosed
+	}
+	if s.netFired && !r.noNet {
+		s.mu.Unlock()
+		return zero, errNetFired(s)
+	}
+	e := r.newEntry(s.stripe)
+	s.link(&e.node)
+	s.mu.Unlock()
+	return e.create(ctx, s.context(), s.teardownContext(), s)
 }
 
-// BeginWithoutSafetyNet is [Begin] for callers that always end the scope
-// themselves, in the goroutine that uses its sessions, such as a
-// middleware that defers Remove around the handler. It registers no
-// safety net, so the scope's sessions are never ended on another goroutine
-// while a query still runs on them (a pgx.Tx is not safe for that), and
-// the scope costs less. A scope begun this way and never removed leaks.
-func BeginWithoutSafetyNet(ctx context.Context) (context.Context, *Scope) {
-	if ctx == nil {
-		panic("scoped: BeginWithoutSafetyNet with nil context")
+// currentKeyed is Current under a custom ScopeFunc key.
+func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error) {
+	var zero S
+	if s := scopeFrom(ctx); s != nil && s.ended.Load() {
+		// A late caller from an ended scope must not create what no one ends.
+		return zero, ErrScopeClosed
 	}
-	s := newScope(ctx, scopeFrom(ctx))
-	s.noNet = true
-	return s.context(), s
-}
-
-// Detach starts a new root scope for work that outlives ctx's scope, such
-// as a goroutine started by a request handler. The new context has ctx's
-// values but not its cancellation or deadline, and the new scope shares no
-// session with ctx's scope. The goroutine must end it:
-//
-//	bg, scope := scoped.Detach(r.Context())
-//	go func() {
-//		defer scope.Remove()
-//		// ... users.Current(bg) ...
-//	}()
-//
-// Because the new context is never cancelled, the safety net of [Scope]
-// does not apply: a detached scope that is never removed leaks its sessions.
-func Detach(ctx context.Context) (context.Context, *Scope) {
-	if ctx == nil {
-		panic("scoped: Detach with nil context")
+	k := &r.keyed
+	for {
+		k.mu.Lock()
+		n := k.m[key]
+		if n == nil {
+			break // create, still holding k.mu
+		}
+		if n.state.Load() == stateReady {
+			k.mu.Unlock()
+			return n.self.(*entry[S]).s, nil
+		}
+		if creating(ctx, n) {
+			k.mu.Unlock()
+			return zero, errOwnSession(r.name)
+		}
+		done := n.waitChan()
+		k.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return zero, err
+		}
+		if n.state.Load() == stateFailed {
+			return zero, n.err
+		}
 	}
-	s := newScope(context.WithoutCancel(ctx), nil)
-	return s.context(), s
-}
-
-// FromContext returns the innermost scope in ctx, if any.
-func FromContext(ctx context.Context) (*Scope, bool) {
-	s := scopeFrom(ctx)
-	return s, s != nil
+	if k.closed {
+		k.mu.Unlock()
+		return zero, ErrClosed
+	}
+	if k.m == nil {
+		k.m = make(map[any]*node)
+	}
+	e := r.newEntry(newStripe())
+	e.key = key
+	k.m[key] = &e.node
+	k.mu.Unlock()
+	e.tracked = track(&e.node, r.name)
+	detached := context.WithoutCancel(ctx)
+	return e.create(ctx, detached, detached, k)
 }
 
 // Bind returns a context in which the package-level [Current] for session
@@ -129,35 +171,4 @@ func Current[S any](ctx context.Context) (S, error) {
 		return zero, fmt.Errorf("%w: %v", ErrNotBound, reflect.TypeFor[S]())
 	}
 	return r.Current(ctx)
-}
-
-// scopeContext is the context Begin returns: the parent context plus the
-// scope, without the allocation of a separate context.WithValue.
-type scopeContext Scope
-
-func (s *Scope) context() context.Context { return (*scopeContext)(s) }
-
-func (c *scopeContext) Deadline() (time.Time, bool) { return c.parentCtx.Deadline() }
-func (c *scopeContext) Done() <-chan struct{}       { return c.parentCtx.Done() }
-func (c *scopeContext) Err() error                  { return c.parentCtx.Err() }
-func (c *scopeContext) Value(key any) any {
-	if _, ok := key.(scopeKey); ok {
-		return (*Scope)(c)
-	}
-	return c.parentCtx.Value(key)
-}
-func (c *scopeContext) String() string { return fmt.Sprint(c.parentCtx) + ".WithScope" }
-
-// teardownContext is what sessions are ended with: the scope's values,
-// never cancelled, so that a cancelled request still rolls back cleanly.
-type teardownContext Scope
-
-func (s *Scope) teardownContext() context.Context { return (*teardownContext)(s) }
-
-func (c *teardownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *teardownContext) Done() <-chan struct{}       { return nil }
-func (c *teardownContext) Err() error                  { return nil }
-func (c *teardownContext) Value(key any) any           { return (*scopeContext)(c).Value(key) }
-func (c *teardownContext) String() string {
-	return fmt.Sprint(c.parentCtx) + ".WithScope.WithoutCancel"
 }

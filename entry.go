@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -41,6 +40,74 @@ func (e *entry[S]) committable() bool {
 // child reports whether e is a child scope's part of an ancestor's session
 // rather than a session of its own.
 func (e *entry[S]) child() bool { return e.nested != nil || e.shared }
+
+// create runs the factory for e, which the caller has registered as
+// pending in st, and settles e in st whatever happens: a factory error or
+// panic unregisters it (the panic goes on to the caller), and a store that
+// closed meanwhile gets the new session ended at once.
+func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, err error) {
+	r := e.r
+	ctx = e.node.factoryContext(ctx, caller)
+	child, _ := st.(*Scope)
+	if child != nil && child.parent == nil {
+		child = nil
+	}
+	returned := false
+	var start time.Time
+	if r.events != nil {
+		start = time.Now()
+	}
+	defer func() {
+		if !returned {
+			err := fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name)
+			if child == nil {
+				r.stats.createFailed.add(e.stripe, 1)
+			}
+			st.fail(&e.node, err)
+			if e.tracked {
+				untrack(&e.node)
+			}
+			if r.events != nil && child == nil {
+				r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
+			}
+		}
+	}()
+	if child != nil {
+		s, err = e.join(ctx, child)
+	} else {
+		s, err = r.factory(ctx)
+	}
+	returned = true
+	if err != nil {
+		if child == nil {
+			r.stats.createFailed.add(e.stripe, 1)
+			err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
+		}
+		st.fail(&e.node, err)
+		if e.tracked {
+			untrack(&e.node)
+		}
+		if r.events != nil && child == nil {
+			r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
+		}
+		var zero S
+		return zero, err
+	}
+	e.s = s
+	if child == nil {
+		r.stats.created.add(e.stripe, 1)
+	}
+	if r.events != nil && !e.shared {
+		e.born = time.Now()
+		e.id = sessionIDs.Add(1)
+		r.emit(ctx, Event{Kind: Created, ID: e.id, Nested: e.nested != nil, Start: start, Duration: e.born.Sub(start)})
+	}
+	if perr := st.publish(&e.node); perr != nil {
+		var zero S
+		return zero, errors.Join(perr, e.end(endCtx, false))
+	}
+	return s, nil
+}
 
 // end commits (if asked and possible) or rolls back the session, then
 // closes it. It runs exactly once per session, by whoever took the entry
@@ -175,244 +242,4 @@ func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) 
 		return fmt.Errorf("scoped: commit %s session: %w after %v: %w", e.r.name, ErrTeardownTimeout, d, ErrCommitUnknown), true
 	}
 	return fmt.Errorf("scoped: end %s session: %w after %v", e.r.name, ErrTeardownTimeout, d), false
-}
-
-// create runs the factory for e, which the caller has registered as
-// pending in st, and settles e in st whatever happens: a factory error or
-// panic unregisters it (the panic goes on to the caller), and a store that
-// closed meanwhile gets the new session ended at once.
-func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, err error) {
-	r := e.r
-	ctx = e.node.factoryContext(ctx, caller)
-	child, _ := st.(*Scope)
-	if child != nil && child.parent == nil {
-		child = nil
-	}
-	returned := false
-	var start time.Time
-	if r.events != nil {
-		start = time.Now()
-	}
-	defer func() {
-		if !returned {
-			err := fmt.Errorf("%w: %s", ErrFactoryPanicked, r.name)
-			if child == nil {
-				r.stats.createFailed.add(e.stripe, 1)
-			}
-			st.fail(&e.node, err)
-			if e.tracked {
-				untrack(&e.node)
-			}
-			if r.events != nil && child == nil {
-				r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
-			}
-		}
-	}()
-	if child != nil {
-		s, err = e.join(ctx, child)
-	} else {
-		s, err = r.factory(ctx)
-	}
-	returned = true
-	if err != nil {
-		if child == nil {
-			r.stats.createFailed.add(e.stripe, 1)
-			err = fmt.Errorf("scoped: create %s session: %w", r.name, err)
-		}
-		st.fail(&e.node, err)
-		if e.tracked {
-			untrack(&e.node)
-		}
-		if r.events != nil && child == nil {
-			r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
-		}
-		var zero S
-		return zero, err
-	}
-	e.s = s
-	if child == nil {
-		r.stats.created.add(e.stripe, 1)
-	}
-	if r.events != nil && !e.shared {
-		e.born = time.Now()
-		e.id = sessionIDs.Add(1)
-		r.emit(ctx, Event{Kind: Created, ID: e.id, Nested: e.nested != nil, Start: start, Duration: e.born.Sub(start)})
-	}
-	if perr := st.publish(&e.node); perr != nil {
-		var zero S
-		return zero, errors.Join(perr, e.end(endCtx, false))
-	}
-	return s, nil
-}
-
-// currentInScope is Current's slow path under the default ScopeFunc.
-func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
-	var zero S
-	for {
-		s.mu.Lock()
-		if s.ended.Load() {
-			s.mu.Unlock()
-			return zero, ErrScopeClosed
-		}
-		n := s.find(&r.owner)
-		if n == nil {
-			break // create, still holding s.mu
-		}
-		if n.state.Load() == stateReady {
-			s.mu.Unlock()
-			return n.self.(*entry[S]).s, nil
-		}
-		if creating(ctx, n) {
-			s.mu.Unlock()
-			return zero, errOwnSession(r.name)
-		}
-		done := n.waitChan()
-		s.mu.Unlock()
-		if err := await(ctx, done); err != nil {
-			return zero, err
-		}
-		if n.state.Load() == stateFailed {
-			return zero, n.err
-		}
-	}
-	if r.closed.Load() {
-		s.mu.Unlock()
-		return zero, ErrClosed
-	}
-	if s.netFired && !r.noNet {
-		s.mu.Unlock()
-		return zero, errNetFired(s)
-	}
-	e := r.newEntry(s.stripe)
-	s.link(&e.node)
-	s.mu.Unlock()
-	return e.create(ctx, s.context(), s.teardownContext(), s)
-}
-
-// currentKeyed is Current under a custom ScopeFunc key.
-func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error) {
-	var zero S
-	if s := scopeFrom(ctx); s != nil && s.ended.Load() {
-		// A late caller from an ended scope must not create what no one ends.
-		return zero, ErrScopeClosed
-	}
-	k := &r.keyed
-	for {
-		k.mu.Lock()
-		n := k.m[key]
-		if n == nil {
-			break // create, still holding k.mu
-		}
-		if n.state.Load() == stateReady {
-			k.mu.Unlock()
-			return n.self.(*entry[S]).s, nil
-		}
-		if creating(ctx, n) {
-			k.mu.Unlock()
-			return zero, errOwnSession(r.name)
-		}
-		done := n.waitChan()
-		k.mu.Unlock()
-		if err := await(ctx, done); err != nil {
-			return zero, err
-		}
-		if n.state.Load() == stateFailed {
-			return zero, n.err
-		}
-	}
-	if k.closed {
-		k.mu.Unlock()
-		return zero, ErrClosed
-	}
-	if k.m == nil {
-		k.m = make(map[any]*node)
-	}
-	e := r.newEntry(newStripe())
-	e.key = key
-	k.m[key] = &e.node
-	k.mu.Unlock()
-	e.tracked = track(&e.node, r.name)
-	detached := context.WithoutCancel(ctx)
-	return e.create(ctx, detached, detached, k)
-}
-
-// endOne is ScopedSession.Remove and ScopedSession.Commit.
-func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
-	key, s, err := r.key(ctx)
-	if err != nil {
-		return err
-	}
-	if s != nil {
-		for {
-			s.mu.Lock()
-			if commit && (s.ended.Load() || s.netFired && !r.noNet) {
-				// Whatever the session held was rolled back with its scope:
-				// nil would claim a commit that did not happen.
-				var err error = ErrScopeClosed
-				if !s.ended.Load() {
-					err = errNetFired(s)
-				}
-				s.mu.Unlock()
-				return err
-			}
-			n := s.find(&r.owner)
-			if n == nil {
-				s.mu.Unlock()
-				return nil
-			}
-			if n.state.Load() == stateReady {
-				s.unlink(n)
-				s.mu.Unlock()
-				return classify(n.self.end(s.teardownContext(), commit), commit && n.self.committable(), n.commitFailed, false)
-			}
-			if creating(ctx, n) {
-				s.mu.Unlock()
-				return errOwnSession(r.name)
-			}
-			done := n.waitChan()
-			s.mu.Unlock()
-			if err := await(ctx, done); err != nil {
-				return err
-			}
-		}
-	}
-	k := &r.keyed
-	for {
-		k.mu.Lock()
-		n := k.m[key]
-		if n == nil {
-			k.mu.Unlock()
-			return nil
-		}
-		if n.state.Load() == stateReady {
-			delete(k.m, key)
-			k.mu.Unlock()
-			return classify(n.self.end(context.WithoutCancel(ctx), commit), commit && n.self.committable(), n.commitFailed, false)
-		}
-		if creating(ctx, n) {
-			k.mu.Unlock()
-			return errOwnSession(r.name)
-		}
-		done := n.waitChan()
-		k.mu.Unlock()
-		if err := await(ctx, done); err != nil {
-			return err
-		}
-	}
-}
-
-// report passes a teardown error to the hook. A panicking hook must not
-// stop the teardown of the sessions after this one, so its panic is
-// logged, not propagated.
-func (o *owner) report(ctx context.Context, err error) {
-	if o.hook == nil {
-		return
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			slog.Default().ErrorContext(ctx, "scoped: teardown error hook panicked",
-				"session", o.name, "panic", fmt.Sprint(p), "error", err)
-		}
-	}()
-	o.hook(ctx, err)
 }

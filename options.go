@@ -2,8 +2,6 @@ package scoped
 
 import (
 	"context"
-	"fmt"
-	"reflect"
 	"time"
 )
 
@@ -27,12 +25,6 @@ type config struct {
 	// against S in New. set distinguishes "override with nil" from "absent".
 	commit, rollback, close teardownOverride
 	nest                    teardownOverride // WithNesting
-}
-
-type teardownOverride struct {
-	set bool
-	fn  any
-	via string // the option's name, for the panic message
 }
 
 // WithName names the sessions in errors, logs and [ScopedSession.String].
@@ -67,61 +59,4 @@ func WithScopeFunc(f ScopeFunc) Option {
 // [log/slog.Default] at level Error; nil discards them.
 func WithTeardownErrorHook(f func(ctx context.Context, err error)) Option {
 	return optionFunc(func(c *config) { c.hook, c.hookSet = f, true })
-}
-
-// WithTeardownTimeout bounds how long ending one session (its commit or
-// rollback, then its close) may hold the caller: the teardown gets a
-// context with that deadline, and past it the caller stops waiting and
-// gets an error wrapping [ErrTeardownTimeout] (for a commit, also
-// [ErrCommitUnknown]: the commit may still land). pgx honours the deadline
-// (it closes the connection); database/sql's Commit and Rollback take no
-// context, so for them the teardown goes on, on a goroutine of its own,
-// until the driver returns, holding its connection, and its late outcome
-// reaches the teardown error hook. Bound those at the driver too (MySQL's
-// readTimeout and writeTimeout, lib/pq's tcp_user_timeout and keepalives).
-//
-// The default is no bound, which costs nothing; with a bound, each end
-// costs a goroutine and a timer. d <= 0 means no bound.
-func WithTeardownTimeout(d time.Duration) Option {
-	return optionFunc(func(c *config) { c.timeout = d })
-}
-
-// WithCommit overrides how a session is committed by [Scope.Commit] and
-// [ScopedSession.Commit]. nil makes sessions not committable: they are
-// rolled back or closed instead. S must be the session type of the
-// [ScopedSession]; New panics otherwise.
-func WithCommit[S any](f func(ctx context.Context, s S) error) Option {
-	return teardownOption[S]("WithCommit", f, func(c *config) *teardownOverride { return &c.commit })
-}
-
-// WithRollback overrides how a session that is not committed is rolled
-// back when its scope ends. nil means there is nothing to roll back.
-func WithRollback[S any](f func(ctx context.Context, s S) error) Option {
-	return teardownOption[S]("WithRollback", f, func(c *config) *teardownOverride { return &c.rollback })
-}
-
-// WithClose overrides how a session is closed after its commit or
-// rollback (for example [database/sql.Conn.Close]). nil means there is
-// nothing to close.
-func WithClose[S any](f func(ctx context.Context, s S) error) Option {
-	return teardownOption[S]("WithClose", f, func(c *config) *teardownOverride { return &c.close })
-}
-
-func teardownOption[S any](via string, f func(context.Context, S) error, field func(*config) *teardownOverride) Option {
-	return optionFunc(func(c *config) {
-		*field(c) = teardownOverride{set: true, fn: f, via: fmt.Sprintf("%s[%v]", via, reflect.TypeFor[S]())}
-	})
-}
-
-// resolve turns an override into a function of the session type, or
-// keeps the default when the option was not given.
-func resolve[S any](o teardownOverride, def func(context.Context, S) error) func(context.Context, S) error {
-	if !o.set {
-		return def
-	}
-	f, ok := o.fn.(func(context.Context, S) error)
-	if !ok {
-		panic(fmt.Sprintf("scoped: %s given to a ScopedSession[%v]", o.via, reflect.TypeFor[S]()))
-	}
-	return f
 }

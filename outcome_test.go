@@ -2,8 +2,12 @@ package scoped_test
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/go-scoped/scoped"
@@ -126,5 +130,36 @@ func TestScopeErrTellsTheSafetyNetFromTheOwner(t *testing.T) {
 	}
 	if err := own.Err(); !errors.Is(err, scoped.ErrScopeClosed) || errors.Is(err, scoped.ErrScopeCancelled) {
 		t.Fatalf("Err after the owner's Commit: %v, want ErrScopeClosed only", err)
+	}
+}
+
+// lostTx is a database/sql-style transaction whose Commit fails as a lost
+// connection does.
+type lostTx struct{ err error }
+
+func (t *lostTx) Commit() error   { return t.err }
+func (t *lostTx) Rollback() error { return nil }
+
+// A database/sql commit that lost its connection may have landed: its
+// error says "unknown", never "nothing was committed"; a commit the server
+// refused still says nothing was.
+func TestLostConnectionAtCommitIsUnknown(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		unknown bool
+	}{
+		{io.ErrUnexpectedEOF, true},
+		{driver.ErrBadConn, true},
+		{&net.OpError{Op: "read", Err: syscall.ECONNRESET}, true},
+		{errors.New("invalid connection"), true},
+		{errors.New("pq: could not serialize access"), false},
+	} {
+		r := scoped.New(func(context.Context) (*lostTx, error) { return &lostTx{err: c.err}, nil }, scoped.WithTeardownErrorHook(nil))
+		ctx, scope := scoped.Begin(context.Background())
+		mustCurrent(t, r, ctx)
+		err := scope.Commit()
+		if errors.Is(err, scoped.ErrCommitUnknown) != c.unknown || errors.Is(err, scoped.ErrNotCommitted) == c.unknown {
+			t.Fatalf("%v: Commit returned %v, want unknown=%v", c.err, err, c.unknown)
+		}
 	}
 }

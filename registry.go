@@ -145,24 +145,6 @@ func (s *Scope) publish(n *node) error {
 	return nil
 }
 
-// arm registers the safety net, once the scope has something to end.
-// context.AfterFunc runs s.cancelled on a goroutine of its own, never here.
-func (s *Scope) arm() {
-	if s.parentCtx.Done() == nil {
-		return // never cancelled: nothing to watch
-	}
-	stop := context.AfterFunc(s.parentCtx, s.cancelled)
-	s.mu.Lock()
-	keep := !s.ended.Load()
-	if keep {
-		s.stop = stop
-	}
-	s.mu.Unlock()
-	if !keep {
-		stop()
-	}
-}
-
 func (s *Scope) fail(n *node, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,4 +179,69 @@ func (k *keyedStore) fail(n *node, err error) {
 	defer k.mu.Unlock()
 	delete(k.m, n.key)
 	n.settle(err)
+}
+
+// endOne is ScopedSession.Remove and ScopedSession.Commit.
+func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
+	key, s, err := r.key(ctx)
+	if err != nil {
+		return err
+	}
+	if s != nil {
+		for {
+			s.mu.Lock()
+			if commit && (s.ended.Load() || s.netFired && !r.noNet) {
+				// Whatever the session held was rolled back with its scope:
+				// nil would claim a commit that did not happen.
+				var err error = ErrScopeClosed
+				if !s.ended.Load() {
+					err = errNetFired(s)
+				}
+				s.mu.Unlock()
+				return err
+			}
+			n := s.find(&r.owner)
+			if n == nil {
+				s.mu.Unlock()
+				return nil
+			}
+			if n.state.Load() == stateReady {
+				s.unlink(n)
+				s.mu.Unlock()
+				return classify(n.self.end(s.teardownContext(), commit), commit && n.self.committable(), n.commitFailed, false)
+			}
+			if creating(ctx, n) {
+				s.mu.Unlock()
+				return errOwnSession(r.name)
+			}
+			done := n.waitChan()
+			s.mu.Unlock()
+			if err := await(ctx, done); err != nil {
+				return err
+			}
+		}
+	}
+	k := &r.keyed
+	for {
+		k.mu.Lock()
+		n := k.m[key]
+		if n == nil {
+			k.mu.Unlock()
+			return nil
+		}
+		if n.state.Load() == stateReady {
+			delete(k.m, key)
+			k.mu.Unlock()
+			return classify(n.self.end(context.WithoutCancel(ctx), commit), commit && n.self.committable(), n.commitFailed, false)
+		}
+		if creating(ctx, n) {
+			k.mu.Unlock()
+			return errOwnSession(r.name)
+		}
+		done := n.waitChan()
+		k.mu.Unlock()
+		if err := await(ctx, done); err != nil {
+			return err
+		}
+	}
 }

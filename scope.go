@@ -97,6 +97,85 @@ func (s *Scope) orphan(child *Scope) {
 	child.prevSib, child.nextSib = nil, nil
 }
 
+// Begin starts a scope and returns a context that carries it. Every
+// session a [ScopedSession] creates for this context (or one derived from
+// it) belongs to the scope and ends when the scope does:
+//
+//	ctx, scope := scoped.Begin(ctx)
+//	defer scope.Remove()
+//
+// Begin in a context that already has a scope starts a child scope, a
+// unit of work inside its parent's: it joins its ancestors' sessions
+// rather than creating its own (a savepoint of the parent's transaction,
+// see [WithNesting]), and ends at the latest when the parent does. A child
+// begun after its parent ended is born ended (its Current returns
+// [ErrScopeClosed]). For sessions of its own inside a scope use
+// [BeginIndependent]; for work that outlives the scope, [Detach].
+//
+// Begin itself takes no connection and runs no factory.
+func Begin(ctx context.Context) (context.Context, *Scope) {
+	if ctx == nil {
+		panic("scoped: Begin with nil context")
+	}
+	s := newScope(ctx, scopeFrom(ctx))
+	return s.context(), s
+}
+
+// BeginIndependent starts a new root scope even inside a scope: an
+// independent unit of work with sessions of its own (its own transaction,
+// on its own connection), which ctx's scope neither joins nor ends. It
+// keeps ctx's values and cancellation. Use it for work that must survive
+// the enclosing unit's rollback, such as an audit row, and end it yourself.
+func BeginIndependent(ctx context.Context) (context.Context, *Scope) {
+	if ctx == nil {
+		panic("scoped: BeginIndependent with nil context")
+	}
+	s := newScope(ctx, nil)
+	return s.context(), s
+}
+
+// BeginWithoutSafetyNet is [Begin] for callers that always end the scope
+// themselves, in the goroutine that uses its sessions, such as a
+// middleware that defers Remove around the handler. It registers no
+// safety net, so the scope's sessions are never ended on another goroutine
+// while a query still runs on them (a pgx.Tx is not safe for that), and
+// the scope costs less. A scope begun this way and never removed leaks.
+func BeginWithoutSafetyNet(ctx context.Context) (context.Context, *Scope) {
+	if ctx == nil {
+		panic("scoped: BeginWithoutSafetyNet with nil context")
+	}
+	s := newScope(ctx, scopeFrom(ctx))
+	s.noNet = true
+	return s.context(), s
+}
+
+// Detach starts a new root scope for work that outlives ctx's scope, such
+// as a goroutine started by a request handler. The new context has ctx's
+// values but not its cancellation or deadline, and the new scope shares no
+// session with ctx's scope. The goroutine must end it:
+//
+//	bg, scope := scoped.Detach(r.Context())
+//	go func() {
+//		defer scope.Remove()
+//		// ... users.Current(bg) ...
+//	}()
+//
+// Because the new context is never cancelled, the safety net of [Scope]
+// does not apply: a detached scope that is never removed leaks its sessions.
+func Detach(ctx context.Context) (context.Context, *Scope) {
+	if ctx == nil {
+		panic("scoped: Detach with nil context")
+	}
+	s := newScope(context.WithoutCancel(ctx), nil)
+	return s.context(), s
+}
+
+// FromContext returns the innermost scope in ctx, if any.
+func FromContext(ctx context.Context) (*Scope, bool) {
+	s := scopeFrom(ctx)
+	return s, s != nil
+}
+
 // Remove ends the scope: open child scopes first, then every session the
 // scope created, newest first, each rolled back and closed exactly once.
 // A failing teardown does not stop the others; their errors are joined.
@@ -142,69 +221,6 @@ func (s *Scope) Err() error {
 		return errNetFired(s)
 	}
 	return ErrScopeClosed
-}
-
-// cancelled is the safety net, run by context.AfterFunc when the scope's
-// context is done before Remove. Its errors reach the teardown hooks. A
-// scope holding a session created [WithoutSafetyNet] is not ended: the net
-// rolls back the sessions that may be ended from another goroutine and
-// leaves the others, and the scope, to Remove.
-func (s *Scope) cancelled() {
-	s.mu.Lock()
-	if s.ended.Load() {
-		s.mu.Unlock()
-		return
-	}
-	unsafe := false
-	for n := s.head.Load(); n != nil; n = n.next.Load() {
-		if n.owner.noNet {
-			unsafe = true
-			break
-		}
-	}
-	if !unsafe {
-		s.byNet = true
-		s.mu.Unlock()
-		_ = s.end(false)
-		return
-	}
-	s.netFired = true
-	var buf [8]*node
-	nodes := buf[:0]
-	for n := s.head.Load(); n != nil; n = n.next.Load() {
-		if !n.owner.noNet && n.state.Load() == stateReady {
-			nodes = append(nodes, n)
-		}
-	}
-	for _, n := range nodes {
-		s.unlink(n)
-		n.ended = true
-	}
-	busy := make(chan struct{})
-	s.netBusy = busy // Remove waits for it, so that it returns with everything ended
-	s.mu.Unlock()
-	sortNewestFirst(nodes)
-	for _, n := range nodes {
-		_ = n.self.end(s.teardownContext(), false) // errors reach the hooks
-	}
-	close(busy)
-	if h := testHookNetFired.Load(); h != nil {
-		(*h)(s)
-	}
-}
-
-// testHookNetFired, set by tests only, sees a safety net that ended part
-// of a scope once it has finished.
-var testHookNetFired atomic.Pointer[func(*Scope)]
-
-// sortNewestFirst orders a scope's nodes by creation, newest first. Scopes
-// hold a handful of sessions: insertion sort, no allocation.
-func sortNewestFirst(nodes []*node) {
-	for i := 1; i < len(nodes); i++ {
-		for j := i; j > 0 && nodes[j].seq > nodes[j-1].seq; j-- {
-			nodes[j], nodes[j-1] = nodes[j-1], nodes[j]
-		}
-	}
 }
 
 func (s *Scope) end(commit bool) error {
@@ -351,4 +367,14 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) err
 		}
 	}
 	return classify(errors.Join(errs...), commit, commitFailed, committed)
+}
+
+// sortNewestFirst orders a scope's nodes by creation, newest first. Scopes
+// hold a handful of sessions: insertion sort, no allocation.
+func sortNewestFirst(nodes []*node) {
+	for i := 1; i < len(nodes); i++ {
+		for j := i; j > 0 && nodes[j].seq > nodes[j-1].seq; j-- {
+			nodes[j], nodes[j-1] = nodes[j-1], nodes[j]
+		}
+	}
 }

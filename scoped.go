@@ -117,46 +117,11 @@ func checkKey(key any) (err error) {
 	return nil
 }
 
-func (o *owner) logTeardownError(ctx context.Context, err error) {
-	slog.Default().ErrorContext(ctx, "scoped: session teardown failed", "session", o.name, "error", err)
-}
-
 // String returns the name given by [WithName], or the session type.
 func (r *ScopedSession[S]) String() string { return r.name }
 
 // Stats returns the current counters of r's sessions.
 func (r *ScopedSession[S]) Stats() Stats { return r.stats.snapshot() }
-
-// Current returns the session of ctx's scope, creating it with the factory
-// on first use. Concurrent first calls in one scope run the factory once;
-// the others wait for it (or for their ctx to be done). A factory error is
-// returned wrapped, and a factory panic propagates to the caller that ran
-// it; either way nothing stays registered and the next call tries again.
-//
-// Outside any scope Current returns [ErrNoScope]; in a scope that has
-// ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
-func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
-	if r.scopeFunc == nil {
-		if s := scopeFrom(ctx); s != nil {
-			// The hot path: a scope that already has its session. No lock.
-			if n := s.find(&r.owner); n != nil && n.state.Load() == stateReady && !s.ended.Load() {
-				return n.self.(*entry[S]).s, nil
-			}
-			return r.currentInScope(ctx, s)
-		}
-		var zero S
-		return zero, ErrNoScope
-	}
-	key, s, err := r.key(ctx)
-	if err != nil {
-		var zero S
-		return zero, err
-	}
-	if s != nil {
-		return r.currentInScope(ctx, s)
-	}
-	return r.currentKeyed(ctx, key)
-}
 
 // Has reports whether ctx's scope (or key) already has a ready session.
 // It never creates one.
@@ -231,4 +196,24 @@ func (r *ScopedSession[S]) key(ctx context.Context) (key any, s *Scope, err erro
 		return nil, nil, fmt.Errorf("%w: %T from the ScopeFunc of %s: %s", ErrInvalidKey, key, r.name, err)
 	}
 	return key, nil, nil
+}
+
+func (o *owner) logTeardownError(ctx context.Context, err error) {
+	slog.Default().ErrorContext(ctx, "scoped: session teardown failed", "session", o.name, "error", err)
+}
+
+// report passes a teardown error to the hook. A panicking hook must not
+// stop the teardown of the sessions after this one, so its panic is
+// logged, not propagated.
+func (o *owner) report(ctx context.Context, err error) {
+	if o.hook == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Default().ErrorContext(ctx, "scoped: teardown error hook panicked",
+				"session", o.name, "panic", fmt.Sprint(p), "error", err)
+		}
+	}()
+	o.hook(ctx, err)
 }

@@ -1,0 +1,80 @@
+package scoped
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// The safety net: a scope whose context is cancelled before Remove is
+// ended anyway, on the goroutine context.AfterFunc starts (see [Scope]).
+
+// cancelled is the safety net, run by context.AfterFunc when the scope's
+// context is done before Remove. Its errors reach the teardown hooks. A
+// scope holding a session created [WithoutSafetyNet] is not ended: the net
+// rolls back the sessions that may be ended from another goroutine and
+// leaves the others, and the scope, to Remove.
+func (s *Scope) cancelled() {
+	s.mu.Lock()
+	if s.ended.Load() {
+		s.mu.Unlock()
+		return
+	}
+	unsafe := false
+	for n := s.head.Load(); n != nil; n = n.next.Load() {
+		if n.owner.noNet {
+			unsafe = true
+			break
+		}
+	}
+	if !unsafe {
+		s.byNet = true
+		s.mu.Unlock()
+		_ = s.end(false)
+		return
+	}
+	s.netFired = true
+	var buf [8]*node
+	nodes := buf[:0]
+	for n := s.head.Load(); n != nil; n = n.next.Load() {
+		if !n.owner.noNet && n.state.Load() == stateReady {
+			nodes = append(nodes, n)
+		}
+	}
+	for _, n := range nodes {
+		s.unlink(n)
+		n.ended = true
+	}
+	busy := make(chan struct{})
+	s.netBusy = busy // Remove waits for it, so that it returns with everything ended
+	s.mu.Unlock()
+	sortNewestFirst(nodes)
+	for _, n := range nodes {
+		_ = n.self.end(s.teardownContext(), false) // errors reach the hooks
+	}
+	close(busy)
+	if h := testHookNetFired.Load(); h != nil {
+		(*h)(s)
+	}
+}
+
+// testHookNetFired, set by tests only, sees a safety net that ended part
+// of a scope once it has finished.
+var testHookNetFired atomic.Pointer[func(*Scope)]
+
+// arm registers the safety net, once the scope has something to end.
+// context.AfterFunc runs s.cancelled on a goroutine of its own, never here.
+func (s *Scope) arm() {
+	if s.parentCtx.Done() == nil {
+		return // never cancelled: nothing to watch
+	}
+	stop := context.AfterFunc(s.parentCtx, s.cancelled)
+	s.mu.Lock()
+	keep := !s.ended.Load()
+	if keep {
+		s.stop = stop
+	}
+	s.mu.Unlock()
+	if !keep {
+		stop()
+	}
+}
