@@ -41,7 +41,9 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 		}
 		// Its slot of the pool is free for the resolution: a pool whose
 		// every connection failed in COMMIT at once must not deadlock.
-		t.release()
+		// pgx finishes closing it in the background.
+		t.s.h.giveBackWaiting(t.c, false)
+		t.c = nil
 		if !verify || !outcomeUnknown(err) {
 			return err
 		}

@@ -33,7 +33,14 @@ func reusable(c *pgx.Conn) bool {
 // the background, so it would still count as acquired, and hold a slot of
 // the pool, after the scope had ended. The pool's BeforeClose hook still
 // sees it; its health check tops MinConns up on its next period.
-func (h *home) giveBack(c *pgxpool.Conn) {
+func (h *home) giveBack(c *pgxpool.Conn) { h.giveBackWaiting(c, true) }
+
+// giveBackWaiting is giveBack, waiting for a closed connection to finish
+// closing only if wait. pgx's background close of a failed connection
+// sends a cancel request on a new connection first, which takes up to 15
+// seconds when the server cannot be reached: a commit about to resolve
+// its outcome within a bound must not wait for it.
+func (h *home) giveBackWaiting(c *pgxpool.Conn, wait bool) {
 	if reusable(c.Conn()) {
 		c.Release()
 		return
@@ -45,6 +52,9 @@ func (h *home) giveBack(c *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	_ = pc.Close(ctx)
+	if !wait {
+		return
+	}
 	// A connection pgx closed after a cancelled query finishes closing in
 	// the background; wait for it, as pgxpool's destructor does.
 	select {
