@@ -27,7 +27,7 @@ import (
 func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOption) error {
 	var c runConfig
 	for _, o := range opts {
-		o.applyRun(&c)
+		c = o.applyRun(c) // by value: a pointer would make c escape, an allocation per Run
 	}
 	if c.retries <= 1 || scopeFrom(ctx) != nil && !c.independent {
 		return runOnce(ctx, fn, c.independent)
@@ -82,7 +82,7 @@ func backoff(attempt int) time.Duration {
 }
 
 // A RunOption configures [Run].
-type RunOption interface{ applyRun(*runConfig) }
+type RunOption interface{ applyRun(runConfig) runConfig }
 
 type runConfig struct {
 	retries     int
@@ -92,7 +92,7 @@ type runConfig struct {
 
 type runOptionFunc func(*runConfig)
 
-func (f runOptionFunc) applyRun(c *runConfig) { f(c) }
+func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 
 // WithRetry makes a root [Run] run fn again, in a fresh scope, when the
 // unit of work failed with an error retryable accepts (from fn or from the

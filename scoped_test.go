@@ -3,6 +3,7 @@ package scoped_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if flag.Lookup("test.bench").Value.String() != "" {
+		// The leak check reads the stack at every Begin: not in benchmarks.
+		goleak.VerifyTestMain(m)
+	}
 	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
