@@ -1,61 +1,75 @@
-// Package scoped gives every request, job or test its own database
-// session, created on first use and ended exactly once when the scope
-// ends, the Go form of SQLAlchemy's scoped_session. There are no
-// thread-locals: the scope travels in a [context.Context].
+// Package scoped gives every unit of work (a request, an RPC, a job, a
+// test) its own database session, created on first use and ended exactly
+// once when the unit ends, the Go form of SQLAlchemy's scoped_session.
+// There are no thread-locals: the unit of work travels in a
+// [context.Context].
 //
 // # Usage
 //
 // Wrap any session factory (a *sql.Tx, a *sql.Conn, a pgx.Tx, a gorm
 // transaction) in a [ScopedSession], once:
 //
-//	var users = scoped.New(func(ctx context.Context) (*sql.Tx, error) {
-//		return db.BeginTx(ctx, nil)
+//	var txs = scoped.New(scopedsql.Tx(db, nil))
+//
+// Run a unit of work; it commits when fn returns nil and rolls back
+// otherwise:
+//
+//	err := scoped.Run(ctx, func(ctx context.Context) error {
+//		tx, err := txs.Current(ctx) // the same *sql.Tx for the whole unit
+//		if err != nil {
+//			return err
+//		}
+//		_, err = tx.ExecContext(ctx, "UPDATE ...")
+//		return err
 //	})
 //
-// Begin a scope where a unit of work starts, and end it where it ends:
+// A unit that never calls Current opens no transaction and takes no
+// connection. Run inside a unit of work nests: the inner unit is a
+// savepoint of the outer transaction, rolled back alone when it fails, so
+// a service function behaves the same called from a handler, a job or
+// another service function (see [WithNesting]; [Independent] for a unit of
+// its own). [WithRetry] re-runs a root unit on serialization failures.
+//
+// Where a unit of work does not fit one function, begin and end a scope by
+// hand:
 //
 //	ctx, scope := scoped.Begin(ctx)
 //	defer scope.Remove() // rolls back whatever was not committed
 //	...
-//	tx, err := users.Current(ctx) // the same *sql.Tx for the whole scope
-//	...
 //	return scope.Commit()
 //
-// A scope that never calls Current opens no transaction and takes no
-// connection. The scopedhttp package begins and ends one scope per HTTP
-// request and commits according to the response status, before the status
-// line is sent; scopedsql and scopedpgx provide the factories.
-//
-// [Bind] puts a ScopedSession in a context so that code far from where it
-// was created can use the package-level [Current]:
-//
-//	tx, err := scoped.Current[*sql.Tx](ctx)
+// The scopedhttp, scopedgrpc, scopedconnect and scopedriver packages do
+// that per request, RPC or job, committing before the client learns the
+// outcome. [Bind] puts a ScopedSession in a context so that code far from
+// where it was created can use the package-level [Current].
 //
 // # Ending
 //
 // [Scope.Remove] rolls back and closes every session of the scope, newest
 // first; [Scope.Commit] commits them in creation order first. Both run
 // each session's teardown exactly once, go on past failures, join the
-// errors and leave nothing registered. How a session ends is detected from
-// its type (*sql.Tx, *sql.Conn, io.Closer, pgx-style Commit(ctx) and
-// Rollback(ctx), Release()) or set with [WithCommit], [WithRollback] and
-// [WithClose]. Teardown runs with the scope's values but never with an
-// already cancelled context, so a request whose client went away still
-// rolls back cleanly. Every teardown error also reaches the hook set by
-// [WithTeardownErrorHook] (by default, log/slog).
+// errors and leave nothing registered; a commit error says what it means
+// for the work ([ErrNotCommitted], [ErrPartiallyCommitted],
+// [ErrCommittedCloseFailed], [ErrCommitUnknown]). How a session ends is
+// detected from its type (*sql.Tx, *sql.Conn, io.Closer, pgx-style
+// Commit(ctx) and Rollback(ctx), Release()) or set with [WithCommit],
+// [WithRollback] and [WithClose]; [WithTeardownTimeout] bounds it.
+// Teardown runs with the scope's values but never with a cancelled
+// context. Every teardown error reaches the hook set by
+// [WithTeardownErrorHook] (by default, log/slog), and every step of a
+// session the hook set by [WithEventHook].
 //
-// If a scope's context is cancelled before Remove, the scope is removed
-// anyway, on another goroutine (the safety net); defer scope.Remove()
-// remains the rule. Callers that always end their scopes themselves use
-// [BeginWithoutSafetyNet], and session types that must never be ended
-// while a query may still run on them are created [WithoutSafetyNet].
-// Work that outlives a request gets its own scope from [Detach]. After a scope has
-// ended, Current returns [ErrScopeClosed] rather than creating a session
-// that no one would end.
+// If a scope's context is cancelled before Remove (the client went away),
+// its safety net rolls back at once the sessions that may be ended from
+// another goroutine, all but those created [WithoutSafetyNet]; defer
+// scope.Remove() remains the rule. Work that outlives a request gets its
+// own scope from [Detach]. After a scope has ended, Current returns
+// [ErrScopeClosed] rather than creating a session that no one would end.
+// [Track] (and scopedtest.CheckScopes) finds scopes a test forgot to end.
 //
 // # Scope functions
 //
-// By default sessions are keyed on the scope token from Begin. [WithScopeFunc]
+// By default sessions are keyed on the scope from Begin. [WithScopeFunc]
 // keys them on anything else, such as a tenant ([ContextValue]); such
 // sessions are shared by every scope that maps to the key and live until
 // [ScopedSession.Remove] or [ScopedSession.Close].
@@ -64,8 +78,23 @@
 //
 // A ScopedSession and a Scope are safe for concurrent use. Concurrent first
 // calls to Current in one scope run the factory once; the others wait for
-// it. Looking up an existing session takes no lock. No factory, teardown
-// or hook runs while a lock of this package is held, and no goroutine is
+// it (a factory that asks for its own session gets [ErrReentrant]).
+// Looking up an existing session takes no lock. No factory, teardown or
+// hook runs while a lock of this package is held, and no goroutine is
 // started per scope. The session itself is as safe for concurrent use as
 // its type is: a *sql.Tx is, a pgx.Tx is not.
+//
+// # Layout
+//
+// Following [ScopedSession.Current] end to end takes three files:
+// current.go (Current, its slow paths, Bind), entry.go (one session's
+// entry: creation by the factory, end by its teardown) and registry.go
+// (where sessions live between the two: the scope's list and the keyed
+// store). Around them: scoped.go (ScopedSession, New, its other methods),
+// scope.go (Scope, Begin, Detach, ending a scope), context.go (the scope's
+// contexts), safetynet.go, nest.go (child scopes joining their ancestors'
+// sessions), run.go (Run, retries), teardown.go (how sessions end, and its
+// options), outcome.go (what a commit error means), options.go, observe.go
+// (events), leak.go (tracking), reentry.go, connlost.go, scopefunc.go,
+// stats.go and errors.go.
 package scoped
