@@ -107,9 +107,11 @@ func (ms *measures) build(l labels) *measure {
 }
 
 // errorType is the error.type of a failed step: the scoped sentinel or
-// context error it carries if any, else the Go type of the innermost
-// error of its first chain, else "_OTHER" (the conventions' fallback).
-// Either way it has low cardinality, as metrics need.
+// context error it carries if any, else the Go type of the outermost error
+// along its first chain that is not a mere wrapper or string
+// (fmt.Errorf's, errors.Join's, errors.New's), else "_OTHER" (the
+// conventions' fallback). Either way it has low cardinality, as metrics
+// need.
 func errorType(err error) string {
 	for _, s := range [...]struct {
 		err  error
@@ -125,25 +127,24 @@ func errorType(err error) string {
 			return s.name
 		}
 	}
-	for {
+	for err != nil {
+		switch t := fmt.Sprintf("%T", err); t {
+		case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		default:
+			return t
+		}
 		switch u := err.(type) {
 		case interface{ Unwrap() error }:
-			if next := u.Unwrap(); next != nil {
-				err = next
-				continue
-			}
+			err = u.Unwrap()
 		case interface{ Unwrap() []error }:
-			if errs := u.Unwrap(); len(errs) > 0 && errs[0] != nil {
-				err = errs[0]
-				continue
+			errs := u.Unwrap()
+			if len(errs) == 0 {
+				return "_OTHER"
 			}
+			err = errs[0]
+		default:
+			return "_OTHER"
 		}
-		break
 	}
-	switch t := fmt.Sprintf("%T", err); t {
-	case "*errors.errorString", "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError", "<nil>":
-		return "_OTHER"
-	default:
-		return t
-	}
+	return "_OTHER"
 }

@@ -41,8 +41,8 @@ func (db *fakeDB) begin(context.Context) (*fakeTx, error) {
 }
 
 func (t *fakeTx) Begin(context.Context) (*fakeTx, error) { return &fakeTx{db: t.db, parent: t}, nil }
-func (t *fakeTx) Commit(context.Context) error          { return t.db.commitErr }
-func (t *fakeTx) Rollback(context.Context) error        { return t.db.rollbackErr }
+func (t *fakeTx) Commit(context.Context) error           { return t.db.commitErr }
+func (t *fakeTx) Rollback(context.Context) error         { return t.db.rollbackErr }
 
 // telemetry is an SDK tracer provider exporting to memory, synchronously
 // (a span is exported when it ends), and a meter provider read by hand.

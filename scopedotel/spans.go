@@ -63,8 +63,5 @@ func (t *openSpans) take(id uint64) (trace.Span, bool) {
 	return s, ok
 }
 
-// len returns the number of open spans.
-func (t *openSpans) len() int { return int(t.n.Load()) }
-
 // release gives back room reserved for a span that is not stored.
 func (t *openSpans) release() { t.n.Add(-1) }
