@@ -43,6 +43,9 @@ func commitOutcomes(t *testing.T, direct *pgxpool.Pool, table string, n int, uni
 		switch {
 		case errs[id] != nil && saved[id]:
 			phantom++
+			if phantom <= 3 {
+				t.Logf("phantom %d: %v", id, errs[id])
+			}
 		case errs[id] == nil && !saved[id]:
 			lost++
 		}
@@ -65,19 +68,19 @@ func TestTxCommitOutcomeKnownAfterReset(t *testing.T) {
 	txs := NewTx(pool, pgx.TxOptions{})
 	p.resetAfterCommit.Store(true)
 
+	// pgx's own transactions, on a table of their own: the server may
+	// still be committing the last of them when they have returned.
+	handTable := newTable(t, direct, "verifyhand")
 	const hand = 40
-	phantom, lost, _ := commitOutcomes(t, direct, table, hand, func(ctx context.Context, id int) error {
+	phantom, lost, _ := commitOutcomes(t, direct, handTable, hand, func(ctx context.Context, id int) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id)
+			_, err := tx.Exec(ctx, "INSERT INTO "+handTable+" (id) VALUES ($1)", id)
 			return err
 		})
 	})
 	t.Logf("pgx's own transactions: %d of %d phantoms, %d lost", phantom, hand, lost)
 	if phantom == 0 {
 		t.Fatal("the proxy made no phantom commits: the fault is not reproduced")
-	}
-	if _, err := direct.Exec(context.Background(), "DELETE FROM "+table); err != nil {
-		t.Fatal(err)
 	}
 
 	const n = 300
