@@ -152,6 +152,9 @@ func (w *writer) finish() {
 	case ctx.Err() != nil && w.scope.Len() > 0:
 		_ = w.scope.Remove()
 		err = notSaved(ctx)
+	case w.broken != nil && w.scope.Len() > 0:
+		_ = w.scope.Remove()
+		err = fmt.Errorf("scopedhttp: the streamed response could not be sent (%w), changes rolled back: %w", w.broken, scoped.ErrNotCommitted)
 	default:
 		if cerr := w.scope.Commit(); cerr != nil {
 			err = commitError(ctx, cerr)

@@ -29,6 +29,7 @@ type writer struct {
 
 	status int // the final status the handler set; 0: none yet
 	state  uint8
+	broken error // a streamed write failed: the client is gone; nil: none
 }
 
 // held is what a response in an automatic mode keeps until the handler
@@ -100,7 +101,17 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 		w.stream()
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.noteBroken(err)
+	return n, err
+}
+
+// noteBroken records the first failed write of a streaming response: the
+// response cannot be completed, so it will not be committed either.
+func (w *writer) noteBroken(err error) {
+	if err != nil && w.broken == nil && w.held != nil && w.state == streaming {
+		w.broken = err
+	}
 }
 
 // hold appends p to the held body, growing it at most to the limit, so
@@ -134,7 +145,8 @@ func (w *writer) stream() {
 	w.ResponseWriter.Header().Del("Content-Length")
 	w.ResponseWriter.WriteHeader(w.status)
 	if len(w.held.body) > 0 {
-		_, _ = w.ResponseWriter.Write(w.held.body) // a failure shows again on the handler's next write
+		_, err := w.ResponseWriter.Write(w.held.body)
+		w.noteBroken(err)
 		w.held.body = w.held.body[:0]
 	}
 }
@@ -151,7 +163,9 @@ func (w *writer) FlushError() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	w.stream()
-	return http.NewResponseController(w.ResponseWriter).Flush()
+	err := http.NewResponseController(w.ResponseWriter).Flush()
+	w.noteBroken(err)
+	return err
 }
 
 func (w *writer) Flush() { _ = w.FlushError() }
@@ -169,6 +183,9 @@ func (w *writer) ReadFrom(src io.Reader) (int64, error) {
 		}
 	}
 	m, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	if err != nil && w.state == streaming {
+		w.noteBroken(err) // may be src's error: not committing a response that did not complete is right either way
+	}
 	return n + m, err
 }
 
@@ -204,6 +221,7 @@ func (w *writer) holdFrom(src io.Reader) (int64, error) {
 		if m > 0 {
 			w.stream()
 			k, werr := w.ResponseWriter.Write(probe[:m])
+			w.noteBroken(werr)
 			n += int64(k)
 			return n, werr
 		}
