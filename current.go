@@ -91,7 +91,7 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 		s.mu.Unlock()
 		return zero, errNetFired(s)
 	}
-	e := r.newEntry(s.stripe)
+	e := r.newEntry(uint32(s.stripe))
 	s.link(&e.node)
 	s.mu.Unlock()
 	return e.create(ctx, s.context(), s.teardownContext(), s)

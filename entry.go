@@ -16,8 +16,12 @@ type entry[S any] struct {
 	// sessions the factory made.
 	nested     *Nested[S]
 	parentNode *node
-	tracked    bool // recorded by a leak tracker: keyed sessions only
-	// For WithEventHook only.
+	ev         *sessionEvents // WithEventHook only
+}
+
+// sessionEvents is what the event hook needs to know of a session across
+// its steps, allocated only when there is a hook.
+type sessionEvents struct {
 	id   uint64
 	born time.Time
 }
@@ -98,9 +102,8 @@ func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, e
 		r.stats.created.add(e.stripe, 1)
 	}
 	if r.events != nil && !e.shared {
-		e.born = time.Now()
-		e.id = sessionIDs.Add(1)
-		r.emit(ctx, Event{Kind: Created, ID: e.id, Nested: e.nested != nil, Start: start, Duration: e.born.Sub(start)})
+		e.ev = &sessionEvents{id: sessionIDs.Add(1), born: time.Now()}
+		r.emit(ctx, Event{Kind: Created, ID: e.ev.id, Nested: e.nested != nil, Start: start, Duration: e.ev.born.Sub(start)})
 	}
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S
@@ -159,8 +162,10 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 // emitEnd reports the end of e to the event hook.
 func (e *entry[S]) emitEnd(ctx context.Context, start time.Time, commit bool, err error) {
 	now := time.Now()
-	ev := Event{ID: e.id, Nested: e.nested != nil, Commit: commit, Start: start,
-		Duration: now.Sub(start), Lifetime: now.Sub(e.born), Err: err}
+	ev := Event{Nested: e.nested != nil, Commit: commit, Start: start, Duration: now.Sub(start), Err: err}
+	if e.ev != nil { // nil when the scope ended while the factory ran: no Created was sent
+		ev.ID, ev.Lifetime = e.ev.id, now.Sub(e.ev.born)
+	}
 	switch {
 	case err != nil:
 		ev.Kind = Failed

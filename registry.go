@@ -37,6 +37,7 @@ type node struct {
 	// Owned by the goroutine that took the node out of its store.
 	ended        bool
 	commitFailed bool // its commit returned an error or panicked
+	tracked      bool // recorded by a leak tracker (keyed sessions only); set before it is shared
 }
 
 // ender ends one session.

@@ -40,7 +40,7 @@ type Scope struct {
 	waitEnd  atomic.Pointer[chan struct{}]
 
 	mu       sync.Mutex    // guards the fields below and writes to head and ended
-	stripe   uint32        // counter stripe, see stats.go; set once, before the scope is shared
+	stripe   uint8         // counter stripe, see stats.go; set once, before the scope is shared
 	noNet    bool          // no safety net: BeginWithoutSafetyNet
 	armed    bool          // the safety net is registered, or being registered
 	netFired bool          // the safety net ended the sessions it may end; the scope is still open
@@ -56,13 +56,13 @@ type Scope struct {
 }
 
 func newScope(ctx context.Context, parent *Scope) *Scope {
-	s := &Scope{parentCtx: ctx, parent: parent, stripe: newStripe()}
+	s := &Scope{parentCtx: ctx, parent: parent, stripe: uint8(newStripe() % stripes)}
 	if parent != nil && !parent.adopt(s) {
 		s.ended.Store(true)
 		s.finished.Store(true)
 		return s
 	}
-	liveScopes.add(s.stripe, 1)
+	liveScopes.add(uint32(s.stripe), 1)
 	s.tracked = track(s, "scope")
 	return s
 }
@@ -299,7 +299,7 @@ func (s *Scope) finish(err error, netBusy chan struct{}) error {
 	if s.parent != nil {
 		s.parent.orphan(s)
 	}
-	liveScopes.add(s.stripe, -1)
+	liveScopes.add(uint32(s.stripe), -1)
 	if s.tracked {
 		untrack(s)
 	}
