@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-scoped/scoped"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Attribute keys. db.system.name and error.type are the OpenTelemetry
@@ -43,7 +45,13 @@ type measure struct {
 	add      []metric.AddOption
 	rec      []metric.RecordOption
 	spanName string
-	span     []attribute.KeyValue
+	// start holds the span start options that do not change, boxed once.
+	start []trace.SpanStartOption
+}
+
+// startOptions returns the options to start a span of m at t.
+func (m *measure) startOptions(t time.Time) []trace.SpanStartOption {
+	return append(append(make([]trace.SpanStartOption, 0, len(m.start)+1), m.start...), trace.WithTimestamp(t))
 }
 
 // measures caches measure values, copy on write: lookups, on every event,
@@ -102,7 +110,7 @@ func (ms *measures) build(l labels) *measure {
 		add:      []metric.AddOption{metric.WithAttributeSet(set)},
 		rec:      []metric.RecordOption{metric.WithAttributeSet(set)},
 		spanName: name,
-		span:     kv,
+		start:    []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(kv...)},
 	}
 }
 

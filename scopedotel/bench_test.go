@@ -20,10 +20,12 @@ func (*nopTx) Commit(context.Context) error   { return nil }
 func (*nopTx) Rollback(context.Context) error { return nil }
 
 // BenchmarkSession is one unit of work (Begin, Current, Commit) without
-// instrumentation, with scopedotel on the global no-op providers (OTel not
+// instrumentation, with an event hook that does nothing (the core's share),
+// with scopedotel on the global no-op providers (OTel not
 // configured), and with scopedotel on the SDK (every span sampled and
 // exported synchronously to a discarding exporter, metrics aggregated for
-// a manual reader). Run with -count to interleave the variants.
+// a manual reader). Interleave the variants by running them one at a time in turn
+// (see BENCHMARKS.md): -count repeats each before the next.
 func BenchmarkSession(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracetest.NewNoopExporter()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
@@ -37,6 +39,7 @@ func BenchmarkSession(b *testing.B) {
 		r    *scoped.ScopedSession[*nopTx]
 	}{
 		{"plain", scoped.New(newTx, scoped.WithName("db"))},
+		{"empty-hook", scoped.New(newTx, scoped.WithName("db"), scoped.WithEventHook(func(context.Context, scoped.Event) {}))},
 		{"otel-noop", scoped.New(newTx, scoped.WithName("db"), scopedotel.Instrument())},
 		{"otel-sdk", scoped.New(newTx, scoped.WithName("db"),
 			scopedotel.Instrument(scopedotel.WithTracerProvider(tp), scopedotel.WithMeterProvider(mp)))},

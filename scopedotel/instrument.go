@@ -82,8 +82,7 @@ func (h *hook) begin(ctx context.Context, e scoped.Event) {
 	if !h.spans.reserve() {
 		return
 	}
-	_, span := h.tracer.Start(ctx, m.spanName, trace.WithTimestamp(e.Start),
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(m.span...))
+	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start)...)
 	if !span.IsRecording() {
 		// Not sampled: ending it would do nothing, so do not keep it.
 		h.spans.release()
@@ -126,8 +125,7 @@ func (h *hook) createFailed(ctx context.Context, e scoped.Event) {
 	et := errorType(e.Err)
 	m := h.ms.get(labels{session: e.Session, errType: et})
 	h.createFailures.Add(ctx, 1, m.add...)
-	_, span := h.tracer.Start(ctx, m.spanName, trace.WithTimestamp(e.Start),
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(m.span...))
+	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start)...)
 	if !span.IsRecording() {
 		return
 	}
