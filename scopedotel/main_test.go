@@ -14,10 +14,11 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/scopedotel"
+	"github.com/go-scoped/scoped/scopedtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
 // fakeDB stands for a database: its transactions (fakeTx) nest, as
