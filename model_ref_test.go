@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 )
+
 // ---------------------------------------------------------------------------
 // The reference model: sequential, one worker after the other.
 

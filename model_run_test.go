@@ -41,6 +41,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 )
+
 // ---------------------------------------------------------------------------
 // The runner: the same program against the library, one goroutine per worker.
 
