@@ -9,7 +9,9 @@
 //	http.ListenAndServe(":8080", otelhttp.NewHandler(scopedhttp.Middleware(scopedhttp.Bind(users))(mux), "api"))
 //
 // The providers default to the global ones ([WithTracerProvider] and
-// [WithMeterProvider] choose others).
+// [WithMeterProvider] choose others). A ScopedSession has one event hook:
+// to run one of your own too, call [Hook] and yours from one function
+// given to [scoped.WithEventHook].
 //
 // # Spans
 //
@@ -30,6 +32,11 @@
 //	scoped.outcome         committed, rolled_back, closed, failed; create_failed
 //	scoped.commit          the end was asked to commit
 //	error.type             failed only
+//
+// The span does not enter the session's context (the core's event hook
+// cannot change it), so spans of the statements run in the session, from
+// otelsql or otelpgx, are its siblings under the request's span, not its
+// children.
 //
 // A failed end sets the span's status to Error with the error, recorded
 // as an exception event. A factory that fails or panics (no session) gets
