@@ -56,33 +56,15 @@ func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
 // currentInScope is Current's slow path under the default ScopeFunc.
 func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
 	var zero S
-	for {
-		s.mu.Lock()
-		if s.ended.Load() {
-			s.mu.Unlock()
-			return zero, ErrScopeClosed
-		}
-		n := s.find(&r.owner)
-		if n == nil {
-			break // create, still holding s.mu
-		}
-		if n.state.Load() == stateReady {
-			s.mu.Unlock()
-			return n.self.(*entry[S]).s, nil
-		}
-		if creating(ctx, n) {
-			s.mu.Unlock()
-			return zero, errOwnSession(r.name)
-		}
-		done := n.waitChan()
-		s.mu.Unlock()
-		if err := await(ctx, done); err != nil {
-			return zero, err
-		}
-		if n.state.Load() == stateFailed {
-			return zero, n.err
-		}
+	n, err := lookup(ctx, scopePlace{s: s, o: &r.owner}, r.name)
+	if err != nil {
+		return zero, unfailed(err)
 	}
+	if n != nil {
+		s.mu.Unlock()
+		return n.self.(*entry[S]).s, nil
+	}
+	// Nothing there: create, still holding s.mu.
 	if r.closed.Load() {
 		s.mu.Unlock()
 		return zero, ErrClosed
@@ -105,29 +87,15 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 		return zero, ErrScopeClosed
 	}
 	k := &r.keyed
-	for {
-		k.mu.Lock()
-		n := k.m[key]
-		if n == nil {
-			break // create, still holding k.mu
-		}
-		if n.state.Load() == stateReady {
-			k.mu.Unlock()
-			return n.self.(*entry[S]).s, nil
-		}
-		if creating(ctx, n) {
-			k.mu.Unlock()
-			return zero, errOwnSession(r.name)
-		}
-		done := n.waitChan()
-		k.mu.Unlock()
-		if err := await(ctx, done); err != nil {
-			return zero, err
-		}
-		if n.state.Load() == stateFailed {
-			return zero, n.err
-		}
+	n, err := lookup(ctx, keyPlace{k: k, key: key}, r.name)
+	if err != nil {
+		return zero, unfailed(err)
 	}
+	if n != nil {
+		k.mu.Unlock()
+		return n.self.(*entry[S]).s, nil
+	}
+	// Nothing there: create, still holding k.mu.
 	if k.closed {
 		k.mu.Unlock()
 		return zero, ErrClosed

@@ -185,64 +185,136 @@ func (k *keyedStore) fail(n *node, err error) {
 // endOne is ScopedSession.Remove and ScopedSession.Commit.
 func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 	key, s, err := r.key(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
-	}
-	if s != nil {
-		for {
-			s.mu.Lock()
-			if commit && (s.ended.Load() || s.netFired && !r.noNet) {
-				// Whatever the session held was rolled back with its scope:
-				// nil would claim a commit that did not happen.
-				var err error = ErrScopeClosed
-				if !s.ended.Load() {
-					err = errNetFired(s)
-				}
-				s.mu.Unlock()
-				return err
-			}
-			n := s.find(&r.owner)
-			if n == nil {
-				s.mu.Unlock()
-				return nil
-			}
-			if n.state.Load() == stateReady {
-				s.unlink(n)
-				s.mu.Unlock()
-				return classify(n.self.end(s.teardownContext(), commit), commit && n.self.committable(), n.commitFailed, false)
-			}
-			if creating(ctx, n) {
-				s.mu.Unlock()
-				return errOwnSession(r.name)
-			}
-			done := n.waitChan()
-			s.mu.Unlock()
-			if err := await(ctx, done); err != nil {
-				return err
-			}
+	case s != nil:
+		end := endRemove
+		if commit {
+			end = endCommit
 		}
+		return endAt(ctx, scopePlace{s: s, o: &r.owner, end: end}, r.name, commit)
 	}
-	k := &r.keyed
+	return endAt(ctx, keyPlace{k: &r.keyed, key: key, ctx: ctx}, r.name, commit)
+}
+
+// A place is where one session of one ScopedSession lives, or will: its
+// node in a scope's list, or one key of the keyed store. Current and the
+// ends of one session find it through lookup, whichever store it is in.
+type place interface {
+	lock()
+	unlock()
+	get() *node   // the node, in any state, or nil; under the lock
+	check() error // why nothing may be looked up now; under the lock
+	take(n *node) // removes n, which is ready; under the lock
+	endContext() context.Context
+}
+
+// lookup waits until p holds no session still being created. It returns
+// the ready node, or nil for none, with p locked; or an error with p
+// unlocked: a re-entrant wait, ctx's end, or a creation that failed
+// (wrapped, see unfailed).
+func lookup[P place](ctx context.Context, p P, name string) (*node, error) {
 	for {
-		k.mu.Lock()
-		n := k.m[key]
-		if n == nil {
-			k.mu.Unlock()
-			return nil
+		p.lock()
+		if err := p.check(); err != nil {
+			p.unlock()
+			return nil, err
 		}
-		if n.state.Load() == stateReady {
-			delete(k.m, key)
-			k.mu.Unlock()
-			return classify(n.self.end(context.WithoutCancel(ctx), commit), commit && n.self.committable(), n.commitFailed, false)
+		n := p.get()
+		if n == nil || n.state.Load() == stateReady {
+			return n, nil
 		}
 		if creating(ctx, n) {
-			k.mu.Unlock()
-			return errOwnSession(r.name)
+			p.unlock()
+			return nil, errOwnSession(name)
 		}
 		done := n.waitChan()
-		k.mu.Unlock()
+		p.unlock()
 		if err := await(ctx, done); err != nil {
-			return err
+			return nil, err
+		}
+		if n.state.Load() == stateFailed {
+			return nil, failedCreation{n.err}
 		}
 	}
 }
+
+// failedCreation is the error of a creation another caller was waiting
+// for: Current returns it as it is; an end finds nothing to end.
+type failedCreation struct{ err error }
+
+func (f failedCreation) Error() string { return f.err.Error() }
+
+func unfailed(err error) error {
+	if f, ok := err.(failedCreation); ok {
+		return f.err
+	}
+	return err
+}
+
+// endAt ends the session at p, if there is one.
+func endAt[P place](ctx context.Context, p P, name string, commit bool) error {
+	n, err := lookup(ctx, p, name)
+	if _, failed := err.(failedCreation); failed {
+		return nil // nothing was created: nothing to end
+	}
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		p.unlock()
+		return nil
+	}
+	p.take(n)
+	p.unlock()
+	return classify(n.self.end(p.endContext(), commit), commit && n.self.committable(), n.commitFailed, false)
+}
+
+// What a lookup in a scope is for: the checks differ.
+const (
+	endNone   int8 = iota // Current
+	endRemove             // ScopedSession.Remove: an ended scope has nothing to remove
+	endCommit             // ScopedSession.Commit: an ended scope committed nothing
+)
+
+// scopePlace is the node of owner o in scope s.
+type scopePlace struct {
+	s   *Scope
+	o   *owner
+	end int8
+}
+
+func (p scopePlace) lock()                       { p.s.mu.Lock() }
+func (p scopePlace) unlock()                     { p.s.mu.Unlock() }
+func (p scopePlace) get() *node                  { return p.s.find(p.o) }
+func (p scopePlace) take(n *node)                { p.s.unlink(n) }
+func (p scopePlace) endContext() context.Context { return p.s.teardownContext() }
+
+func (p scopePlace) check() error {
+	switch {
+	case p.end == endRemove || !p.s.ended.Load() && p.end == endNone:
+		return nil
+	case p.s.ended.Load():
+		// For Commit: whatever the session held was rolled back with its
+		// scope, and nil would claim a commit that did not happen.
+		return ErrScopeClosed
+	case p.s.netFired && !p.o.noNet:
+		return errNetFired(p.s)
+	}
+	return nil
+}
+
+// keyPlace is one key of a keyed store.
+type keyPlace struct {
+	k   *keyedStore
+	key any
+	ctx context.Context // of the caller: its values end the session
+}
+
+func (p keyPlace) lock()                       { p.k.mu.Lock() }
+func (p keyPlace) unlock()                     { p.k.mu.Unlock() }
+func (p keyPlace) get() *node                  { return p.k.m[p.key] }
+func (p keyPlace) check() error                { return nil }
+func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
+func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }
