@@ -111,12 +111,20 @@ func handWrittenByStatus(next http.Handler) http.Handler {
 	})
 }
 
-var body = []byte("ok")
+// The response bodies of the benchmark: a small API answer, and 1 MiB,
+// the default buffer limit, which the middleware still holds whole.
+var bodies = []struct {
+	name string
+	b    []byte
+}{
+	{"small", []byte("ok")},
+	{"1MiB", make([]byte, 1<<20)},
+}
 
 // BenchmarkMiddleware measures the per-request cost of the middleware in
 // Autocommit mode, calling ServeHTTP directly, against hand-written
 // middlewares that carry the same no-op session in the request's context.
-// Used=true: the handler asks for the session (scoped.Current for
+// Body=small|1MiB is the response size. Used=true: the handler asks for the session (scoped.Current for
 // scopedhttp, ctx.Value for the hand-written ones); Used=false: it does
 // not (the hand-written ones still begin eagerly, as they do).
 //
@@ -125,6 +133,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	reg := scoped.New(func(context.Context) (*benchTx, error) { return new(benchTx), nil })
 	mw := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(reg))
 
+	var body []byte
 	handler := func(used bool, get func(*http.Request) *benchTx) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if used && get(r) == nil {
@@ -162,28 +171,31 @@ func BenchmarkMiddleware(b *testing.B) {
 	base = context.WithValue(base, serverKey{"local-addr"}, "127.0.0.1:8080")
 	req := httptest.NewRequest(http.MethodPost, "/users", nil).WithContext(base)
 
-	for _, used := range []bool{true, false} {
-		for _, parallel := range []bool{false, true} {
-			for _, impl := range impls {
-				h := impl.h(used)
-				b.Run("Used="+boolName(used)+"/Parallel="+boolName(parallel)+"/Impl="+impl.name, func(b *testing.B) {
-					b.ReportAllocs()
-					if !parallel {
-						w := &benchWriter{h: http.Header{}}
-						for b.Loop() {
-							w.code = 0
-							h.ServeHTTP(w, req)
+	for _, bd := range bodies {
+		body = bd.b
+		for _, used := range []bool{true, false} {
+			for _, parallel := range []bool{false, true} {
+				for _, impl := range impls {
+					h := impl.h(used)
+					b.Run("Body="+bd.name+"/Used="+boolName(used)+"/Parallel="+boolName(parallel)+"/Impl="+impl.name, func(b *testing.B) {
+						b.ReportAllocs()
+						if !parallel {
+							w := &benchWriter{h: http.Header{}}
+							for b.Loop() {
+								w.code = 0
+								h.ServeHTTP(w, req)
+							}
+							return
 						}
-						return
-					}
-					b.RunParallel(func(pb *testing.PB) {
-						w := &benchWriter{h: http.Header{}}
-						for pb.Next() {
-							w.code = 0
-							h.ServeHTTP(w, req)
-						}
+						b.RunParallel(func(pb *testing.PB) {
+							w := &benchWriter{h: http.Header{}}
+							for pb.Next() {
+								w.code = 0
+								h.ServeHTTP(w, req)
+							}
+						})
 					})
-				})
+				}
 			}
 		}
 	}
