@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -411,4 +413,73 @@ func TestHeldBufferIsPooled(t *testing.T) {
 	if large > small {
 		t.Errorf("a 64 KiB response allocates %.1f times per request, a 2-byte one %.1f: the buffer is not pooled", large, small)
 	}
+}
+
+// A client that goes away: sessions created WithoutSafetyNet (a pinned
+// pgx connection, say) are not ended from another goroutine while the
+// handler may still use them; they are rolled back when it returns.
+func TestClientGoneLeavesWithoutSafetyNetSessionsToTheReturn(t *testing.T) {
+	var log eventLog
+	pinned := scoped.New(func(context.Context) (*outcomeTx, error) {
+		return &outcomeTx{name: "pinned", log: &log}, nil
+	}, scoped.WithoutSafetyNet())
+	started, gone := make(chan struct{}), make(chan struct{})
+	proceed := make(chan struct{})
+	openProceed := release(t, proceed)
+	h, returned := returnedSignal(scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := pinned.Current(r.Context()); err != nil {
+				t.Error(err)
+			}
+			close(started)
+			<-r.Context().Done()
+			close(gone)
+			<-proceed
+			w.WriteHeader(http.StatusCreated)
+		})))
+	ts := serve(t, h)
+	ctx, cancel := context.WithCancel(context.Background())
+	resc := make(chan response, 1)
+	go func() { resc <- do(ctx, ts, http.MethodPost, "/") }()
+	waitFor(t, started, "the handler to start")
+	cancel()
+	waitFor(t, resc, "the client to give up")
+	waitFor(t, gone, "the handler to see the client gone")
+	time.Sleep(20 * time.Millisecond) // room for a wrong early teardown to show
+	if ev := log.list(); len(ev) != 0 {
+		t.Errorf("a WithoutSafetyNet session was ended while the handler ran: %q", ev)
+	}
+	openProceed()
+	waitFor(t, returned, "the handler to return")
+	if ev := log.list(); len(ev) != 1 || ev[0] != "rollback pinned" {
+		t.Errorf("events %q, want one rollback when the handler returned", ev)
+	}
+}
+
+// 103 Early Hints goes out before the held response over HTTP/2 too.
+func TestEarlyHintsOverHTTP2(t *testing.T) {
+	fx := newFixture()
+	h, returned := returnedSignal(fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			session(t, r)
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte("created"))
+		})))
+	ts := servers[1].start(t, h)
+	var infos []int
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+		infos = append(infos, code)
+		return nil
+	}}
+	res := do(httptrace.WithClientTrace(context.Background(), trace), ts, http.MethodPost, "/")
+	waitFor(t, returned, "the handler to return")
+	if res.err != nil || res.status != http.StatusCreated || res.body != "created" {
+		t.Errorf("client got %d %q, %v", res.status, res.body, res.err)
+	}
+	if len(infos) != 1 || infos[0] != http.StatusEarlyHints {
+		t.Errorf("1xx responses %v, want [103]", infos)
+	}
+	fx.wantEnded(t, "201 over HTTP/2", 1, 0)
 }
