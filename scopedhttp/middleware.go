@@ -129,7 +129,9 @@ func (w *writer) finish() {
 		status = http.StatusOK // what net/http sends for a handler that wrote nothing
 	}
 	commit, abort := w.h.cfg.commit(status), false
-	if commit && isGRPC(w.ResponseWriter.Header()) {
+	if commit && w.scope.Err() == nil && w.scope.Len() > 0 && isGRPC(w.ResponseWriter.Header()) {
+		// Only an RPC with something to commit is looked into: one that
+		// used no session goes out as it is, whatever its protocol.
 		commit, abort = w.grpcCommit()
 	}
 	var err error

@@ -483,3 +483,18 @@ func TestEarlyHintsOverHTTP2(t *testing.T) {
 	}
 	fx.wantEnded(t, "201 over HTTP/2", 1, 0)
 }
+
+// An RPC that used no session has nothing to commit: even an unreadable
+// gRPC-Web response goes out untouched, and nothing is logged.
+func TestGRPCWithoutSessionIsLeftAlone(t *testing.T) {
+	logs := captureLog(t)
+	h := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc-web-text")
+		_, _ = w.Write([]byte("AAAA"))
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "AAAA" || logs.String() != "" {
+		t.Errorf("client got %d %q, log %q; want the handler's response untouched", rec.Code, rec.Body.String(), logs.String())
+	}
+}

@@ -64,7 +64,8 @@ func (b *held) restore(h http.Header) {
 
 func (b *held) reset() {
 	b.body = b.body[:0]
-	clear(b.vals) // drop references to the request's header values
+	clear(b.keys) // drop references to the request's header
+	clear(b.vals)
 	b.keys, b.vals = b.keys[:0], b.vals[:0]
 }
 
