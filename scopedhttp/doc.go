@@ -82,9 +82,10 @@
 // never committed: the client, if still there, gets 503 (deadline) or 500
 // saying nothing was saved.
 //
-// A limitation until the core reports who ended a scope: a handler that
-// committed its scope by hand in an automatic mode and whose request's
-// context then ended before it returned is answered as rolled back.
+// A handler that committed its scope by hand keeps its answer even if
+// the request's context ends afterwards: the middleware tells a scope the
+// safety net rolled back ([scoped.ErrScopeCancelled]) from one its
+// handler ended.
 //
 // # Panics
 //

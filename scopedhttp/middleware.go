@@ -139,14 +139,13 @@ func (w *writer) finish() {
 	switch {
 	case w.scope.Err() != nil:
 		// The scope ended before the handler returned: the handler ended
-		// it itself, or the client went away (or the deadline passed) and
-		// the safety net rolled it back.
-		// The core does not yet say which (see doc.go, "Requests that
-		// end early"): a request whose context ended is taken as rolled
-		// back by the safety net. Remove waits until a teardown still
-		// running on the net's goroutine has finished.
+		// it itself (its response stands), or the client went away (or
+		// the deadline passed) and the safety net rolled it back, which
+		// Err says with ErrScopeCancelled. Remove waits until a teardown
+		// still running on the net's goroutine has finished.
+		cancelled := errors.Is(w.scope.Err(), scoped.ErrScopeCancelled)
 		_ = w.scope.Remove()
-		if commit && ctx.Err() != nil {
+		if commit && cancelled {
 			err = notSaved(ctx)
 		}
 	case !commit:
@@ -185,7 +184,7 @@ func (w *writer) finish() {
 // safety net pre-empted (the request's context ended between the check
 // and the commit) rolled back: nothing was saved.
 func commitError(ctx context.Context, err error) error {
-	if errors.Is(err, scoped.ErrScopeClosed) && ctx.Err() != nil {
+	if errors.Is(err, scoped.ErrScopeCancelled) || errors.Is(err, scoped.ErrScopeClosed) && ctx.Err() != nil {
 		return notSaved(ctx)
 	}
 	if committed(err) {
