@@ -1,10 +1,11 @@
 module github.com/go-scoped/scoped/scopedriver
 
-go 1.24.0
+go 1.25.0
 
 require (
 	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
-	github.com/jackc/pgx/v5 v5.7.6
+	github.com/go-scoped/scoped/scopedpgx v0.0.0-00010101000000-000000000000
+	github.com/jackc/pgx/v5 v5.9.1
 	github.com/riverqueue/river v0.25.0
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.25.0
 	github.com/riverqueue/river/rivertype v0.25.0
@@ -24,10 +25,11 @@ require (
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.1 // indirect
 	github.com/tidwall/sjson v1.2.5 // indirect
-	golang.org/x/crypto v0.37.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/text v0.29.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace github.com/go-scoped/scoped => ../
+
+replace github.com/go-scoped/scoped/scopedpgx => ../scopedpgx
