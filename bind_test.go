@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 func TestBindFindsEachSessionTypeInItsOwnSlot(t *testing.T) {
@@ -56,7 +57,7 @@ func TestBindOfSameTypeReplacesForDerivedContext(t *testing.T) {
 }
 
 func TestScopedSessionsOfSameTypeNeverShareASession(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var calls1, calls2 atomic.Int64
 	users := txSession(rec, "users", &calls1)
 	billing := txSession(rec, "billing", &calls2)
@@ -75,7 +76,7 @@ func TestScopedSessionsOfSameTypeNeverShareASession(t *testing.T) {
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"rollback billing", "rollback users"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"rollback billing", "rollback users"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 func TestCurrentCallsFactoryOncePerScopeUnderContention(t *testing.T) {
@@ -219,7 +220,7 @@ func TestConcurrentRemoveTearsDownOnce(t *testing.T) {
 		}()
 	}
 	close(start)
-	waitFor(t, inRollback, "teardown start")
+	testkit.WaitFor(t, inRollback, "teardown start")
 	// Give the other removers the chance to arrive while the teardown is
 	// held (they must wait for it); the test does not depend on it.
 	for range 1000 {
@@ -251,7 +252,7 @@ func TestWaiterReturnsWhenItsContextIsDone(t *testing.T) {
 		_, err := r.Current(ctx)
 		creator <- err
 	}()
-	waitFor(t, started, "factory start")
+	testkit.WaitFor(t, started, "factory start")
 
 	// A caller whose context is already done does not wait.
 	cctx, cancel := context.WithCancelCause(ctx)
@@ -268,14 +269,14 @@ func TestWaiterReturnsWhenItsContextIsDone(t *testing.T) {
 		_, err := r.Current(wctx)
 		waiter <- err
 	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
+	testkit.WaitFor(t, wctx.waiting, "second caller waiting")
 	cancel2()
-	if err := waitFor(t, waiter, "waiter to give up"); !errors.Is(err, context.Canceled) {
+	if err := testkit.WaitFor(t, waiter, "waiter to give up"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("waiter = %v, want context.Canceled", err)
 	}
 
 	close(release)
-	if err := waitFor(t, creator, "creator"); err != nil {
+	if err := testkit.WaitFor(t, creator, "creator"); err != nil {
 		t.Fatalf("creator: %v", err)
 	}
 	if err := scope.Remove(); err != nil {
@@ -290,7 +291,7 @@ func TestRemoveWhileFactoryRunsEndsLateSession(t *testing.T) {
 	baseline := scoped.LiveScopes()
 	started := make(chan struct{})
 	release := make(chan struct{})
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var created *fakeTx
 	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		close(started)
@@ -309,14 +310,14 @@ func TestRemoveWhileFactoryRunsEndsLateSession(t *testing.T) {
 		s, err := r.Current(ctx)
 		creator <- result{s, err}
 	}()
-	waitFor(t, started, "factory start")
+	testkit.WaitFor(t, started, "factory start")
 	wctx := newWaitCtx(ctx)
 	waiter := make(chan error, 1)
 	go func() {
 		_, err := r.Current(wctx)
 		waiter <- err
 	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
+	testkit.WaitFor(t, wctx.waiting, "second caller waiting")
 
 	if err := scope.Remove(); err != nil {
 		t.Fatalf("Remove with a creation in flight = %v", err)
@@ -326,14 +327,14 @@ func TestRemoveWhileFactoryRunsEndsLateSession(t *testing.T) {
 	}
 	close(release)
 
-	res := waitFor(t, creator, "creator")
+	res := testkit.WaitFor(t, creator, "creator")
 	if !errors.Is(res.err, scoped.ErrScopeClosed) || res.s != nil {
 		t.Fatalf("Current whose scope ended while the factory ran = %v, %v; want nil, ErrScopeClosed", res.s, res.err)
 	}
-	if err := waitFor(t, waiter, "waiter"); !errors.Is(err, scoped.ErrScopeClosed) {
+	if err := testkit.WaitFor(t, waiter, "waiter"); !errors.Is(err, scoped.ErrScopeClosed) {
 		t.Fatalf("waiter = %v, want ErrScopeClosed", err)
 	}
-	if ev := rec.list(); !equal(ev, []string{"rollback late"}) {
+	if ev := rec.List(); !equal(ev, []string{"rollback late"}) {
 		t.Fatalf("events = %v, want the late session rolled back once", ev)
 	}
 	if r.Has(ctx) {

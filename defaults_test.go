@@ -8,16 +8,17 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // fakePlainTx has the database/sql shape, Commit() and Rollback().
 type fakePlainTx struct {
-	rec  *recorder
+	rec  *testkit.Log
 	done bool
 }
 
 func (t *fakePlainTx) Commit() error {
-	t.rec.add("commit")
+	t.rec.Add("commit")
 	if t.done {
 		return sql.ErrTxDone
 	}
@@ -26,7 +27,7 @@ func (t *fakePlainTx) Commit() error {
 }
 
 func (t *fakePlainTx) Rollback() error {
-	t.rec.add("rollback")
+	t.rec.Add("rollback")
 	if t.done {
 		return sql.ErrTxDone
 	}
@@ -35,14 +36,14 @@ func (t *fakePlainTx) Rollback() error {
 }
 
 // fakePooled goes back to its pool with Release, like *pgxpool.Conn.
-type fakePooled struct{ rec *recorder }
+type fakePooled struct{ rec *testkit.Log }
 
-func (c *fakePooled) Release() { c.rec.add("release") }
+func (c *fakePooled) Release() { c.rec.Add("release") }
 
 // gormDB has no method to end it, like *gorm.DB.
 type gormDB struct {
 	name string
-	rec  *recorder
+	rec  *testkit.Log
 }
 
 func TestDefaultTeardownPgxStyle(t *testing.T) {
@@ -83,7 +84,7 @@ func TestDefaultTeardownPgxStyle(t *testing.T) {
 }
 
 func TestDefaultTeardownCloserReleaserAndPlainTx(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	closer := connSession(rec, "conn", nil)
 	releaser := scoped.New(func(ctx context.Context) (*fakePooled, error) { return &fakePooled{rec: rec}, nil })
 	plain := scoped.New(func(ctx context.Context) (*fakePlainTx, error) { return &fakePlainTx{rec: rec}, nil })
@@ -95,11 +96,11 @@ func TestDefaultTeardownCloserReleaserAndPlainTx(t *testing.T) {
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"rollback", "release", "close conn"}; !equal(rec.list(), want) {
-		t.Fatalf("Remove: %v, want %v", rec.list(), want)
+	if want := []string{"rollback", "release", "close conn"}; !equal(rec.List(), want) {
+		t.Fatalf("Remove: %v, want %v", rec.List(), want)
 	}
 
-	rec.events = nil
+	rec.Reset()
 	ctx, scope = scoped.Begin(context.Background())
 	mustCurrent(t, closer, ctx)
 	mustCurrent(t, releaser, ctx)
@@ -107,12 +108,12 @@ func TestDefaultTeardownCloserReleaserAndPlainTx(t *testing.T) {
 	if err := scope.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"commit", "release", "close conn"}; !equal(rec.list(), want) {
-		t.Fatalf("Commit: %v, want %v", rec.list(), want)
+	if want := []string{"commit", "release", "close conn"}; !equal(rec.List(), want) {
+		t.Fatalf("Commit: %v, want %v", rec.List(), want)
 	}
 
 	// A transaction its user already ended by hand is not an error.
-	rec.events = nil
+	rec.Reset()
 	ctx, scope = scoped.Begin(context.Background())
 	tx := mustCurrent(t, plain, ctx)
 	if err := tx.Commit(); err != nil {
@@ -127,13 +128,13 @@ func TestDefaultTeardownCloserReleaserAndPlainTx(t *testing.T) {
 }
 
 func TestOptionsGiveTeardownToTypesWithoutOne(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := scoped.New(func(ctx context.Context) (*gormDB, error) {
 		return &gormDB{name: "gorm", rec: rec}, nil
 	},
-		scoped.WithCommit(func(ctx context.Context, db *gormDB) error { db.rec.add("commit %s", db.name); return nil }),
-		scoped.WithRollback(func(ctx context.Context, db *gormDB) error { db.rec.add("rollback %s", db.name); return nil }),
-		scoped.WithClose(func(ctx context.Context, db *gormDB) error { db.rec.add("close %s", db.name); return nil }),
+		scoped.WithCommit(func(ctx context.Context, db *gormDB) error { db.rec.Add("commit %s", db.name); return nil }),
+		scoped.WithRollback(func(ctx context.Context, db *gormDB) error { db.rec.Add("rollback %s", db.name); return nil }),
+		scoped.WithClose(func(ctx context.Context, db *gormDB) error { db.rec.Add("close %s", db.name); return nil }),
 	)
 	ctx, scope := scoped.Begin(context.Background())
 	mustCurrent(t, r, ctx)
@@ -146,26 +147,26 @@ func TestOptionsGiveTeardownToTypesWithoutOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"rollback gorm", "close gorm", "commit gorm", "close gorm"}
-	if !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 }
 
 func TestOptionsOverrideDetectedTeardown(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		return &fakeTx{name: "tx", rec: rec}, nil
 	},
 		scoped.WithCommit[*fakeTx](nil), // not committable: Scope.Commit rolls it back
-		scoped.WithRollback(func(ctx context.Context, tx *fakeTx) error { rec.add("custom rollback"); return nil }),
+		scoped.WithRollback(func(ctx context.Context, tx *fakeTx) error { rec.Add("custom rollback"); return nil }),
 	)
 	ctx, scope := scoped.Begin(context.Background())
 	tx := mustCurrent(t, r, ctx)
 	if err := scope.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"custom rollback"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"custom rollback"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 	if tx.commits.Load() != 0 || tx.rollbacks.Load() != 0 {
 		t.Fatal("the detected methods ran despite the options")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 type valueKey struct{}
@@ -78,7 +79,7 @@ func TestFactoryPanicRepanicsAndLeavesNothingRegistered(t *testing.T) {
 		defer func() { panicked <- recover() }()
 		_, _ = r.Current(ctx)
 	}()
-	waitFor(t, started, "factory start")
+	testkit.WaitFor(t, started, "factory start")
 
 	// A second caller waits for the creation in flight.
 	wctx := newWaitCtx(ctx)
@@ -87,14 +88,14 @@ func TestFactoryPanicRepanicsAndLeavesNothingRegistered(t *testing.T) {
 		_, err := r.Current(wctx)
 		waiterErr <- err
 	}()
-	waitFor(t, wctx.waiting, "second caller waiting")
+	testkit.WaitFor(t, wctx.waiting, "second caller waiting")
 	close(release)
 
-	p := waitFor(t, panicked, "panic")
+	p := testkit.WaitFor(t, panicked, "panic")
 	if b, ok := p.(boom); !ok || b.msg != "factory exploded" {
 		t.Fatalf("the caller that ran the factory recovered %#v, want the factory's panic value", p)
 	}
-	if err := waitFor(t, waiterErr, "waiter"); !errors.Is(err, scoped.ErrFactoryPanicked) {
+	if err := testkit.WaitFor(t, waiterErr, "waiter"); !errors.Is(err, scoped.ErrFactoryPanicked) {
 		t.Fatalf("waiter got %v, want ErrFactoryPanicked", err)
 	}
 	if r.Has(ctx) {
@@ -145,7 +146,7 @@ func TestFactoryContextHasScopeValuesAndBeginCancellation(t *testing.T) {
 		t.Fatalf("cancelling the context given to Current cancelled the factory context: %v", err)
 	}
 	cancel()
-	waitFor(t, fctx.Done(), "factory context done after the Begin context was cancelled")
+	testkit.WaitFor(t, fctx.Done(), "factory context done after the Begin context was cancelled")
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
 	}

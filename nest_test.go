@@ -9,13 +9,14 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // nestTx is a pgx-style transaction whose Begin starts a nested one (a
 // savepoint), named after its parent.
 type nestTx struct {
 	name               string
-	rec                *recorder
+	rec                *testkit.Log
 	kids               *atomic.Int64
 	commitErr          error
 	commits, rollbacks atomic.Int32
@@ -23,25 +24,25 @@ type nestTx struct {
 
 func (t *nestTx) Begin(context.Context) (*nestTx, error) {
 	c := &nestTx{name: fmt.Sprintf("%s/%d", t.name, t.kids.Add(1)), rec: t.rec, kids: t.kids}
-	t.rec.add("begin %s", c.name)
+	t.rec.Add("begin %s", c.name)
 	return c, nil
 }
 
 func (t *nestTx) Commit(context.Context) error {
 	t.commits.Add(1)
-	t.rec.add("commit %s", t.name)
+	t.rec.Add("commit %s", t.name)
 	return t.commitErr
 }
 
 func (t *nestTx) Rollback(context.Context) error {
 	t.rollbacks.Add(1)
-	t.rec.add("rollback %s", t.name)
+	t.rec.Add("rollback %s", t.name)
 	return nil
 }
 
-func nestSession(rec *recorder, opts ...scoped.Option) *scoped.ScopedSession[*nestTx] {
+func nestSession(rec *testkit.Log, opts ...scoped.Option) *scoped.ScopedSession[*nestTx] {
 	return scoped.New(func(context.Context) (*nestTx, error) {
-		rec.add("begin tx")
+		rec.Add("begin tx")
 		return &nestTx{name: "tx", rec: rec, kids: new(atomic.Int64)}, nil
 	}, append([]scoped.Option{scoped.WithTeardownErrorHook(nil)}, opts...)...)
 }
@@ -50,7 +51,7 @@ func nestSession(rec *recorder, opts ...scoped.Option) *scoped.ScopedSession[*ne
 // caller's transaction, released when fn succeeds and rolled back alone
 // when it fails; only the outermost unit commits.
 func TestRunNestsAsSavepoints(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	errInner := errors.New("inner failed")
 	err := scoped.Run(context.Background(), func(ctx context.Context) error {
@@ -77,7 +78,7 @@ func TestRunNestsAsSavepoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"begin tx", "begin tx/1", "commit tx/1", "begin tx/2", "rollback tx/2", "commit tx"}
-	if got := rec.list(); !equal(got, want) {
+	if got := rec.List(); !equal(got, want) {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 	if st := txs.Stats(); st.Created != 1 || st.Committed != 1 || st.Live != 0 {
@@ -88,7 +89,7 @@ func TestRunNestsAsSavepoints(t *testing.T) {
 // The outer rollback undoes a committed inner unit too: the inner commit
 // was a release, not a commit.
 func TestOuterRollbackUndoesReleasedInnerUnit(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	errOuter := errors.New("outer failed")
 	err := scoped.Run(context.Background(), func(ctx context.Context) error {
@@ -101,7 +102,7 @@ func TestOuterRollbackUndoesReleasedInnerUnit(t *testing.T) {
 		t.Fatalf("Run: %v, want the outer error", err)
 	}
 	want := []string{"begin tx", "begin tx/1", "commit tx/1", "rollback tx"}
-	if got := rec.list(); !equal(got, want) {
+	if got := rec.List(); !equal(got, want) {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 }
@@ -109,7 +110,7 @@ func TestOuterRollbackUndoesReleasedInnerUnit(t *testing.T) {
 // Two child units open at once on one transaction get ErrNestedBusy
 // instead of interleaving savepoints; one after the other is fine.
 func TestConcurrentChildUnitsOnOneTransactionAreRefused(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	ctx, scope := scoped.Begin(context.Background())
 	defer scope.Remove()
@@ -133,7 +134,7 @@ func TestConcurrentChildUnitsOnOneTransactionAreRefused(t *testing.T) {
 
 // Concurrent first calls inside one child run the nesting once.
 func TestChildCurrentUnderContentionNestsOnce(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	ctx, scope := scoped.Begin(context.Background())
 	defer scope.Remove()
@@ -153,8 +154,8 @@ func TestChildCurrentUnderContentionNestsOnce(t *testing.T) {
 	if err := child.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"begin tx", "begin tx/1", "rollback tx/1"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"begin tx", "begin tx/1", "rollback tx/1"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 }
 
@@ -182,7 +183,7 @@ func TestChildReleaseFailureIsReported(t *testing.T) {
 // Independent runs a unit of work of its own inside a scope: its own
 // session, committed when it returns, whatever the caller does later.
 func TestIndependentRunHasItsOwnSession(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	var outer, audit *nestTx
 	_ = scoped.Run(context.Background(), func(ctx context.Context) error {

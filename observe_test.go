@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // eventLog collects what an event hook receives.
@@ -48,7 +49,7 @@ func TestEventHookSeesEveryStep(t *testing.T) {
 		if fail {
 			return nil, errors.New("no connection")
 		}
-		return &nestTx{name: "tx", rec: &recorder{}, kids: new(atomic.Int64)}, nil
+		return &nestTx{name: "tx", rec: &testkit.Log{}, kids: new(atomic.Int64)}, nil
 	}, scoped.WithEventHook(log.hook), scoped.WithTeardownErrorHook(nil))
 
 	// created, nested created/committed (released), committed

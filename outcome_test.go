@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // The error of a commit says what it means for the work, so that a caller
@@ -94,7 +95,7 @@ func TestScopedSessionCommitOnEndedScopeIsErrScopeClosed(t *testing.T) {
 				}
 			} else {
 				m.cancel()
-				eventually(t, "the safety net", func() bool { return scope.Err() != nil })
+				testkit.Eventually(t, "the safety net", func() bool { return scope.Err() != nil })
 				_ = scope.Remove() // wait for its teardown to finish
 			}
 			if err := r.Commit(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
@@ -119,7 +120,7 @@ func TestScopeErrTellsTheSafetyNetFromTheOwner(t *testing.T) {
 	ctx, scope := scoped.Begin(m)
 	mustCurrent(t, r, ctx)
 	m.cancel()
-	eventually(t, "the safety net", func() bool { return scope.Err() != nil })
+	testkit.Eventually(t, "the safety net", func() bool { return scope.Err() != nil })
 	if err := scope.Err(); !errors.Is(err, scoped.ErrScopeClosed) || !errors.Is(err, scoped.ErrScopeCancelled) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Err after the net: %v, want ErrScopeClosed, ErrScopeCancelled and the cause", err)
 	}

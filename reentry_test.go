@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // A factory that asks for its own session, directly or through another
@@ -23,7 +24,7 @@ func TestFactoryAskingForItsOwnSessionIsErrReentrant(t *testing.T) {
 		defer scope.Remove()
 		done := make(chan error, 1)
 		go func() { _, err := self.Current(ctx); done <- err }()
-		if err := waitFor(t, done, "Current"); err != nil {
+		if err := testkit.WaitFor(t, done, "Current"); err != nil {
 			t.Fatalf("outer Current: %v", err)
 		}
 		if !errors.Is(inner, scoped.ErrReentrant) {
@@ -47,7 +48,7 @@ func TestFactoryAskingForItsOwnSessionIsErrReentrant(t *testing.T) {
 		defer scope.Remove()
 		done := make(chan error, 1)
 		go func() { _, err := a.Current(ctx); done <- err }()
-		if err := waitFor(t, done, "Current"); err != nil {
+		if err := testkit.WaitFor(t, done, "Current"); err != nil {
 			t.Fatalf("outer Current: %v", err)
 		}
 		if !errors.Is(inner, scoped.ErrReentrant) {
@@ -66,7 +67,7 @@ func TestFactoryAskingForItsOwnSessionIsErrReentrant(t *testing.T) {
 		ctx := context.WithValue(context.Background(), tenant{}, "t1")
 		done := make(chan error, 1)
 		go func() { _, err := self.Current(ctx); done <- err }()
-		if err := waitFor(t, done, "Current"); err != nil {
+		if err := testkit.WaitFor(t, done, "Current"); err != nil {
 			t.Fatalf("outer Current: %v", err)
 		}
 		if !errors.Is(inner, scoped.ErrReentrant) {
@@ -89,13 +90,13 @@ func TestOtherCallersStillWaitForACreationInFlight(t *testing.T) {
 	defer scope.Remove()
 	first := make(chan *fakeTx, 1)
 	go func() { s, _ := r.Current(ctx); first <- s }()
-	waitFor(t, started, "the factory")
+	testkit.WaitFor(t, started, "the factory")
 	w := newWaitCtx(ctx)
 	second := make(chan *fakeTx, 1)
 	go func() { s, _ := r.Current(w); second <- s }()
-	waitFor(t, w.waiting, "the second caller waiting")
+	testkit.WaitFor(t, w.waiting, "the second caller waiting")
 	close(release)
-	if a, b := waitFor(t, first, "first"), waitFor(t, second, "second"); a == nil || a != b {
+	if a, b := testkit.WaitFor(t, first, "first"), testkit.WaitFor(t, second, "second"); a == nil || a != b {
 		t.Fatalf("callers got %p and %p, want the same session", a, b)
 	}
 }
@@ -123,7 +124,7 @@ func TestTeardownEndingItsOwnScopeIsErrReentrant(t *testing.T) {
 			mustCurrent(t, r, ctx)
 			done := make(chan error, 1)
 			go func() { done <- scope.Remove() }()
-			if err := waitFor(t, done, "Remove"); err != nil {
+			if err := testkit.WaitFor(t, done, "Remove"); err != nil {
 				t.Fatalf("Remove: %v", err)
 			}
 			if !errors.Is(inner, scoped.ErrReentrant) {

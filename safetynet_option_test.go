@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // The safety net never ends a session created WithoutSafetyNet: a
@@ -39,7 +40,7 @@ func TestSafetyNetEndsOnlySessionsThatAllowIt(t *testing.T) {
 			})
 			defer scoped.SetNetFiredHook(nil)
 			m.cancel()
-			waitFor(t, fired, "the safety net")
+			testkit.WaitFor(t, fired, "the safety net")
 			if a.rollbacks.Load() != 1 || b.rollbacks.Load() != 0 {
 				t.Fatalf("after cancel: guarded rolled back %d times, unguarded %d; want 1 and 0",
 					a.rollbacks.Load(), b.rollbacks.Load())

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // manualCtx is a cancellable context that counts the callbacks registered
@@ -90,11 +91,11 @@ func TestSafetyNetRemovesCancelledScope(t *testing.T) {
 	tx := mustCurrent(t, r, ctx)
 
 	cancel() // and no Remove
-	waitFor(t, rolledBack, "rollback by the safety net")
-	if err := waitFor(t, hookErr, "hook call by the safety net"); !errors.Is(err, errRollback) {
+	testkit.WaitFor(t, rolledBack, "rollback by the safety net")
+	if err := testkit.WaitFor(t, hookErr, "hook call by the safety net"); !errors.Is(err, errRollback) {
 		t.Fatalf("hook got %v, want the safety net's teardown error", err)
 	}
-	eventually(t, "LiveScopes back to its value before Begin", func() bool {
+	testkit.Eventually(t, "LiveScopes back to its value before Begin", func() bool {
 		return scoped.LiveScopes() == baseline
 	})
 	if _, err := r.Current(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
@@ -157,7 +158,7 @@ func TestSafetyNetRegistersOnlyForScopesHoldingASession(t *testing.T) {
 func TestSafetyNetFiresOnceAndRemoveWaitsForIt(t *testing.T) {
 	baseline := scoped.LiveScopes()
 	var calls atomic.Int64
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := txSession(rec, "A", &calls)
 	m := newManualCtx(context.Background())
 	ctx, scope := scoped.Begin(m)
@@ -202,7 +203,7 @@ func TestCommitAfterScopeEndedReportsNothingCommitted(t *testing.T) {
 	ctx, scope = scoped.Begin(m)
 	tx = mustCurrent(t, r, ctx)
 	m.cancel()
-	eventually(t, "safety net", func() bool { return tx.rollbacks.Load() == 1 })
+	testkit.Eventually(t, "safety net", func() bool { return tx.rollbacks.Load() == 1 })
 	if err := scope.Commit(); !errors.Is(err, scoped.ErrScopeClosed) {
 		t.Errorf("Commit after the safety net rolled back = %v, want ErrScopeClosed", err)
 	}

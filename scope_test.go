@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // A child scope joins its parent's session: a type that cannot nest
@@ -14,7 +15,7 @@ import (
 // owner, never by the child.
 func TestChildScopeSharesASessionThatCannotNest(t *testing.T) {
 	var calls atomic.Int64
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := txSession(rec, "A", &calls)
 	ctx, parent := scoped.Begin(context.Background())
 	defer parent.Remove()
@@ -45,7 +46,7 @@ func TestChildScopeSharesASessionThatCannotNest(t *testing.T) {
 
 func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 	baseline := scoped.LiveScopes()
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	ctx, parent := scoped.Begin(context.Background())
 	c1, child1 := scoped.Begin(ctx)
@@ -60,7 +61,7 @@ func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"begin tx", "begin tx/1", "begin tx/1/2", "rollback tx/1/2", "rollback tx/1", "rollback tx"}
-	if ev := rec.list(); !equal(ev, want) {
+	if ev := rec.List(); !equal(ev, want) {
 		t.Fatalf("events %v, want %v: children end before their parent", ev, want)
 	}
 	for _, s := range []*scoped.Scope{child1, child2, grandchild} {
@@ -77,8 +78,8 @@ func TestParentRemoveEndsOpenChildrenFirst(t *testing.T) {
 	if n := scoped.LiveScopes(); n != baseline {
 		t.Fatalf("LiveScopes = %d, want %d", n, baseline)
 	}
-	if len(rec.list()) != len(want) {
-		t.Fatalf("a session ended twice: %v", rec.list())
+	if len(rec.List()) != len(want) {
+		t.Fatalf("a session ended twice: %v", rec.List())
 	}
 }
 
@@ -111,7 +112,7 @@ func TestBeginUnderEndedParentIsBornEnded(t *testing.T) {
 // A child whose own context is cancelled (a per-step timeout) rolls back
 // its part of the parent's transaction at once; the parent stays.
 func TestCancelledChildScopeEndsAloneParentStays(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	txs := nestSession(rec)
 	ctx, parent := scoped.Begin(context.Background())
 	defer parent.Remove()
@@ -121,7 +122,7 @@ func TestCancelledChildScopeEndsAloneParentStays(t *testing.T) {
 	childCtx, child := scoped.Begin(narrow)
 	c := mustCurrent(t, txs, childCtx)
 	cancel()
-	eventually(t, "child safety net", func() bool { return c.rollbacks.Load() == 1 })
+	testkit.Eventually(t, "child safety net", func() bool { return c.rollbacks.Load() == 1 })
 	if err := child.Remove(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
@@ -27,36 +27,14 @@ func TestMain(m *testing.M) {
 
 // bound is how long a test waits for something that must happen before it
 // fails instead of hanging. It is never a timing assertion.
-const bound = 10 * time.Second
-
-// recorder logs teardown events ("commit a", "rollback b", "close c") in
-// the order they happen.
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) add(format string, args ...any) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) list() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
-}
+const bound = testkit.Bound
 
 // fakeTx is a pgx-style transaction: Commit(ctx) and Rollback(ctx).
 type fakeTx struct {
 	name string
 	id   int64
 	tag  any // a context value the factory saw
-	rec  *recorder
+	rec  *testkit.Log
 
 	commitErr, rollbackErr error
 	rollbackPanic          any
@@ -67,13 +45,13 @@ type fakeTx struct {
 
 func (t *fakeTx) Commit(ctx context.Context) error {
 	t.commits.Add(1)
-	t.rec.add("commit %s", t.name)
+	t.rec.Add("commit %s", t.name)
 	return t.commitErr
 }
 
 func (t *fakeTx) Rollback(ctx context.Context) error {
 	t.rollbacks.Add(1)
-	t.rec.add("rollback %s", t.name)
+	t.rec.Add("rollback %s", t.name)
 	if t.onRollback != nil {
 		t.onRollback(ctx)
 	}
@@ -86,20 +64,20 @@ func (t *fakeTx) Rollback(ctx context.Context) error {
 // fakeConn is an io.Closer.
 type fakeConn struct {
 	name     string
-	rec      *recorder
+	rec      *testkit.Log
 	closeErr error
 	closes   atomic.Int32
 }
 
 func (c *fakeConn) Close() error {
 	c.closes.Add(1)
-	c.rec.add("close %s", c.name)
+	c.rec.Add("close %s", c.name)
 	return c.closeErr
 }
 
 // txSession returns a ScopedSession of fakeTx named name whose factory
 // counts its calls in calls.
-func txSession(rec *recorder, name string, calls *atomic.Int64, opts ...scoped.Option) *scoped.ScopedSession[*fakeTx] {
+func txSession(rec *testkit.Log, name string, calls *atomic.Int64, opts ...scoped.Option) *scoped.ScopedSession[*fakeTx] {
 	opts = append([]scoped.Option{scoped.WithName(name), scoped.WithTeardownErrorHook(nil)}, opts...)
 	return scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		id := calls.Add(1)
@@ -107,28 +85,10 @@ func txSession(rec *recorder, name string, calls *atomic.Int64, opts ...scoped.O
 	}, opts...)
 }
 
-func connSession(rec *recorder, name string, closeErr error) *scoped.ScopedSession[*fakeConn] {
+func connSession(rec *testkit.Log, name string, closeErr error) *scoped.ScopedSession[*fakeConn] {
 	return scoped.New(func(ctx context.Context) (*fakeConn, error) {
 		return &fakeConn{name: name, rec: rec, closeErr: closeErr}, nil
 	}, scoped.WithName(name), scoped.WithTeardownErrorHook(nil))
-}
-
-// errSink collects what a teardown error hook receives.
-type errSink struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (s *errSink) hook(_ context.Context, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.errs = append(s.errs, err)
-}
-
-func (s *errSink) list() []error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]error(nil), s.errs...)
 }
 
 // waitCtx wraps a context and reports, once, that a caller has started
@@ -153,31 +113,6 @@ func (c *waitCtx) Done() <-chan struct{} {
 		}
 	})
 	return c.Context.Done()
-}
-
-// waitFor fails the test if ch is not closed (or sent on) within bound.
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(bound):
-		t.Fatalf("%s did not happen within %v", what, bound)
-		var zero T
-		return zero
-	}
-}
-
-// eventually polls cond until it holds, failing after bound.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, bound)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func equal(a, b []string) bool {
@@ -234,7 +169,7 @@ func TestCurrentReturnsSameSessionWithinScope(t *testing.T) {
 func TestUnusedScopeCallsNoFactoryAndNoTeardown(t *testing.T) {
 	baseline := scoped.LiveScopes()
 	var calls atomic.Int64
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := txSession(rec, "users", &calls)
 	ctx, scope := scoped.Begin(context.Background())
 	if r.Has(ctx) {
@@ -249,7 +184,7 @@ func TestUnusedScopeCallsNoFactoryAndNoTeardown(t *testing.T) {
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("factory called %d times in a scope that never asked", n)
 	}
-	if ev := rec.list(); len(ev) != 0 {
+	if ev := rec.List(); len(ev) != 0 {
 		t.Fatalf("teardown ran in a scope without sessions: %v", ev)
 	}
 	if st := r.Stats(); st != (scoped.Stats{}) {
@@ -314,7 +249,7 @@ func TestCurrentOutsideScopeIsErrNoScope(t *testing.T) {
 }
 
 func TestScopedSessionRemoveEndsOnlyThatSession(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var callsA, callsB atomic.Int64
 	a := txSession(rec, "A", &callsA)
 	b := txSession(rec, "B", &callsB)
@@ -344,8 +279,8 @@ func TestScopedSessionRemoveEndsOnlyThatSession(t *testing.T) {
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"rollback A", "rollback A", "rollback B"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"rollback A", "rollback A", "rollback B"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 	if a1.rollbacks.Load() != 1 || a2.rollbacks.Load() != 1 {
 		t.Fatal("a session was ended twice")
@@ -353,7 +288,7 @@ func TestScopedSessionRemoveEndsOnlyThatSession(t *testing.T) {
 }
 
 func TestScopedSessionCommitCommitsThatSession(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var callsA, callsB atomic.Int64
 	a := txSession(rec, "A", &callsA)
 	b := txSession(rec, "B", &callsB)
@@ -369,8 +304,8 @@ func TestScopedSessionCommitCommitsThatSession(t *testing.T) {
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"commit A", "rollback B"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"commit A", "rollback B"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
 	if st := a.Stats(); st.Committed != 1 || st.Live != 0 {
 		t.Fatalf("Stats = %+v", st)

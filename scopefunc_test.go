@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 type tenantKey struct{}
@@ -18,7 +19,7 @@ func withTenant(ctx context.Context, tenant string) context.Context {
 }
 
 // tenantSession keys its sessions on the tenant in the context.
-func tenantSession(rec *recorder, calls *atomic.Int64) *scoped.ScopedSession[*fakeTx] {
+func tenantSession(rec *testkit.Log, calls *atomic.Int64) *scoped.ScopedSession[*fakeTx] {
 	return scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		id := calls.Add(1)
 		tenant, _ := ctx.Value(tenantKey{}).(string)
@@ -28,7 +29,7 @@ func tenantSession(rec *recorder, calls *atomic.Int64) *scoped.ScopedSession[*fa
 
 func TestContextValueKeyIsSharedAcrossScopesAndOutlivesThem(t *testing.T) {
 	var calls atomic.Int64
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := tenantSession(rec, &calls)
 	defer r.Close()
 
@@ -91,7 +92,7 @@ func TestContextValueKeyIsSharedAcrossScopesAndOutlivesThem(t *testing.T) {
 
 func TestCloseEndsKeyedSessionsNewestFirst(t *testing.T) {
 	var calls atomic.Int64
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	r := tenantSession(rec, &calls)
 	for _, tenant := range []string{"a", "b", "c"} {
 		mustCurrent(t, r, withTenant(context.Background(), tenant))
@@ -99,8 +100,8 @@ func TestCloseEndsKeyedSessionsNewestFirst(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"rollback c", "rollback b", "rollback a"}; !equal(rec.list(), want) {
-		t.Fatalf("Close ended %v, want %v", rec.list(), want)
+	if want := []string{"rollback c", "rollback b", "rollback a"}; !equal(rec.List(), want) {
+		t.Fatalf("Close ended %v, want %v", rec.List(), want)
 	}
 	if _, err := r.Current(withTenant(context.Background(), "a")); !errors.Is(err, scoped.ErrClosed) {
 		t.Fatalf("Current after Close = %v, want ErrClosed", err)
@@ -108,8 +109,8 @@ func TestCloseEndsKeyedSessionsNewestFirst(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatalf("second Close = %v", err)
 	}
-	if len(rec.list()) != 3 {
-		t.Fatalf("second Close ended sessions again: %v", rec.list())
+	if len(rec.List()) != 3 {
+		t.Fatalf("second Close ended sessions again: %v", rec.List())
 	}
 	if st := r.Stats(); st.Live != 0 || st.RolledBack != 3 {
 		t.Fatalf("Stats = %+v", st)
@@ -119,11 +120,11 @@ func TestCloseEndsKeyedSessionsNewestFirst(t *testing.T) {
 func TestCloseJoinsKeyedTeardownErrors(t *testing.T) {
 	errA := errors.New("a failed")
 	errB := errors.New("b failed")
-	sink := &errSink{}
+	sink := &testkit.Errors{}
 	r := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		tenant := ctx.Value(tenantKey{}).(string)
 		return &fakeTx{name: tenant, rollbackErr: map[string]error{"a": errA, "b": errB}[tenant]}, nil
-	}, scoped.WithScopeFunc(scoped.ContextValue(tenantKey{})), scoped.WithTeardownErrorHook(sink.hook))
+	}, scoped.WithScopeFunc(scoped.ContextValue(tenantKey{})), scoped.WithTeardownErrorHook(sink.Hook))
 	var txs []*fakeTx
 	for _, tenant := range []string{"a", "b", "c"} {
 		txs = append(txs, mustCurrent(t, r, withTenant(context.Background(), tenant)))
@@ -137,7 +138,7 @@ func TestCloseJoinsKeyedTeardownErrors(t *testing.T) {
 			t.Fatalf("%s rolled back %d times", tx.name, tx.rollbacks.Load())
 		}
 	}
-	if n := len(sink.list()); n != 2 {
+	if n := len(sink.List()); n != 2 {
 		t.Fatalf("hook called %d times, want 2", n)
 	}
 }
@@ -158,12 +159,12 @@ func TestCloseWhileKeyedFactoryRunsEndsLateSession(t *testing.T) {
 		_, err := r.Current(ctx)
 		res <- err
 	}()
-	waitFor(t, started, "factory start")
+	testkit.WaitFor(t, started, "factory start")
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	if err := waitFor(t, res, "creator"); !errors.Is(err, scoped.ErrClosed) {
+	if err := testkit.WaitFor(t, res, "creator"); !errors.Is(err, scoped.ErrClosed) {
 		t.Fatalf("Current whose ScopedSession closed meanwhile = %v, want ErrClosed", err)
 	}
 	if n := created.rollbacks.Load(); n != 1 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 func TestStatsCountEverySessionOutcome(t *testing.T) {
@@ -73,15 +74,15 @@ func TestTeardownErrorHookSeesEveryError(t *testing.T) {
 	errCommit := errors.New("commit failed")
 	errRollback := errors.New("rollback failed")
 	errClose := errors.New("close failed")
-	sink := &errSink{}
+	sink := &testkit.Errors{}
 	tx := func(name string, commitErr, rollbackErr error) *scoped.ScopedSession[*fakeTx] {
 		return scoped.New(func(ctx context.Context) (*fakeTx, error) {
 			return &fakeTx{name: name, commitErr: commitErr, rollbackErr: rollbackErr}, nil
-		}, scoped.WithName(name), scoped.WithTeardownErrorHook(sink.hook))
+		}, scoped.WithName(name), scoped.WithTeardownErrorHook(sink.Hook))
 	}
 	conn := scoped.New(func(ctx context.Context) (*fakeConn, error) {
 		return &fakeConn{name: "conn", closeErr: errClose}, nil
-	}, scoped.WithTeardownErrorHook(sink.hook))
+	}, scoped.WithTeardownErrorHook(sink.Hook))
 	committer, roller := tx("committer", errCommit, nil), tx("roller", nil, errRollback)
 
 	ctx, scope := scoped.Begin(context.Background())
@@ -94,14 +95,14 @@ func TestTeardownErrorHookSeesEveryError(t *testing.T) {
 			t.Errorf("Commit error %v lacks %v", err, cause)
 		}
 		found := false
-		for _, e := range sink.list() {
+		for _, e := range sink.List() {
 			found = found || errors.Is(e, cause)
 		}
 		if !found {
-			t.Errorf("hook never saw %v (got %v)", cause, sink.list())
+			t.Errorf("hook never saw %v (got %v)", cause, sink.List())
 		}
 	}
-	if n := len(sink.list()); n != 3 {
+	if n := len(sink.List()); n != 3 {
 		t.Errorf("hook called %d times for 3 failing sessions", n)
 	}
 }

@@ -9,21 +9,22 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // fakeConnTx both ends a transaction and closes a connection, to show the
 // order within one session.
 type fakeConnTx struct {
 	name string
-	rec  *recorder
+	rec  *testkit.Log
 }
 
-func (c *fakeConnTx) Commit(context.Context) error   { c.rec.add("commit %s", c.name); return nil }
-func (c *fakeConnTx) Rollback(context.Context) error { c.rec.add("rollback %s", c.name); return nil }
-func (c *fakeConnTx) Close() error                   { c.rec.add("close %s", c.name); return nil }
+func (c *fakeConnTx) Commit(context.Context) error   { c.rec.Add("commit %s", c.name); return nil }
+func (c *fakeConnTx) Rollback(context.Context) error { c.rec.Add("rollback %s", c.name); return nil }
+func (c *fakeConnTx) Close() error                   { c.rec.Add("close %s", c.name); return nil }
 
 func TestRemoveEndsSessionsNewestFirst(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var calls atomic.Int64
 	a := txSession(rec, "A", &calls)
 	b := connSession(rec, "B", nil)
@@ -42,13 +43,13 @@ func TestRemoveEndsSessionsNewestFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"rollback D", "rollback C", "close C", "close B", "rollback A"}
-	if ev := rec.list(); !equal(ev, want) {
+	if ev := rec.List(); !equal(ev, want) {
 		t.Fatalf("teardown order %v, want %v (LIFO, rollback before close)", ev, want)
 	}
 }
 
 func TestScopeCommitCommitsInCreationOrder(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var calls atomic.Int64
 	a := txSession(rec, "A", &calls)
 	b := connSession(rec, "B", nil) // not committable: only closed
@@ -62,7 +63,7 @@ func TestScopeCommitCommitsInCreationOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"commit A", "commit C", "close B"}
-	if ev := rec.list(); !equal(ev, want) {
+	if ev := rec.List(); !equal(ev, want) {
 		t.Fatalf("events %v, want %v", ev, want)
 	}
 	if _, err := a.Current(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
@@ -71,19 +72,19 @@ func TestScopeCommitCommitsInCreationOrder(t *testing.T) {
 	if err := scope.Remove(); err != nil {
 		t.Fatalf("Remove after Commit = %v", err)
 	}
-	if ev := rec.list(); !equal(ev, want) {
+	if ev := rec.List(); !equal(ev, want) {
 		t.Fatalf("Remove after Commit ended something again: %v", ev)
 	}
 }
 
 func TestScopeCommitStopsAtFirstFailureAndRollsBackTheRest(t *testing.T) {
 	errB := errors.New("serialization failure")
-	rec := &recorder{}
-	sink := &errSink{}
+	rec := &testkit.Log{}
+	sink := &testkit.Errors{}
 	newTx := func(name string, commitErr error) *scoped.ScopedSession[*fakeTx] {
 		return scoped.New(func(ctx context.Context) (*fakeTx, error) {
 			return &fakeTx{name: name, rec: rec, commitErr: commitErr}, nil
-		}, scoped.WithName(name), scoped.WithTeardownErrorHook(sink.hook))
+		}, scoped.WithName(name), scoped.WithTeardownErrorHook(sink.Hook))
 	}
 	a, b, c, d := newTx("A", nil), newTx("B", errB), newTx("C", nil), newTx("D", nil)
 	ctx, scope := scoped.Begin(context.Background())
@@ -112,7 +113,7 @@ func TestScopeCommitStopsAtFirstFailureAndRollsBackTheRest(t *testing.T) {
 		}
 	}
 	var commits []string
-	for _, e := range rec.list() {
+	for _, e := range rec.List() {
 		if strings.HasPrefix(e, "commit ") {
 			commits = append(commits, e)
 		}
@@ -120,7 +121,7 @@ func TestScopeCommitStopsAtFirstFailureAndRollsBackTheRest(t *testing.T) {
 	if !equal(commits, []string{"commit A", "commit B"}) {
 		t.Fatalf("commits %v, want A then B", commits)
 	}
-	if errs := sink.list(); len(errs) != 1 || !errors.Is(errs[0], errB) {
+	if errs := sink.List(); len(errs) != 1 || !errors.Is(errs[0], errB) {
 		t.Fatalf("hook got %v, want the failed commit", errs)
 	}
 	if st := b.Stats(); st.Failed != 1 || st.Committed != 0 || st.Live != 0 {
@@ -134,14 +135,14 @@ func TestScopeCommitStopsAtFirstFailureAndRollsBackTheRest(t *testing.T) {
 func TestFailingTeardownDoesNotStopTheOthers(t *testing.T) {
 	errA := errors.New("close A failed")
 	errB := errors.New("rollback B failed")
-	rec := &recorder{}
-	sink := &errSink{}
+	rec := &testkit.Log{}
+	sink := &testkit.Errors{}
 	a := scoped.New(func(ctx context.Context) (*fakeConn, error) {
 		return &fakeConn{name: "A", rec: rec, closeErr: errA}, nil
-	}, scoped.WithName("A"), scoped.WithTeardownErrorHook(sink.hook))
+	}, scoped.WithName("A"), scoped.WithTeardownErrorHook(sink.Hook))
 	b := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		return &fakeTx{name: "B", rec: rec, rollbackErr: errB}, nil
-	}, scoped.WithName("B"), scoped.WithTeardownErrorHook(sink.hook))
+	}, scoped.WithName("B"), scoped.WithTeardownErrorHook(sink.Hook))
 	c := connSession(rec, "C", nil)
 	ctx, scope := scoped.Begin(context.Background())
 	mustCurrent(t, a, ctx)
@@ -152,8 +153,8 @@ func TestFailingTeardownDoesNotStopTheOthers(t *testing.T) {
 	if !errors.Is(err, errA) || !errors.Is(err, errB) {
 		t.Fatalf("Remove = %v, want both %v and %v joined", err, errA, errB)
 	}
-	if want := []string{"close C", "rollback B", "close A"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v: every session ends once, failures or not", rec.list(), want)
+	if want := []string{"close C", "rollback B", "close A"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v: every session ends once, failures or not", rec.List(), want)
 	}
 	if a.Has(ctx) || b.Has(ctx) || c.Has(ctx) {
 		t.Fatal("a session stayed registered after a failing teardown")
@@ -164,26 +165,26 @@ func TestFailingTeardownDoesNotStopTheOthers(t *testing.T) {
 	if _, err := b.Current(ctx); !errors.Is(err, scoped.ErrScopeClosed) {
 		t.Fatalf("Current after failed teardown = %v, want ErrScopeClosed", err)
 	}
-	errs := sink.list()
+	errs := sink.List()
 	if len(errs) != 2 || !errors.Is(errors.Join(errs...), errA) || !errors.Is(errors.Join(errs...), errB) {
 		t.Fatalf("hook got %v, want the two teardown errors", errs)
 	}
 	if err := scope.Remove(); err != nil {
 		t.Fatalf("second Remove = %v, want nil", err)
 	}
-	if n := len(rec.list()); n != 3 {
-		t.Fatalf("second Remove ended sessions again: %v", rec.list())
+	if n := len(rec.List()); n != 3 {
+		t.Fatalf("second Remove ended sessions again: %v", rec.List())
 	}
 }
 
 func TestTeardownPanicBecomesErrorAndOthersStillEnd(t *testing.T) {
-	rec := &recorder{}
-	sink := &errSink{}
+	rec := &testkit.Log{}
+	sink := &testkit.Errors{}
 	var calls atomic.Int64
 	a := txSession(rec, "A", &calls)
 	b := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		return &fakeTx{name: "B", rec: rec, rollbackPanic: "kaboom"}, nil
-	}, scoped.WithName("B"), scoped.WithTeardownErrorHook(sink.hook))
+	}, scoped.WithName("B"), scoped.WithTeardownErrorHook(sink.Hook))
 	c := txSession(rec, "C", &calls)
 	ctx, scope := scoped.Begin(context.Background())
 	mustCurrent(t, a, ctx)
@@ -202,10 +203,10 @@ func TestTeardownPanicBecomesErrorAndOthersStillEnd(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "panicked") || !strings.Contains(err.Error(), "kaboom") {
 		t.Fatalf("Remove = %v, want an error reporting the panic", err)
 	}
-	if want := []string{"rollback C", "rollback B", "rollback A"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v", rec.list(), want)
+	if want := []string{"rollback C", "rollback B", "rollback A"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v", rec.List(), want)
 	}
-	if errs := sink.list(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "kaboom") {
+	if errs := sink.List(); len(errs) != 1 || !strings.Contains(errs[0].Error(), "kaboom") {
 		t.Fatalf("hook got %v, want the panic", errs)
 	}
 	if st := b.Stats(); st.Failed != 1 || st.Live != 0 {
@@ -218,7 +219,7 @@ func TestTeardownPanicBecomesErrorAndOthersStillEnd(t *testing.T) {
 
 func TestPanickingErrorHookDoesNotStopTeardown(t *testing.T) {
 	baseline := scoped.LiveScopes()
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var calls atomic.Int64
 	a := txSession(rec, "A", &calls) // older: ended after B
 	b := scoped.New(func(ctx context.Context) (*fakeConn, error) {
@@ -232,15 +233,15 @@ func TestPanickingErrorHookDoesNotStopTeardown(t *testing.T) {
 	// once everything has ended is the implementation's choice; stopping
 	// half way is not.
 	_ = recoverString(func() { _ = scope.Remove() })
-	if want := []string{"close B", "rollback A"}; !equal(rec.list(), want) {
-		t.Fatalf("events %v, want %v: a panicking hook stopped the teardown of the other sessions", rec.list(), want)
+	if want := []string{"close B", "rollback A"}; !equal(rec.List(), want) {
+		t.Fatalf("events %v, want %v: a panicking hook stopped the teardown of the other sessions", rec.List(), want)
 	}
 	if n := scoped.LiveScopes(); n != baseline {
 		t.Fatalf("LiveScopes = %d after Remove, want %d", n, baseline)
 	}
 	again := make(chan error, 1)
 	go func() { again <- scope.Remove() }()
-	if err := waitFor(t, again, "second Remove to return"); err != nil {
+	if err := testkit.WaitFor(t, again, "second Remove to return"); err != nil {
 		t.Fatalf("second Remove = %v", err)
 	}
 }
@@ -283,14 +284,14 @@ func TestTeardownContextIsNotCancelled(t *testing.T) {
 // session's changes are committed: it must not stop the commits of the
 // sessions after it (that would half-commit the scope).
 func TestScopeCommitGoesOnPastACloseErrorAfterACommit(t *testing.T) {
-	rec := &recorder{}
+	rec := &testkit.Log{}
 	var calls atomic.Int64
 	errClose := errors.New("close failed")
 	a := scoped.New(func(ctx context.Context) (*fakeConnTx, error) {
 		return &fakeConnTx{name: "A", rec: rec}, nil
 	}, scoped.WithName("A"), scoped.WithTeardownErrorHook(nil),
 		scoped.WithClose(func(_ context.Context, c *fakeConnTx) error {
-			c.rec.add("close %s", c.name)
+			c.rec.Add("close %s", c.name)
 			return errClose
 		}))
 	b := txSession(rec, "B", &calls)
@@ -303,7 +304,7 @@ func TestScopeCommitGoesOnPastACloseErrorAfterACommit(t *testing.T) {
 		t.Fatalf("Commit = %v, want the close error of A", err)
 	}
 	want := []string{"commit A", "close A", "commit B"}
-	if ev := rec.list(); !equal(ev, want) {
+	if ev := rec.List(); !equal(ev, want) {
 		t.Fatalf("events %v, want %v", ev, want)
 	}
 }
@@ -316,25 +317,25 @@ func TestScopeCommitGoesOnPastACloseErrorAfterACommit(t *testing.T) {
 func TestSessionBuiltOnAnotherEndsFirstAndCommitsLast(t *testing.T) {
 	for _, commit := range []bool{false, true} {
 		t.Run(map[bool]string{false: "Remove", true: "Commit"}[commit], func(t *testing.T) {
-			rec := &recorder{}
+			rec := &testkit.Log{}
 			// conn is a pinned connection (Close only), lock a transaction
 			// begun on it, tx another transaction that uses lock.
 			conns := scoped.New(func(ctx context.Context) (*fakeConn, error) {
-				rec.add("create conn")
+				rec.Add("create conn")
 				return &fakeConn{name: "conn", rec: rec}, nil
 			})
 			locks := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 				if _, err := conns.Current(ctx); err != nil {
 					return nil, err
 				}
-				rec.add("create lock")
+				rec.Add("create lock")
 				return &fakeTx{name: "lock", rec: rec}, nil
 			})
 			txs := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 				if _, err := locks.Current(ctx); err != nil {
 					return nil, err
 				}
-				rec.add("create tx")
+				rec.Add("create tx")
 				return &fakeTx{name: "tx", rec: rec}, nil
 			})
 			ctx, scope := scoped.Begin(context.Background())
@@ -348,7 +349,7 @@ func TestSessionBuiltOnAnotherEndsFirstAndCommitsLast(t *testing.T) {
 			if err := end(); err != nil {
 				t.Fatal(err)
 			}
-			if got := rec.list(); !equal(got, want) {
+			if got := rec.List(); !equal(got, want) {
 				t.Fatalf("events\n got %v\nwant %v", got, want)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // A commit that never returns (a proxy that stopped forwarding mid-COMMIT)
@@ -31,7 +32,7 @@ func TestTeardownTimeoutBoundsACommitThatIgnoresItsContext(t *testing.T) {
 	mustCurrent(t, r, ctx)
 	done := make(chan error, 1)
 	go func() { done <- scope.Commit() }()
-	err := waitFor(t, done, "Commit")
+	err := testkit.WaitFor(t, done, "Commit")
 	if !errors.Is(err, scoped.ErrTeardownTimeout) || !errors.Is(err, scoped.ErrCommitUnknown) || errors.Is(err, scoped.ErrNotCommitted) {
 		t.Fatalf("Commit: %v, want ErrTeardownTimeout and ErrCommitUnknown, not ErrNotCommitted", err)
 	}
@@ -39,7 +40,7 @@ func TestTeardownTimeoutBoundsACommitThatIgnoresItsContext(t *testing.T) {
 		t.Fatalf("scope not ended: %+v", r.Stats())
 	}
 	close(release)
-	eventually(t, "the late outcome reaching the hook", func() bool {
+	testkit.Eventually(t, "the late outcome reaching the hook", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(hooked) == 2
@@ -66,7 +67,7 @@ func TestTeardownTimeoutIsTheTeardownContextsDeadline(t *testing.T) {
 		mustCurrent(t, r, ctx)
 		done := make(chan error, 1)
 		go func() { done <- scope.Remove() }()
-		err := waitFor(t, done, "Remove")
+		err := testkit.WaitFor(t, done, "Remove")
 		if sawDeadline.Load() != (bound > 0) {
 			t.Fatalf("bound %v: teardown context has a deadline: %v", bound, sawDeadline.Load())
 		}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
 )
@@ -113,21 +111,4 @@ CREATE CONSTRAINT TRIGGER %[1]s_check AFTER INSERT ON %[1]s
 		}
 	})
 	return db, table
-}
-
-// idKey carries the id a test call asks its handler to insert, sent as
-// the "test-id" request metadata.
-type idKey struct{}
-
-func withID(ctx context.Context, id int64) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "test-id", strconv.FormatInt(id, 10))
-}
-
-func idFromMetadata(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	var id int64
-	if v := md.Get("test-id"); len(v) == 1 {
-		id, _ = strconv.ParseInt(v[0], 10, 64)
-	}
-	return h(context.WithValue(ctx, idKey{}, id), req)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -29,7 +30,7 @@ func TestHandCommitSurvivesALaterCancellation(t *testing.T) {
 			}
 			cancel() // the client goes away after the commit (or before it)
 			scope, _ := scoped.FromContext(r.Context())
-			waitFor(t, doneChan(scope), "the scope to end")
+			testkit.WaitFor(t, doneChan(scope), "the scope to end")
 			w.WriteHeader(http.StatusCreated)
 		}))
 		ctx, c := context.WithCancel(context.Background())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -69,7 +70,7 @@ func TestClientGetsStatusOnlyAfterCommitFinished(t *testing.T) {
 			firstByte := make(chan struct{})
 			var byteOnce sync.Once
 			trace := &httptrace.ClientTrace{GotFirstResponseByte: func() {
-				fx.log.add("client: first byte")
+				fx.log.Add("client: first byte")
 				byteOnce.Do(func() { close(firstByte) })
 			}}
 			resc := make(chan response, 1)
@@ -77,22 +78,22 @@ func TestClientGetsStatusOnlyAfterCommitFinished(t *testing.T) {
 				resc <- do(httptrace.WithClientTrace(context.Background(), trace), ts, http.MethodPost, "/items")
 			}()
 
-			waitFor(t, entered, "the commit to start")
+			testkit.WaitFor(t, entered, "the commit to start")
 			select {
 			case <-firstByte:
 				t.Errorf("the client received the response while the commit was still running")
 			case <-time.After(commitTakes):
 			}
 			openGate()
-			res := waitFor(t, resc, "the response")
-			waitFor(t, returned, "the handler to return")
+			res := testkit.WaitFor(t, resc, "the response")
+			testkit.WaitFor(t, returned, "the handler to return")
 
 			if res.err != nil || res.status != hc.status {
 				t.Fatalf("client got %d, %v; want %d", res.status, res.err, hc.status)
 			}
-			commit, got := fx.log.index("commit 1"), fx.log.index("client: first byte")
+			commit, got := fx.log.Index("commit 1"), fx.log.Index("client: first byte")
 			if commit < 0 || got < commit {
-				t.Errorf("events %q: the client's first byte must come after the commit finished", fx.log.list())
+				t.Errorf("events %q: the client's first byte must come after the commit finished", fx.log.List())
 			}
 			fx.wantEnded(t, "committed request", 1, 0)
 		})
@@ -147,7 +148,7 @@ func TestFailedCommitSends500InsteadOfHandlersResponse(t *testing.T) {
 			ts := serve(t, h)
 
 			res := do(context.Background(), ts, http.MethodPost, "/items")
-			waitFor(t, returned, "the handler to return")
+			testkit.WaitFor(t, returned, "the handler to return")
 
 			if res.err != nil || res.status != http.StatusInternalServerError {
 				t.Fatalf("client got %d, %v; want 500", res.status, res.err)
@@ -239,7 +240,7 @@ func TestInformationalStatusIsNotTheCommitPoint(t *testing.T) {
 		return nil
 	}}
 	res := do(httptrace.WithClientTrace(context.Background(), trace), ts, http.MethodPost, "/")
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 
 	if res.err != nil || res.status != http.StatusCreated {
 		t.Fatalf("client got %d, %v; want 201", res.status, res.err)
@@ -279,7 +280,7 @@ func TestDeadlinePassedBeforeCommitPointRollsBackAndSends503(t *testing.T) {
 	ts := serve(t, h)
 
 	res := do(context.Background(), ts, http.MethodPost, "/items")
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 
 	if res.err != nil || res.status != http.StatusServiceUnavailable {
 		t.Fatalf("client got %d, %v; want 503", res.status, res.err)
@@ -319,12 +320,12 @@ func TestClientDisconnectBeforeCommitPointRollsBack(t *testing.T) {
 			defer cancel()
 			resc := make(chan response, 1)
 			go func() { resc <- do(ctx, ts, http.MethodPost, "/items") }()
-			waitFor(t, started, "the handler to start")
+			testkit.WaitFor(t, started, "the handler to start")
 			cancel()
-			if res := waitFor(t, resc, "the client to give up"); res.err == nil {
+			if res := testkit.WaitFor(t, resc, "the client to give up"); res.err == nil {
 				t.Errorf("client got a response (%d) after cancelling", res.status)
 			}
-			waitFor(t, returned, "the handler to return")
+			testkit.WaitFor(t, returned, "the handler to return")
 
 			if err := <-writeErr; err != nil {
 				t.Errorf("handler's held Write returned %v, want nil", err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 	"github.com/go-scoped/scoped/scopedsql"
 )
@@ -198,7 +199,7 @@ func TestDBLargeResponseWhoseCommitFailsIsBroken(t *testing.T) {
 					}))
 				ts := srv.start(t, h)
 				res := do(dbtest.Ctx(t), ts, http.MethodGet, "/export")
-				waitFor(t, returned, "the handler to return")
+				testkit.WaitFor(t, returned, "the handler to return")
 				if res.err == nil {
 					t.Errorf("client read a complete %d response of %d bytes for a failed commit; want a broken one", res.status, len(res.body))
 				}
@@ -311,7 +312,7 @@ func TestDBSlowAndVanishingClientsLeaveNothingOpen(t *testing.T) {
 			}
 		}
 		_ = resp.Body.Close()
-		waitFor(t, returned, "the slow client's handler to return")
+		testkit.WaitFor(t, returned, "the slow client's handler to return")
 		if total != chunks*chunk || resp.StatusCode != http.StatusOK {
 			t.Errorf("slow client got %d %d bytes, want 200 and %d", resp.StatusCode, total, chunks*chunk)
 		}
@@ -328,7 +329,7 @@ func TestDBSlowAndVanishingClientsLeaveNothingOpen(t *testing.T) {
 		}
 		cancel()
 		_ = resp.Body.Close()
-		waitFor(t, returned, "the vanished client's handler to return")
+		testkit.WaitFor(t, returned, "the vanished client's handler to return")
 		ts.Close() // waits for the server's goroutines
 
 		if ids := dbtest.IDs(t, db, table); len(ids) != 1 || ids[0] != 1 {
@@ -371,9 +372,9 @@ func TestDBClientGoneReleasesRowLockBeforeHandlerReturns(t *testing.T) {
 		ctx, cancel := context.WithCancel(dbtest.Ctx(t))
 		resc := make(chan response, 1)
 		go func() { resc <- do(ctx, ts, http.MethodPost, "/lock") }()
-		waitFor(t, locked, "the handler to lock the row")
+		testkit.WaitFor(t, locked, "the handler to lock the row")
 		cancel()
-		waitFor(t, resc, "the client to give up")
+		testkit.WaitFor(t, resc, "the client to give up")
 
 		// The same row, from another connection: it waits for the lock
 		// until the request's transaction is rolled back.
@@ -391,7 +392,7 @@ func TestDBClientGoneReleasesRowLockBeforeHandlerReturns(t *testing.T) {
 			t.Errorf("the update saw %d rows with id 1: the gone client's update was not rolled back", n)
 		}
 		openProceed()
-		waitFor(t, returned, "the handler to return")
+		testkit.WaitFor(t, returned, "the handler to return")
 		ts.Close()
 		if ids := dbtest.IDs(t, db, table); len(ids) != 1 || ids[0] != 3 {
 			t.Errorf("rows: %v, want [3]", ids)

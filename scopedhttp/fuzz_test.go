@@ -9,11 +9,11 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -197,40 +197,21 @@ func (c fzCase) policy(status int) bool {
 	return false
 }
 
-// fzLog is the one ordered record of what the session and the underlying
-// writer saw.
-type fzLog struct {
-	mu sync.Mutex
-	ev []string
-}
-
-func (l *fzLog) add(e string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.ev = append(l.ev, e)
-}
-
-func (l *fzLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.ev)
-}
-
 type fzTx struct {
-	log                *fzLog
+	log                *testkit.Log
 	commitErr, rbErr   error
 	commits, rollbacks int
 }
 
 func (x *fzTx) Commit() error {
 	x.commits++
-	x.log.add("tx commit")
+	x.log.Add("tx commit")
 	return x.commitErr
 }
 
 func (x *fzTx) Rollback() error {
 	x.rollbacks++
-	x.log.add("tx rollback")
+	x.log.Add("tx rollback")
 	return x.rbErr
 }
 
@@ -244,7 +225,7 @@ var (
 // response's (later ones are ignored), an invalid status panics, and a
 // body write or flush without a status sends 200.
 type fzWriter struct {
-	log      *fzLog
+	log      *testkit.Log
 	header   http.Header
 	status   int
 	infos    []int
@@ -264,19 +245,19 @@ func (w *fzWriter) WriteHeader(code int) {
 	}
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		w.infos = append(w.infos, code)
-		w.log.add(fmt.Sprintf("writer info %d", code))
+		w.log.Add("writer info %d", code)
 		return
 	}
 	w.status = code
 	w.atStatus = w.header.Clone()
-	w.log.add(fmt.Sprintf("writer status %d", code))
+	w.log.Add("writer status %d", code)
 }
 
 func (w *fzWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	w.log.add(fmt.Sprintf("writer body %d", len(p)))
+	w.log.Add("writer body %d", len(p))
 	w.body.Write(p)
 	return len(p), nil
 }
@@ -288,7 +269,7 @@ func (w fzFlushWriter) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	w.flushes++
-	w.log.add("writer flush")
+	w.log.Add("writer flush")
 }
 
 type fzReadFromWriter struct{ *fzWriter }
@@ -332,7 +313,7 @@ type fzOutcome struct {
 }
 
 func fzServe(t *testing.T, c fzCase) {
-	log := &fzLog{}
+	log := &testkit.Log{}
 	var tx *fzTx
 	txs := scoped.New(func(context.Context) (*fzTx, error) {
 		if tx != nil {
@@ -345,7 +326,7 @@ func fzServe(t *testing.T, c fzCase) {
 		if c.rollbackFails {
 			tx.rbErr = errFzRollback
 		}
-		log.add("tx create")
+		log.Add("tx create")
 		return tx, nil
 	}, scoped.WithTeardownErrorHook(nil))
 
@@ -398,7 +379,7 @@ func fzServe(t *testing.T, c fzCase) {
 			return
 		}
 		deadline := time.Now().Add(bound)
-		for ev := log.list(); !slices.Contains(ev, "tx rollback") && !slices.Contains(ev, "tx commit"); ev = log.list() {
+		for ev := log.List(); !slices.Contains(ev, "tx rollback") && !slices.Contains(ev, "tx commit"); ev = log.List() {
 			if time.Now().After(deadline) {
 				t.Fatalf("the safety net did not roll back a cancelled request's session within %v", bound)
 			}
@@ -484,7 +465,7 @@ func fzServe(t *testing.T, c fzCase) {
 	if uw.status != 0 {
 		got.handlerHdrOK = uw.atStatus.Get("Location") != ""
 	}
-	events := log.list()
+	events := log.List()
 	want := fzSimulate(c)
 
 	fail := func(format string, args ...any) {

@@ -3,7 +3,6 @@ package scopedhttp_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -11,11 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -23,44 +22,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// bound is how long a test waits for something that must happen before it
-// fails instead of hanging. It is never a timing assertion.
-const bound = 10 * time.Second
+// bound is the kit's bound on every wait, never a timing assertion.
+const bound = testkit.Bound
 
 var (
 	errCommit   = errors.New("fake: commit failed")
 	errRollback = errors.New("fake: rollback failed")
 )
-
-// eventLog records, in order, what sessions, handlers and clients did:
-// "create 1", "commit 1", "rollback 1", "client: first byte". Tests assert
-// orderings on it, never durations.
-type eventLog struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (l *eventLog) add(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.events = append(l.events, fmt.Sprintf(format, args...))
-}
-
-func (l *eventLog) list() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.events...)
-}
-
-// index returns the position of the first event e, or -1.
-func (l *eventLog) index(e string) int {
-	for i, got := range l.list() {
-		if got == e {
-			return i
-		}
-	}
-	return -1
-}
 
 // fakeTx is a database/sql-style session (Commit() and Rollback()), the
 // shape scoped ends by default. It counts its calls.
@@ -72,18 +40,18 @@ type fakeTx struct {
 }
 
 func (t *fakeTx) Commit() error {
-	t.fx.log.add("commit begin %d", t.id)
+	t.fx.log.Add("commit begin %d", t.id)
 	if t.fx.onCommit != nil {
 		t.fx.onCommit(t)
 	}
 	t.commits.Add(1)
-	t.fx.log.add("commit %d", t.id)
+	t.fx.log.Add("commit %d", t.id)
 	return t.fx.commitErr
 }
 
 func (t *fakeTx) Rollback() error {
 	t.rollbacks.Add(1)
-	t.fx.log.add("rollback %d", t.id)
+	t.fx.log.Add("rollback %d", t.id)
 	return t.fx.rollbackErr
 }
 
@@ -93,7 +61,7 @@ func (t *fakeTx) Rollback() error {
 // Set commitErr, rollbackErr and onCommit before serving any request.
 type fixture struct {
 	reg *scoped.ScopedSession[*fakeTx]
-	log eventLog
+	log testkit.Log
 
 	commitErr, rollbackErr error
 	onCommit               func(*fakeTx) // runs inside Commit, may block
@@ -110,7 +78,7 @@ func newFixture() *fixture {
 		defer fx.mu.Unlock()
 		tx := &fakeTx{id: len(fx.txs) + 1, fx: fx}
 		fx.txs = append(fx.txs, tx)
-		fx.log.add("create %d", tx.id)
+		fx.log.Add("create %d", tx.id)
 		return tx, nil
 	}, scoped.WithName("fake"), scoped.WithTeardownErrorHook(func(_ context.Context, err error) {
 		fx.mu.Lock()
@@ -158,7 +126,7 @@ func (fx *fixture) ended() (commits, rollbacks int) {
 func (fx *fixture) wantEnded(t *testing.T, what string, commits, rollbacks int) {
 	t.Helper()
 	if c, r := fx.ended(); c != commits || r != rollbacks {
-		t.Errorf("%s: %d commit(s), %d rollback(s); want %d, %d (events %q)", what, c, r, commits, rollbacks, fx.log.list())
+		t.Errorf("%s: %d commit(s), %d rollback(s); want %d, %d (events %q)", what, c, r, commits, rollbacks, fx.log.List())
 	}
 }
 
@@ -173,19 +141,6 @@ func session(t *testing.T, r *http.Request) *fakeTx {
 		return nil
 	}
 	return tx
-}
-
-// waitFor fails the test if ch is not closed or sent on within bound.
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(bound):
-		t.Fatalf("%s did not happen within %v", what, bound)
-		var zero T
-		return zero
-	}
 }
 
 // serve starts a real HTTP/1.1 server on 127.0.0.1 for h, closed at the

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -171,7 +172,7 @@ func TestWithTimeoutIsCoordinatedWithTheCommit(t *testing.T) {
 			})))
 		ts := serve(t, h)
 		res := do(context.Background(), ts, http.MethodPost, "/items")
-		waitFor(t, returned, "the handler to return")
+		testkit.WaitFor(t, returned, "the handler to return")
 		if res.err != nil || res.status != http.StatusServiceUnavailable || !strings.Contains(res.body, "not saved") {
 			t.Errorf("client got %d %q, %v; want 503 not saved", res.status, res.body, res.err)
 		}
@@ -197,7 +198,7 @@ func TestWithTimeoutIsCoordinatedWithTheCommit(t *testing.T) {
 			})))
 		ts := serve(t, h)
 		res := do(context.Background(), ts, http.MethodPost, "/items")
-		waitFor(t, returned, "the handler to return")
+		testkit.WaitFor(t, returned, "the handler to return")
 		if !errors.Is(ctxErr, context.DeadlineExceeded) {
 			t.Fatalf("the timeout did not pass during the commit (%v): the test proves nothing", ctxErr)
 		}
@@ -212,11 +213,11 @@ func TestWithTimeoutIsCoordinatedWithTheCommit(t *testing.T) {
 type outcomeTx struct {
 	name      string
 	commitErr error
-	log       *eventLog
+	log       *testkit.Log
 }
 
-func (o *outcomeTx) Commit() error   { o.log.add("commit %s", o.name); return o.commitErr }
-func (o *outcomeTx) Rollback() error { o.log.add("rollback %s", o.name); return nil }
+func (o *outcomeTx) Commit() error   { o.log.Add("commit %s", o.name); return o.commitErr }
+func (o *outcomeTx) Rollback() error { o.log.Add("rollback %s", o.name); return nil }
 
 type secondTx struct{ *outcomeTx }
 
@@ -239,7 +240,7 @@ func TestFailedCommitIsAnsweredByItsOutcome(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var log eventLog
+			var log testkit.Log
 			var hookErrs []error
 			hook := scoped.WithTeardownErrorHook(func(_ context.Context, err error) { hookErrs = append(hookErrs, err) })
 			first := scoped.New(func(context.Context) (*outcomeTx, error) {
@@ -262,7 +263,7 @@ func TestFailedCommitIsAnsweredByItsOutcome(t *testing.T) {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
 			if rec.Code != c.wantStatus || !strings.Contains(rec.Body.String(), c.wantText) {
-				t.Errorf("client got %d %q, want %d containing %q (events %q)", rec.Code, rec.Body.String(), c.wantStatus, c.wantText, log.list())
+				t.Errorf("client got %d %q, want %d containing %q (events %q)", rec.Code, rec.Body.String(), c.wantStatus, c.wantText, log.List())
 			}
 			if c.wantStatus != 201 && strings.Contains(rec.Body.String(), "created") {
 				t.Errorf("the error response has the handler's body")
@@ -356,7 +357,7 @@ func TestGRPCResponsesAreDecidedByGrpcStatus(t *testing.T) {
 				})))
 			ts := serve(t, h)
 			res := do(context.Background(), ts, http.MethodPost, "/pkg.Service/Method")
-			waitFor(t, returned, "the handler to return")
+			testkit.WaitFor(t, returned, "the handler to return")
 			switch {
 			case c.wantStatus < 0:
 				if res.err == nil {
@@ -419,7 +420,7 @@ func TestHeldBufferIsPooled(t *testing.T) {
 // pgx connection, say) are not ended from another goroutine while the
 // handler may still use them; they are rolled back when it returns.
 func TestClientGoneLeavesWithoutSafetyNetSessionsToTheReturn(t *testing.T) {
-	var log eventLog
+	var log testkit.Log
 	pinned := scoped.New(func(context.Context) (*outcomeTx, error) {
 		return &outcomeTx{name: "pinned", log: &log}, nil
 	}, scoped.WithoutSafetyNet())
@@ -441,17 +442,17 @@ func TestClientGoneLeavesWithoutSafetyNetSessionsToTheReturn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	resc := make(chan response, 1)
 	go func() { resc <- do(ctx, ts, http.MethodPost, "/") }()
-	waitFor(t, started, "the handler to start")
+	testkit.WaitFor(t, started, "the handler to start")
 	cancel()
-	waitFor(t, resc, "the client to give up")
-	waitFor(t, gone, "the handler to see the client gone")
+	testkit.WaitFor(t, resc, "the client to give up")
+	testkit.WaitFor(t, gone, "the handler to see the client gone")
 	time.Sleep(20 * time.Millisecond) // room for a wrong early teardown to show
-	if ev := log.list(); len(ev) != 0 {
+	if ev := log.List(); len(ev) != 0 {
 		t.Errorf("a WithoutSafetyNet session was ended while the handler ran: %q", ev)
 	}
 	openProceed()
-	waitFor(t, returned, "the handler to return")
-	if ev := log.list(); len(ev) != 1 || ev[0] != "rollback pinned" {
+	testkit.WaitFor(t, returned, "the handler to return")
+	if ev := log.List(); len(ev) != 1 || ev[0] != "rollback pinned" {
 		t.Errorf("events %q, want one rollback when the handler returned", ev)
 	}
 }
@@ -474,7 +475,7 @@ func TestEarlyHintsOverHTTP2(t *testing.T) {
 		return nil
 	}}
 	res := do(httptrace.WithClientTrace(context.Background(), trace), ts, http.MethodPost, "/")
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 	if res.err != nil || res.status != http.StatusCreated || res.body != "created" {
 		t.Errorf("client got %d %q, %v", res.status, res.body, res.err)
 	}

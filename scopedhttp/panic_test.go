@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -118,7 +119,7 @@ func TestPanicOnRealServerRollsBackAndAbortsResponse(t *testing.T) {
 				})))
 			ts := serve(t, h)
 			res := do(context.Background(), ts, http.MethodPost, "/items")
-			waitFor(t, returned, "the handler to panic")
+			testkit.WaitFor(t, returned, "the handler to panic")
 			if res.err == nil {
 				t.Errorf("client got a response (%d) from a panicking handler", res.status)
 			}
@@ -141,6 +142,6 @@ func TestGoexitInHandlerRollsBack(t *testing.T) {
 		defer close(done)
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	}()
-	waitFor(t, done, "the handler goroutine to exit")
+	testkit.WaitFor(t, done, "the handler goroutine to exit")
 	fx.wantEnded(t, "Goexit", 0, 1)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -41,7 +42,7 @@ func checkRouter(t *testing.T, fx *fixture, h http.Handler, c routerCase) {
 	h, returned := returnedSignal(h)
 	ts := serve(t, h)
 	res := do(context.Background(), ts, http.MethodGet, c.path)
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 	if res.err != nil || res.status != c.wantStatus || res.body != c.wantBody {
 		t.Errorf("GET %s: %d %q, %v; want %d %q", c.path, res.status, res.body, res.err, c.wantStatus, c.wantBody)
 	}

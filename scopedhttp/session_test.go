@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -71,7 +72,7 @@ func TestOneSessionPerRequestAndANewOneForTheNext(t *testing.T) {
 		if res := do(context.Background(), ts, http.MethodGet, "/"); res.err != nil || res.status != http.StatusOK {
 			t.Fatalf("request %d: %d, %v", i, res.status, res.err)
 		}
-		got[waitFor(t, seen, "the handler's session")] = true
+		got[testkit.WaitFor(t, seen, "the handler's session")] = true
 	}
 	if len(got) != 3 || fx.created() != 3 {
 		t.Errorf("3 requests got %d distinct sessions from %d factory calls, want 3 and 3", len(got), fx.created())

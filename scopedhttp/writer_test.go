@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
@@ -217,7 +218,7 @@ func TestHijackThroughWrapperEndsScopeWithRollbackUnlessHandlerCommitted(t *test
 				ts := serve(t, h)
 
 				res := do(context.Background(), ts, http.MethodGet, "/ws")
-				waitFor(t, returned, "the handler to return")
+				testkit.WaitFor(t, returned, "the handler to return")
 				if res.err != nil || res.status != http.StatusOK || res.body != "hijacked" {
 					t.Errorf("client got %d %q, %v; want the hijacker's 200", res.status, res.body, res.err)
 				}
@@ -290,7 +291,7 @@ func TestReadFromThroughWrapperIsHeldUntilTheCommit(t *testing.T) {
 			ts := serve(t, h)
 
 			res := do(context.Background(), ts, http.MethodGet, "/file")
-			waitFor(t, returned, "the handler to return")
+			testkit.WaitFor(t, returned, "the handler to return")
 			if res.err != nil || res.status != http.StatusOK || res.body != "file contents" {
 				t.Errorf("client got %d %q, %v", res.status, res.body, res.err)
 			}
@@ -343,7 +344,7 @@ func TestResponseControllerReachesServerThroughUnwrap(t *testing.T) {
 		})))
 	ts := serve(t, h)
 	res := do(context.Background(), ts, http.MethodGet, "/")
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 	if res.err != nil || res.status != http.StatusNoContent {
 		t.Errorf("client got %d, %v", res.status, res.err)
 	}
@@ -391,7 +392,7 @@ func TestResponseControllerFlushBehindUnwrapOnlyWriterStreamsThroughTheWrapper(t
 				}))))
 			ts := serve(t, h)
 			res := do(context.Background(), ts, http.MethodGet, "/events")
-			waitFor(t, returned, "the handler to return")
+			testkit.WaitFor(t, returned, "the handler to return")
 			if commitErr == nil && (res.err != nil || res.status != http.StatusOK || res.body != "streamed") {
 				t.Errorf("client got %d %q, %v; want 200 \"streamed\"", res.status, res.body, res.err)
 			}
@@ -421,7 +422,7 @@ func TestResponseControllerHijackBehindUnwrapOnlyWriterRollsBack(t *testing.T) {
 		}))))
 	ts := serve(t, h)
 	res := do(context.Background(), ts, http.MethodGet, "/ws")
-	waitFor(t, returned, "the handler to return")
+	testkit.WaitFor(t, returned, "the handler to return")
 	if res.err != nil || res.body != "hijacked" {
 		t.Errorf("client got %d %q, %v", res.status, res.body, res.err)
 	}
