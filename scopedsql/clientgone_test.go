@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
@@ -84,6 +85,6 @@ func TestClientsGoneMidQueryAreNotTeardownErrors(t *testing.T) {
 		if ids := dbtest.IDs(t, db, table); len(ids) != 0 {
 			t.Errorf("%d rows of rolled back requests are in the table", len(ids))
 		}
-		eventually(t, "connections still in use", func() bool { return db.Stats().InUse == 0 })
+		testkit.Eventually(t, "connections still in use", func() bool { return db.Stats().InUse == 0 })
 	})
 }

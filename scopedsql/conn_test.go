@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
@@ -30,18 +31,6 @@ func removeOrHang(t *testing.T, scope *scoped.Scope) error {
 	case <-time.After(dbtest.Bound):
 		t.Fatalf("Remove still blocked after %v", dbtest.Bound)
 		return nil
-	}
-}
-
-// eventually polls cond until it holds or dbtest.Bound passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(dbtest.Bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", dbtest.Bound, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -182,7 +171,7 @@ func testLeftOpen(t *testing.T, s dbtest.Server, leftover string, otherCtx bool)
 		if errs := log.all(); len(errs) != 1 || !errors.Is(errs[0], scopedsql.ErrConnInUse) {
 			t.Errorf("teardown hook saw %v, want the ErrConnInUse error", errs)
 		}
-		eventually(t, "the discarded connection's server session still exists", func() bool {
+		testkit.Eventually(t, "the discarded connection's server session still exists", func() bool {
 			return !sessionAlive(t, db, s, backend)
 		})
 	}
@@ -197,7 +186,7 @@ func testLeftOpen(t *testing.T, s dbtest.Server, leftover string, otherCtx bool)
 		}
 	}
 	endLeftover()
-	eventually(t, "the pinned connection still counts as in use after its leftover ended", func() bool {
+	testkit.Eventually(t, "the pinned connection still counts as in use after its leftover ended", func() bool {
 		return db.Stats().InUse == 0
 	})
 }

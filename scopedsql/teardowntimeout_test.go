@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
@@ -65,10 +66,10 @@ func TestCommitThatNeverReturnsIsBoundedByTheTeardownTimeout(t *testing.T) {
 		}
 
 		p.release()
-		eventually(t, "the stuck connection is still in use after the proxy let go", func() bool {
+		testkit.Eventually(t, "the stuck connection is still in use after the proxy let go", func() bool {
 			return db.Stats().InUse == 0
 		})
-		eventually(t, "the late outcome of the COMMIT never reached the hook", func() bool {
+		testkit.Eventually(t, "the late outcome of the COMMIT never reached the hook", func() bool {
 			return len(log.all()) >= 2
 		})
 		// The server never received the COMMIT: its session ended, and the

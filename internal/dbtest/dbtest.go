@@ -15,7 +15,8 @@ import (
 	"encoding/hex"
 	"os"
 	"testing"
-	"time"
+
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
 // Environment variables read by this package.
@@ -74,8 +75,8 @@ func Table(prefix string) string {
 }
 
 // Bound is how long a test waits on a server before it fails instead of
-// hanging. It is never a timing assertion.
-const Bound = 30 * time.Second
+// hanging: the test kit's bound. It is never a timing assertion.
+const Bound = testkit.Bound
 
 // Ctx returns a context that ends after [Bound] or with t.
 func Ctx(t testing.TB) context.Context {

@@ -13,8 +13,9 @@ import (
 )
 
 // Bound is how long a test waits for something that must happen before it
-// fails instead of hanging. It is never a timing assertion.
-const Bound = 10 * time.Second
+// fails instead of hanging, long enough for a loaded CI machine and a real
+// database server. It is never a timing assertion.
+const Bound = 30 * time.Second
 
 // Log records events ("commit a", "rollback b") in the order they
 // happen, from any goroutine. A nil *Log records nothing.
