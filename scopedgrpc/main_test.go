@@ -15,10 +15,11 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
 // bound is how long a test waits for something that must happen before it

@@ -16,10 +16,11 @@ import (
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
+	"github.com/go-scoped/scoped/scopedtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }
 
 // bound is the kit's bound on every wait, never a timing assertion.

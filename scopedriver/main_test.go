@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedtest"
 	"go.uber.org/goleak"
 )
 
@@ -34,5 +35,5 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "scopedriver: skipping %s: set %s to run it\n", serverExamples, dbtest.PostgresEnv)
 		}
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
 }

@@ -93,12 +93,13 @@ func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error
 	return tx, err
 }
 
-// maxBeginRetries bounds begin's retries: one per connection idle in the
-// pool now (a storm that killed them all costs that many quick failures,
-// each discarding the dead connection it found) and one more, which then
-// dials. database/sql's own retry covers only driver.ErrBadConn, which
+// maxBeginRetries bounds begin's retries: one per connection open in the
+// pool now, idle or in use (a storm that killed them all costs that many
+// quick failures, each discarding the dead connection it found, and one in
+// use now may be idle, and dead, by the next attempt) and one more, which
+// then dials. database/sql's own retry covers only driver.ErrBadConn, which
 // lib/pq does not report for a connection the server closed.
-func maxBeginRetries(db *sql.DB) int { return db.Stats().Idle + 1 }
+func maxBeginRetries(db *sql.DB) int { return db.Stats().OpenConnections + 1 }
 
 func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Done() == nil {
