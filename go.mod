@@ -7,7 +7,7 @@ require (
 	github.com/go-sql-driver/mysql v1.9.3
 	github.com/jackc/pgx/v5 v5.5.4
 	github.com/jinzhu/copier v0.3.5
-	github.com/lib/pq v1.0.0
+	github.com/lib/pq v1.10.9
 	go.uber.org/goleak v1.1.10
 )
 
