@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/scopedsql"
 )
 
 // DefaultErrorHandler turns a failed commit into the [*connect.Error] that
@@ -48,23 +49,8 @@ var errEndedEarly = errors.New("scopedconnect: call ended before the commit poin
 
 // IsSerializationFailure reports whether err, or an error it wraps, is a
 // database's serialization failure or deadlock, the failures that a retry
-// of the whole transaction can cure: SQLSTATE 40001 or 40P01 from any
-// error with a SQLState() string method (pgx's *pgconn.PgError, lib/pq's
-// *pq.Error), or MySQL's error 1213 (go-sql-driver/mysql's
-// *mysql.MySQLError, recognised without importing the driver).
-func IsSerializationFailure(err error) bool {
-	found := false
-	walk(err, func(e error) bool {
-		if s, ok := e.(interface{ SQLState() string }); ok {
-			switch s.SQLState() {
-			case "40001", "40P01":
-				found = true
-			}
-		}
-		if !found {
-			found = mysqlErrorNumber(e) == 1213
-		}
-		return found
-	})
-	return found
-}
+// of the whole transaction can cure: it is [scopedsql.Retryable] (SQLSTATE
+// 40001 or 40P01 from pgx and lib/pq, MySQL's error 1213, recognised
+// without importing a driver), the classifier the default error handler
+// maps to Aborted.
+func IsSerializationFailure(err error) bool { return scopedsql.Retryable(err) }

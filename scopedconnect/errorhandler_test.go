@@ -9,20 +9,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/scopedconnect"
 )
-
-// mysqlError has the shape of go-sql-driver/mysql's *MySQLError, which
-// IsSerializationFailure recognises without importing the driver.
-type MySQLError struct {
-	Number  uint16
-	Message string
-}
-
-func (e *MySQLError) Error() string { return fmt.Sprintf("Error %d: %s", e.Number, e.Message) }
 
 func TestIsSerializationFailure(t *testing.T) {
 	tests := []struct {
@@ -31,11 +23,11 @@ func TestIsSerializationFailure(t *testing.T) {
 	}{
 		{&pq.Error{Code: "40001"}, true},
 		{&pq.Error{Code: "40P01"}, true},
-		{&MySQLError{Number: 1213}, true},
+		{&mysql.MySQLError{Number: 1213}, true},
 		{fmt.Errorf("commit: %w", &pq.Error{Code: "40001"}), true},
-		{errors.Join(errors.New("close"), fmt.Errorf("x: %w", &MySQLError{Number: 1213})), true},
+		{errors.Join(errors.New("close"), fmt.Errorf("x: %w", &mysql.MySQLError{Number: 1213})), true},
 		{&pq.Error{Code: "23505"}, false},
-		{&MySQLError{Number: 1062}, false},
+		{&mysql.MySQLError{Number: 1062}, false},
 		{errors.New("40001"), false},
 		{nil, false},
 	}

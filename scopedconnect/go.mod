@@ -5,6 +5,7 @@ go 1.24.0
 require (
 	connectrpc.com/connect v1.11.0
 	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/go-sql-driver/mysql v1.9.3
 	github.com/lib/pq v1.12.3
 	go.uber.org/goleak v1.3.0
 	google.golang.org/grpc v1.53.0
@@ -12,6 +13,7 @@ require (
 )
 
 require (
+	filippo.io/edwards25519 v1.1.0 // indirect
 	github.com/golang/protobuf v1.5.2 // indirect
 	github.com/jinzhu/copier v0.4.0 // indirect
 	golang.org/x/net v0.5.0 // indirect
