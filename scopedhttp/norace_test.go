@@ -1,0 +1,5 @@
+//go:build !race
+
+package scopedhttp_test
+
+const raceEnabled = false
