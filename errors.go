@@ -49,8 +49,11 @@ var (
 var ErrNotBound = errors.New("scoped: no ScopedSession bound for this session type (use scoped.Bind or scopedhttp.Bind)")
 
 // The outcome of a failed commit, matched with [errors.Is] on the error of
-// [Scope.Commit] or [ScopedSession.Commit]. Exactly one of the first three
-// describes a commit error; [ErrCommitUnknown] may come with any of them.
+// [Scope.Commit] or [ScopedSession.Commit]. A commit error wraps one of
+// the first three, except when the first commit that failed may have
+// landed: then it wraps [ErrCommitUnknown] instead of [ErrNotCommitted]
+// (after other sessions committed, [ErrPartiallyCommitted] and
+// ErrCommitUnknown may come together).
 var (
 	// ErrNotCommitted: a commit failed and no session of the scope had
 	// committed before it: nothing was saved.
