@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -282,10 +281,7 @@ func grpcWebCall(ctx context.Context, t testing.TB, hc *http.Client, target, arg
 }
 
 // openDB opens the PostgreSQL test database and a fresh table whose
-// deferred constraint trigger fails the COMMIT of a transaction that
-// inserted a negative id with SQLSTATE 40001 (serialization_failure), and
-// one that inserted an id of 1,000,000 or more with 23514
-// (check_violation): real commit failures, on demand.
+// COMMITs fail on demand (dbtest.CreateCommitFailureTable).
 func openDB(t testing.TB) (*sql.DB, string) {
 	t.Helper()
 	srv := dbtest.Postgres(t)
@@ -294,30 +290,6 @@ func openDB(t testing.TB) (*sql.DB, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	table := dbtest.CreateIDTable(t, db, "scopedconnect")
-	ddl := fmt.Sprintf(`
-CREATE FUNCTION %[1]s_check() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	IF NEW.id < 0 THEN
-		RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = 'serialization_failure';
-	END IF;
-	IF NEW.id >= 1000000 THEN
-		RAISE EXCEPTION 'injected commit failure' USING ERRCODE = 'check_violation';
-	END IF;
-	RETURN NULL;
-END $$;
-CREATE CONSTRAINT TRIGGER %[1]s_check AFTER INSERT ON %[1]s
-	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_check();`, table)
-	if _, err := db.ExecContext(dbtest.Ctx(t), ddl); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Runs before dbtest drops the table; CASCADE takes the trigger.
-		ctx, cancel := context.WithTimeout(context.Background(), dbtest.Bound)
-		defer cancel()
-		if _, err := db.ExecContext(ctx, "DROP FUNCTION "+table+"_check() CASCADE"); err != nil {
-			t.Errorf("drop function: %v", err)
-		}
-	})
+	table := dbtest.CreateCommitFailureTable(t, db, "scopedconnect")
 	return db, table
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"testing"
 
@@ -146,4 +147,39 @@ func IDs(t testing.TB, q Querier, table string) []int64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// CreateCommitFailureTable creates a fresh id table (see [CreateIDTable])
+// on PostgreSQL whose deferred constraint trigger fails the COMMIT of a
+// transaction that inserted a negative id with SQLSTATE 40001
+// (serialization_failure), and one that inserted an id of 1,000,000 or
+// more with 23514 (check_violation): real commit failures, on demand.
+func CreateCommitFailureTable(t testing.TB, db *sql.DB, prefix string) string {
+	t.Helper()
+	table := CreateIDTable(t, db, prefix)
+	ddl := fmt.Sprintf(`
+CREATE FUNCTION %[1]s_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.id < 0 THEN
+		RAISE EXCEPTION 'injected serialization failure' USING ERRCODE = 'serialization_failure';
+	END IF;
+	IF NEW.id >= 1000000 THEN
+		RAISE EXCEPTION 'injected commit failure' USING ERRCODE = 'check_violation';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER %[1]s_check AFTER INSERT ON %[1]s
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %[1]s_check();`, table)
+	if _, err := db.ExecContext(Ctx(t), ddl); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Runs before CreateIDTable's cleanup drops the table; CASCADE takes the trigger.
+		ctx, cancel := context.WithTimeout(context.Background(), Bound)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP FUNCTION "+table+"_check() CASCADE"); err != nil {
+			t.Errorf("drop function: %v", err)
+		}
+	})
+	return table
 }
