@@ -51,8 +51,9 @@ func (e *entry[S]) child() bool { return e.nested != nil || e.shared }
 // closed meanwhile gets the new session ended at once.
 func (e *entry[S]) create(caller, ctx, endCtx context.Context, st store) (s S, err error) {
 	r := e.r
-	ctx = e.node.factoryContext(ctx, caller)
-	child, _ := st.(*Scope)
+	scope, _ := st.(*Scope)
+	ctx = e.node.factoryContext(ctx, caller, scope)
+	child := scope
 	if child != nil && child.parent == nil {
 		child = nil
 	}

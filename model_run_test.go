@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	creation "github.com/go-scoped/scoped/internal/bound"
 )
 
 // ---------------------------------------------------------------------------
@@ -179,6 +180,14 @@ func (h *rHarness) factory(reg int) func(context.Context) (*mSession, error) {
 		}
 		id := modelSessID(w.id, w.op, reg)
 		w.event("create " + id)
+		// Take the creation bound where there is one, as scopedsql does,
+		// so that its bookkeeping runs under every program; its verdict
+		// is not used (the reference model does not know of it).
+		if src, ok := ctx.(creation.Source); ok {
+			if b, ok := src.BoundCreation(); ok {
+				defer func() { _ = b.Settle() }()
+			}
+		}
 		if w.block {
 			close(w.started)
 			select {

@@ -20,15 +20,18 @@ type factoryContext struct {
 	parent context.Context
 	n      *node           // the session being created
 	up     *factoryContext // the creation whose factory asked for this one, if any
+	s      *Scope          // the scope creating it; nil in the keyed store
+	b      creationBound   // see creationbound.go
 }
 
 type factoryKey struct{}
 
 // factoryContext returns n's factory context over parent, linked to the
 // creation that ctx (the caller's context) belongs to, if any.
-func (n *node) factoryContext(parent, caller context.Context) context.Context {
+func (n *node) factoryContext(parent, caller context.Context, s *Scope) context.Context {
 	n.fctx.parent = parent
 	n.fctx.n = n
+	n.fctx.s = s
 	n.fctx.up, _ = caller.Value(factoryKey{}).(*factoryContext)
 	return &n.fctx
 }

@@ -121,6 +121,7 @@ func (s *Scope) unlink(n *node) {
 
 func (s *Scope) publish(n *node) error {
 	s.mu.Lock()
+	n.settleBound()
 	if s.ended.Load() {
 		s.unlink(n)
 		n.settle(ErrScopeClosed)
@@ -134,10 +135,11 @@ func (s *Scope) publish(n *node) error {
 	n.seq = s.seq
 	n.settle(nil)
 	arm := false
-	if !n.owner.noNet && !n.shared && !s.noNet && !s.armed {
+	if !n.owner.noNet && !n.shared && !s.noNet {
 		// The net is registered once the scope holds something it may end.
+		s.netHeld = true
+		arm = !s.armed
 		s.armed = true
-		arm = true
 	}
 	s.mu.Unlock()
 	if arm {
@@ -149,6 +151,7 @@ func (s *Scope) publish(n *node) error {
 func (s *Scope) fail(n *node, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n.settleBound()
 	s.unlink(n)
 	n.settle(err)
 }

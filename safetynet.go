@@ -14,9 +14,22 @@ import (
 // rolls back the sessions that may be ended from another goroutine and
 // leaves the others, and the scope, to Remove.
 func (s *Scope) cancelled() {
+	err, cause := s.parentCtx.Err(), context.Cause(s.parentCtx) // outside mu: the caller's context
+	var fb [2]*factoryContext
 	s.mu.Lock()
 	if s.ended.Load() {
 		s.mu.Unlock()
+		return
+	}
+	// A begin still running gives up first (creationbound.go).
+	fired := s.fireBounds(fb[:0], err, cause)
+	if !s.netHeld {
+		// Registered only to bound a begin: the scope holds nothing the
+		// net may end, and stays open, as if there had been no net; a
+		// session created later registers it again (and it fires at once).
+		s.armed = false
+		s.mu.Unlock()
+		runBounds(fired)
 		return
 	}
 	unsafe := false
@@ -29,6 +42,7 @@ func (s *Scope) cancelled() {
 	if !unsafe {
 		s.byNet = true
 		s.mu.Unlock()
+		runBounds(fired)
 		_ = s.end(false)
 		return
 	}
@@ -47,6 +61,7 @@ func (s *Scope) cancelled() {
 	busy := make(chan struct{})
 	s.netBusy = busy // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
+	runBounds(fired)
 	sortNewestFirst(nodes)
 	for _, n := range nodes {
 		_ = n.self.end(s.teardownContext(), false) // errors reach the hooks

@@ -21,8 +21,11 @@ import (
 // sees the driver's errors, and a session type that is not safe for
 // concurrent use (pgx) must not be in use then: begin such scopes with
 // [BeginWithoutSafetyNet] and end them with defer, or create their
-// ScopedSession [WithoutSafetyNet]. defer scope.Remove() remains the rule. A scope that holds no session registers nothing and
-// costs no teardown work.
+// ScopedSession [WithoutSafetyNet]. defer scope.Remove() remains the rule.
+// A scope that holds no session registers nothing and costs no teardown
+// work. (A begin that asks to be bounded by the net, as scopedsql's does,
+// registers it early; if the context is cancelled then, the begin gives
+// up and the scope, holding nothing yet, stays open.)
 type Scope struct {
 	// Fields are ordered so that a Scope fits the 112-byte size class.
 
@@ -43,6 +46,7 @@ type Scope struct {
 	stripe   uint8         // counter stripe, see stats.go; set once, before the scope is shared
 	noNet    bool          // no safety net: BeginWithoutSafetyNet
 	armed    bool          // the safety net is registered, or being registered
+	netHeld  bool          // a session the net may end was created: armed for it, not only for a begin
 	netFired bool          // the safety net ended the sessions it may end; the scope is still open
 	byNet    bool          // the safety net ended the whole scope
 	tracked  bool          // recorded by a leak tracker (leak.go); set before the scope is shared
@@ -239,6 +243,10 @@ func (s *Scope) end(commit bool) error {
 		return nil
 	}
 	s.ended.Store(true)
+	// A begin still running is given up: its session would be ended the
+	// moment it exists (creationbound.go).
+	var fb [2]*factoryContext
+	fired := s.fireBounds(fb[:0], context.Canceled, ErrScopeClosed)
 	netFired, netBusy := s.netFired, s.netBusy
 	stop := s.stop
 	s.stop = nil
@@ -265,6 +273,7 @@ func (s *Scope) end(commit bool) error {
 		}
 	}
 	s.mu.Unlock()
+	runBounds(fired)
 	sortNewestFirst(nodes)
 
 	if stop != nil {

@@ -3,7 +3,6 @@ package scoped_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -16,14 +15,7 @@ import (
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if flag.Lookup("test.bench").Value.String() != "" {
-		// The leak check reads the stack at every Begin: not in benchmarks.
-		goleak.VerifyTestMain(m)
-	}
-	goleak.VerifyTestMain(scopedtest.CheckScopesM(m))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(scopedtest.CheckScopesM(m)) }
 
 // bound is how long a test waits for something that must happen before it
 // fails instead of hanging. It is never a timing assertion.

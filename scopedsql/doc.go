@@ -73,7 +73,11 @@
 // back: the scope ends it, once, as it ends every session, with a context
 // that is not cancelled. A request whose client went away is rolled back
 // by the scope's safety net (or its deferred Remove) with a plain ROLLBACK,
-// and its connection goes back to the pool in good health.
+// and its connection goes back to the pool in good health. In a scope
+// with a safety net, the net's own watch on the scope's context bounds the
+// begin too, so the bound costs no allocation of its own; elsewhere (a
+// scope without a net, the factory called directly) the factory watches
+// the context itself.
 //
 // What this cannot avoid: database/sql starts a goroutine per transaction
 // (Tx.awaitDone, in DB.beginDC), whatever context it is given, and it ends

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/go-scoped/scoped/internal/bound"
 )
 
 // Tx returns a factory for scoped.New that begins one transaction on db
@@ -78,7 +80,8 @@ func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 // to send a cancel request). Passing context.WithoutCancel(ctx) instead
 // would leave waiting for a pooled connection unbounded. So BeginTx gets a
 // context of its own (beginCtx), with ctx's values, that is done only if
-// ctx is done while BeginTx runs.
+// ctx is done while BeginTx runs. Inside a scope with a safety net that
+// context is the scope's own (internal/bound), which costs no allocation.
 func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))
@@ -106,6 +109,17 @@ func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, e
 		// Never cancelled (context.Background, scoped.Detach): nothing to bound.
 		return wrapBegin(db.BeginTx(ctx, opts))
 	}
+	if src, ok := ctx.(bound.Source); ok {
+		// The factory of a scope with a safety net: the net watches the
+		// begin too, and nothing needs registering here.
+		if b, ok := src.BoundCreation(); ok {
+			tx, err := db.BeginTx(b, opts)
+			if cause := b.Settle(); cause != nil {
+				return abandoned(tx, err, cause)
+			}
+			return wrapBegin(tx, err)
+		}
+	}
 	b := &beginCtx{parent: ctx}
 	stop := context.AfterFunc(ctx, b.fire)
 	tx, err := db.BeginTx(b, opts)
@@ -115,10 +129,14 @@ func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, e
 		b.settle()
 		return wrapBegin(tx, err)
 	}
-	// ctx was done while beginning, and b with it: whatever BeginTx
-	// returned, database/sql is rolling it back. Say so now, with ctx's
-	// cause: b's error is ctx.Err(), not its cause.
-	cause := context.Cause(ctx)
+	// b's error is ctx.Err(), not its cause.
+	return abandoned(tx, err, context.Cause(ctx))
+}
+
+// abandoned is the end of a begin whose context was done while it ran:
+// whatever BeginTx returned, database/sql is rolling it back. It says so
+// now, with the cause.
+func abandoned(tx *sql.Tx, err, cause error) (*sql.Tx, error) {
 	switch {
 	case err == nil:
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {

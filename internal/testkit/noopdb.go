@@ -1,4 +1,4 @@
-package scopedsql_test
+package testkit
 
 import (
 	"context"
@@ -8,18 +8,13 @@ import (
 	"sync"
 )
 
-// noopDriver is a database/sql driver whose connections begin and end
-// transactions without doing anything, so that benchmarks measure
-// database/sql and this package, not a server. Its connections implement
-// the optional interfaces real drivers do (ConnBeginTx, SessionResetter,
-// Validator), which change database/sql's paths.
-type noopDriver struct{}
-
-const noopDriverName = "scopedsql-noop"
-
-var registerNoop = sync.OnceFunc(func() { sql.Register(noopDriverName, noopDriver{}) })
-
-func openNoop() *sql.DB {
+// NoopDB opens a *sql.DB on a driver whose connections begin and end
+// transactions without doing anything, so that benchmarks and allocation
+// tests measure database/sql and this repository's code, not a server.
+// Its connections implement the optional interfaces real drivers do
+// (ConnBeginTx, SessionResetter, Validator), which change database/sql's
+// paths.
+func NoopDB() *sql.DB {
 	registerNoop()
 	db, err := sql.Open(noopDriverName, "")
 	if err != nil {
@@ -27,6 +22,12 @@ func openNoop() *sql.DB {
 	}
 	return db
 }
+
+const noopDriverName = "scoped-testkit-noop"
+
+var registerNoop = sync.OnceFunc(func() { sql.Register(noopDriverName, noopDriver{}) })
+
+type noopDriver struct{}
 
 func (noopDriver) Open(string) (driver.Conn, error) { return noopConn{}, nil }
 

@@ -1,0 +1,42 @@
+//go:build !race
+
+// The race detector changes what allocates; .ci/run runs these without it.
+
+package scoped_test
+
+import (
+	"testing"
+
+	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
+)
+
+// TestBeginCommitAllocs holds what a scope with a *sql.Tx costs over a
+// hand-written BeginTx/Commit, in allocations (exact, unlike timings). On
+// a request's context: the Scope, the session's entry, the safety net's
+// registration on the request context (context.AfterFunc: 3), the begin
+// bound's channel, and database/sql's registration with that bound (2).
+// Without a cancellable context, only the Scope and the entry.
+func TestBeginCommitAllocs(t *testing.T) {
+	defer scoped.PauseTracking()() // TestMain's leak check would be counted
+	limits := map[string]float64{"background": 2, "request": 8}
+	db := testkit.NoopDB()
+	defer db.Close()
+	for _, c := range beginCommitContexts {
+		allocs := map[string]float64{}
+		for _, v := range beginCommitVariants(db) {
+			allocs[v.name] = testing.AllocsPerRun(200, func() {
+				ctx, cancel := c.ctx()
+				if err := v.run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+			})
+		}
+		if extra := allocs["scoped"] - allocs["hand"]; extra > limits[c.name] {
+			t.Errorf("%s context: scoped allocates %v times, hand-written code %v: +%v, want at most +%v",
+				c.name, allocs["scoped"], allocs["hand"], extra, limits[c.name])
+		}
+		t.Logf("%s context: %v", c.name, allocs)
+	}
+}
