@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
@@ -35,8 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 // bound is how long a test waits for something that must happen before it
-// fails instead of hanging. It is never a timing assertion.
-const bound = 10 * time.Second
+// fails instead of hanging: the shared test kit's.
+const bound = testkit.Bound
 
 type (
 	checkReq  = grpc_health_v1.HealthCheckRequest

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"net"
 	"testing"
-	"time"
 
 	_ "github.com/lib/pq"
 	"go.uber.org/goleak"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
@@ -22,8 +22,8 @@ func TestMain(m *testing.M) {
 }
 
 // bound is how long a test waits for something that must happen before it
-// fails instead of hanging. It is never a timing assertion.
-const bound = 10 * time.Second
+// fails instead of hanging: the shared test kit's.
+const bound = testkit.Bound
 
 // health is a grpc_health_v1 server whose two methods, Check (unary) and
 // Watch (server streaming), run the test's functions.

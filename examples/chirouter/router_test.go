@@ -14,12 +14,13 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedhttp"
 )
 
 // bound is how long a test waits for something that must happen before it
-// fails instead of hanging. It is never a timing assertion.
-const bound = 10 * time.Second
+// fails instead of hanging: the shared test kit's.
+const bound = testkit.Bound
 
 // countingTx is a database/sql-style session that counts how it ended.
 type countingTx struct{ commits, rollbacks *atomic.Int32 }
