@@ -40,6 +40,28 @@
 // [Tx] and [Conn] are the bare factories for [scoped.New], for those who
 // want to choose every teardown themselves.
 //
+// # sqlc
+//
+// [NewDBTX] serves the DBTX interface sqlc generates for pgx/v5 (Exec,
+// Query, QueryRow, and CopyFrom and SendBatch when emitted) from the
+// scope's transaction inside a scope and from the pool outside one, so
+// that one *Queries serves handlers, jobs and main alike:
+//
+//	queries := sqlcdb.New(scopedpgx.NewDBTX(pool, txs)) // sqlcdb: your generated package
+//
+// Inside a scope whose transaction cannot be had (the pool gave no
+// connection before the scope's context ended, the scope has ended),
+// nothing runs, not even on the pool, which would escape the transaction:
+// the method returns why (QueryRow's row, from Scan).
+//
+// # Tests
+//
+// Package scopedpgxtest gives each test a database whose every change is
+// rolled back when the test ends: scopedpgxtest.Isolate(t, pool) returns
+// a database on one connection inside a transaction, which stands in for
+// the pool (it is a [Querier], so NewDBTX takes it), and its NewTx stands
+// in for [NewTx], with savepoints for transactions.
+//
 // # Round trips
 //
 // On a network the round trip is the cost. A transaction of [Tx] sends

@@ -1,0 +1,126 @@
+package scopedpgxtest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(scopedtest.CheckScopesM(m)) }
+
+// newPool returns a pool of at most maxConns connections to the test
+// server, closed when t ends; it skips t without a server.
+func newPool(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbtest.Postgres(t).DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Close waits for every acquired connection: after a failure that
+		// left one acquired, report it instead of hanging.
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%d connections left acquired; pool not closed", n)
+			return
+		}
+		pool.Close()
+	})
+	return pool
+}
+
+// newTable creates a table (id int primary key) with a unique name,
+// dropped when t ends. Call it before Isolate, so that the drop runs after
+// the test's rollback.
+func newTable(t testing.TB, pool *pgxpool.Pool, prefix string) string {
+	t.Helper()
+	name := pgx.Identifier{dbtest.Table(prefix)}.Sanitize()
+	if _, err := pool.Exec(dbtest.Ctx(t), "CREATE TABLE "+name+" (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), "DROP TABLE "+name); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// querier is what ids reads through: a pool, a DB, a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// execer is what insert writes through.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// ids returns the ids in table, in order, as q sees them.
+func ids(t testing.TB, q querier, table string) []int {
+	t.Helper()
+	return idsIn(dbtest.Ctx(t), t, q, table)
+}
+
+// idsIn is ids in ctx, which may carry a scope.
+func idsIn(ctx context.Context, t testing.TB, q querier, table string) []int {
+	t.Helper()
+	rs, err := q.Query(ctx, "SELECT id FROM "+table+" ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rs, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// insert inserts id into table through e.
+func insert(ctx context.Context, e execer, table string, id int) error {
+	_, err := e.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id)
+	return err
+}
+
+// fakeT is a testing.TB whose cleanups run when the test says, and whose
+// errors are recorded instead of failing the test: for the failures an
+// isolated database reports at its end.
+type fakeT struct {
+	testing.TB
+	mu       sync.Mutex
+	errs     []string
+	cleanups []func()
+}
+
+func (f *fakeT) Helper() {}
+
+func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+
+func (f *fakeT) Errorf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, fmt.Sprintf(format, args...))
+}
+
+// end runs the cleanups, last first, and returns the errors reported.
+func (f *fakeT) end() []string {
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.errs
+}
