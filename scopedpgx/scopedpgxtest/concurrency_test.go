@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -103,6 +104,34 @@ func TestIsolatedIndependentUnitInsideAScopeWaitsForItsContext(t *testing.T) {
 	}
 	if got := ids(t, db, table); !slices.Equal(got, []int{1, 2}) {
 		t.Errorf("ids %v, want [1 2]", got)
+	}
+}
+
+// Without a deadline (t.Context()), a transaction begun inside the open
+// one on the same goroutine fails after slotWait instead of hanging until
+// the test binary's timeout.
+func TestIsolatedWaitForTheOpenTransactionIsBounded(t *testing.T) {
+	old := slotWait
+	slotWait = 200 * time.Millisecond
+	defer func() { slotWait = old }()
+	pool := newPool(t, 2)
+	db := Isolate(t, pool)
+	txs := db.NewTx()
+	err := scoped.Run(context.Background(), func(ctx context.Context) error {
+		if _, err := txs.Current(ctx); err != nil {
+			return err
+		}
+		ierr := scoped.Run(ctx, func(ctx context.Context) error {
+			_, err := txs.Current(ctx)
+			return err
+		}, scoped.Independent())
+		if !errors.Is(ierr, errSlotWait) || !strings.Contains(ierr.Error(), "concurrency_test.go") {
+			t.Errorf("independent unit: %v, want a bounded wait naming where the open transaction was begun", ierr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

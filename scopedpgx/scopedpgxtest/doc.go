@@ -57,14 +57,16 @@
 //
 // One connection has one transaction state, so transactions of DB.Begin
 // run one at a time: while one is open, another Begin (another scope's
-// first Current) waits for it to end, for as long as its context lets it.
+// first Current) waits for it to end, for as long as its context lets it
+// and at most 30 seconds.
 // The transactions of concurrent requests in a test, each in its own
 // scope, thus run one after another, each isolated from the others as if
 // serialized. Three consequences:
 //   - An independent unit of work ([scoped.Independent],
 //     [scoped.BeginIndependent]), or a DB.Begin, inside an open scope waits
 //     for the scope's transaction, which cannot end before it does: it
-//     waits until its own context ends, then fails with an error that
+//     waits until its own context ends (or 30 seconds pass, so that a
+//     test on t.Context() does not hang), then fails with an error that
 //     names where the open transaction was begun. On a real pool it would
 //     take a second connection; test such code on one.
 //   - Call NewTx once per DB and wire everything with it: two

@@ -2,9 +2,11 @@ package scopedpgxtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // The slot: one transaction of DB.Begin at a time. One connection has one
@@ -16,6 +18,16 @@ import (
 // transaction begun inside the open one, on the same goroutine, which can
 // never end before it.
 
+// SlotWait bounds how long a transaction waits for the one open on the
+// test's connection, even under a context without a deadline
+// (t.Context()): the usual waiter, a transaction begun inside the open
+// one on the same goroutine, would otherwise hang until the test binary's
+// timeout. A variable so that this package's tests can shorten it.
+var slotWait = 30 * time.Second
+
+// errSlotWait is the cause of a wait that slotWait ended.
+var errSlotWait = errors.New("scopedpgxtest: waited too long")
+
 // acquireSlot waits until no other transaction of Begin is open.
 func (d *DB) acquireSlot(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -26,6 +38,8 @@ func (d *DB) acquireSlot(ctx context.Context) error {
 	default:
 		d.waiting.Add(1)
 		defer d.waiting.Add(-1)
+		ctx, cancel := context.WithTimeoutCause(ctx, slotWait, fmt.Errorf("%w (%v)", errSlotWait, slotWait))
+		defer cancel()
 		select {
 		case d.slot <- struct{}{}:
 		case <-ctx.Done():
