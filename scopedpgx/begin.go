@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/go-scoped/scoped/internal/xact"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -31,8 +32,9 @@ func beginSQL(opts pgx.TxOptions) string {
 	return b.String()
 }
 
-// xidSQL reads the transaction's id, NULL until it has written.
-const xidSQL = "select pg_current_xact_id_if_assigned()::text"
+// xidSQL reads the transaction's id, NULL until it has written, and when
+// it began (see internal/xact).
+const xidSQL = xact.ReadSQL
 
 // errFallback says that the first pipeline failed before BEGIN ran (a
 // statement the server could not prepare, arguments pgx could not
@@ -160,10 +162,10 @@ func (t *tx) fail(err error) error {
 // then the pipeline's end.
 func (t *tx) finish(br pgx.BatchResults, readXid bool) {
 	if readXid {
-		var xid *string
-		if err := br.QueryRow().Scan(&xid); err == nil {
-			if xid != nil {
-				t.xid = *xid
+		var xid, began *string
+		if err := br.QueryRow().Scan(&xid, &began); err == nil {
+			if xid != nil && began != nil {
+				t.xid, t.xidBegan = *xid, *began
 			}
 			t.xidUnsure = false
 		} else {

@@ -2,11 +2,11 @@ package scopedpgx
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/xact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -53,7 +53,7 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 			}
 			return err // it wrote nothing: nothing was at stake
 		}
-		return t.s.resolve(t.xid, err)
+		return t.s.resolve(t.xid, t.xidBegan, err)
 	}
 	if tag.String() == "ROLLBACK" {
 		return pgx.ErrTxCommitRollback
@@ -68,9 +68,9 @@ func (t *tx) commitReadingXid(ctx context.Context, c *pgx.Conn) (pgconn.CommandT
 	b.Queue(xidSQL)
 	b.Queue(t.s.commit)
 	br := c.SendBatch(ctx, b)
-	var xid *string
-	if err := br.QueryRow().Scan(&xid); err == nil && xid != nil {
-		t.xid = *xid
+	var xid, began *string
+	if err := br.QueryRow().Scan(&xid, &began); err == nil && xid != nil && began != nil {
+		t.xid, t.xidBegan = *xid, *began
 	}
 	tag, err := br.Exec()
 	if cerr := br.Close(); err == nil {
@@ -80,26 +80,33 @@ func (t *tx) commitReadingXid(ctx context.Context, c *pgx.Conn) (pgconn.CommandT
 }
 
 // resolve asks the server, on another connection of the pool, whether the
-// transaction xid, whose COMMIT failed with cause, committed, until it
-// knows or the resolve timeout has passed.
-func (s *txShared) resolve(xid string, cause error) error {
+// transaction xid, begun at began and whose COMMIT failed with cause,
+// committed, until it knows or the resolve timeout has passed. See
+// internal/xact for what an answer proves after a crash.
+func (s *txShared) resolve(xid, began string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.resolveTimeout)
 	defer cancel()
 	var last error
 	for {
 		var status *string
-		err := s.pool.QueryRow(ctx, "select pg_xact_status($1::xid8)", xid).Scan(&status)
-		switch {
-		case err != nil:
-			last = err
-		case status == nil:
-			last = errors.New("pg_xact_status is NULL: the transaction is too old to be known")
-		case *status == "committed":
-			return nil
-		case *status == "aborted":
-			return fmt.Errorf("scopedpgx: commit failed and transaction %s was rolled back: %w", xid, cause)
-		default: // in progress: the server has not finished with it yet
+		var checkpointed bool
+		err := s.pool.QueryRow(ctx, xact.StatusSQL, xid, began).Scan(&status, &checkpointed)
+		if err == nil {
+			verdict, why := xact.Of(status, checkpointed)
+			switch verdict {
+			case xact.Committed:
+				return nil
+			case xact.Aborted:
+				return fmt.Errorf("scopedpgx: commit failed and transaction %s was rolled back: %w", xid, cause)
+			case xact.Unknown:
+				return fmt.Errorf("scopedpgx: commit: %w: the connection failed during COMMIT and %s (transaction %s): %w",
+					scoped.ErrCommitUnknown, why, xid, cause)
+			}
 			last = fmt.Errorf("transaction %s is still in progress", xid)
+		} else if xact.Forgotten(err) {
+			return fmt.Errorf("scopedpgx: commit failed and the server, restarted, has forgotten transaction %s: nothing was saved: %w", xid, cause)
+		} else {
+			last = err
 		}
 		select {
 		case <-ctx.Done():

@@ -98,8 +98,14 @@
 // in their own pipeline (no round trip). A COMMIT whose answer is lost
 // then asks pg_xact_status on another connection of the pool, for at most
 // [DefaultCommitResolveTimeout] ([WithCommitResolveTimeout]): committed
-// is success, aborted is the error, and no answer in time is an error
-// wrapping [scoped.ErrCommitUnknown] ("may have been saved"). A
+// is success, aborted (or an id the restarted server has forgotten) is the
+// error, and no answer in time is an error wrapping
+// [scoped.ErrCommitUnknown] ("may have been saved"). After a crash the
+// server hands out again the ids of transactions that never reached its
+// disk, so "committed" is trusted only if the server has not checkpointed
+// since the transaction began (crash recovery ends in a checkpoint;
+// pg_control_checkpoint(), callable by every role unless revoked), and is
+// ErrCommitUnknown otherwise. A
 // transaction that wrote nothing has no id and nothing to resolve; its
 // failed COMMIT is reported as pgx reports it. [WithoutVerifiedCommit]
 // turns this off. The resolver cannot see everything: after a failover to

@@ -35,6 +35,7 @@ type tx struct {
 	began     bool
 	failed    error  // why the transaction could not begin; sticky
 	xid       string // the transaction's id, once it has one
+	xidBegan  string // when it began, as xact.ReadSQL reads it
 	xidUnsure bool   // something may have given it an id we have not read
 	spNum     int64  // savepoints begun, for their names
 	inner     pgx.Tx // pgx's own transaction, made for LargeObjects only

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/xact"
 )
 
 // VerifiedCommit returns a scoped.Option for a ScopedSession of *sql.Tx
@@ -19,8 +20,8 @@ import (
 //	txs := scoped.New(scopedsql.Tx(db, nil), scopedsql.VerifiedCommit(db))
 //
 // It costs one round trip per commit: before COMMIT it reads the
-// transaction's id (SELECT pg_current_xact_id_if_assigned(), PostgreSQL
-// 13 or later). See [CommitVerified] for the outcomes and what it cannot
+// transaction's id and when it began (pg_current_xact_id_if_assigned()
+// and now(), PostgreSQL 13 or later). See [CommitVerified] for the outcomes and what it cannot
 // see. It is for PostgreSQL only; with other servers the commit fails at
 // that read.
 func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
@@ -45,10 +46,16 @@ func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
 //     status is asked on another connection of db (pg_xact_status), again
 //     while it is still in progress, for at most the resolve timeout
 //     ([ResolveTimeout], default [DefaultResolveTimeout], and no longer
-//     than ctx allows). Committed: nil. Aborted: an error, nothing was
-//     saved. Still unknown (the server unreachable, restarting, or the id
-//     too old): an error wrapping [scoped.ErrCommitUnknown], since the
-//     changes may have been saved.
+//     than ctx allows). Committed: nil. Aborted, or an id the restarted
+//     server has forgotten: an error, nothing was saved. Still unknown
+//     (the server unreachable, restarting, or the id too old): an error
+//     wrapping [scoped.ErrCommitUnknown], since the changes may have been
+//     saved. After a crash the server hands out again the ids of
+//     transactions that never reached its disk, so "committed" is trusted
+//     only if the server has not checkpointed since the transaction began
+//     (crash recovery ends in a checkpoint); otherwise the answer is
+//     ErrCommitUnknown too. That question uses pg_control_checkpoint(),
+//     which PostgreSQL lets every role call unless revoked.
 //   - A transaction that wrote nothing has no id and nothing to resolve:
 //     its commit had nothing to save, and a lost connection is no error.
 //
@@ -94,8 +101,8 @@ func ResolveTimeout(d time.Duration) VerifyOption {
 const resolvePoll = 20 * time.Millisecond
 
 func commitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, cfg verifyConfig) error {
-	var xid sql.NullString
-	if err := tx.QueryRowContext(ctx, "SELECT pg_current_xact_id_if_assigned()::text").Scan(&xid); err != nil {
+	var xid, began sql.NullString
+	if err := tx.QueryRowContext(ctx, xact.ReadSQL).Scan(&xid, &began); err != nil {
 		// The transaction cannot be committed anyway if this failed (a
 		// lost connection, an aborted transaction): end it, say both.
 		return errors.Join(fmt.Errorf("scopedsql: read transaction id before COMMIT: %w", err), tx.Commit())
@@ -109,10 +116,14 @@ func commitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, cfg verifyConfi
 	case !xid.Valid:
 		return nil // wrote nothing: nothing to save, nothing lost
 	}
-	return resolve(ctx, db, xid.String, err, cfg.timeout)
+	return resolve(ctx, db, xid.String, began.String, err, cfg.timeout)
 }
 
-func resolve(ctx context.Context, db *sql.DB, xid string, commitErr error, timeout time.Duration) error {
+// resolve asks db whether transaction xid, begun at began and whose
+// COMMIT lost its connection with commitErr, committed, until it knows or
+// timeout has passed. See internal/xact for what an answer proves after a
+// crash.
+func resolve(ctx context.Context, db *sql.DB, xid, began string, commitErr error, timeout time.Duration) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if d, ok := ctx.Deadline(); ok {
@@ -123,20 +134,30 @@ func resolve(ctx context.Context, db *sql.DB, xid string, commitErr error, timeo
 	var last error
 	for {
 		var status sql.NullString
-		qerr := db.QueryRowContext(rctx, "SELECT pg_xact_status($1::xid8)", xid).Scan(&status)
-		switch {
-		case qerr != nil:
-			last = qerr
-		case status.String == "committed":
-			return nil
-		case status.String == "aborted":
-			return fmt.Errorf("scopedsql: COMMIT lost its connection and the server aborted transaction %s: nothing was saved: %w",
-				xid, commitErr)
-		case !status.Valid:
-			return fmt.Errorf("scopedsql: COMMIT lost its connection and transaction %s is too old to resolve: %w: %w",
-				xid, scoped.ErrCommitUnknown, commitErr)
-		default:
+		var checkpointed bool
+		qerr := db.QueryRowContext(rctx, xact.StatusSQL, xid, began).Scan(&status, &checkpointed)
+		if qerr == nil {
+			var st *string
+			if status.Valid {
+				st = &status.String
+			}
+			verdict, why := xact.Of(st, checkpointed)
+			switch verdict {
+			case xact.Committed:
+				return nil
+			case xact.Aborted:
+				return fmt.Errorf("scopedsql: COMMIT lost its connection and the server aborted transaction %s: nothing was saved: %w",
+					xid, commitErr)
+			case xact.Unknown:
+				return fmt.Errorf("scopedsql: COMMIT lost its connection and %s (transaction %s): %w: %w",
+					why, xid, scoped.ErrCommitUnknown, commitErr)
+			}
 			last = fmt.Errorf("transaction %s still %s", xid, status.String)
+		} else if xact.Forgotten(qerr) {
+			return fmt.Errorf("scopedsql: COMMIT lost its connection and the server, restarted, has forgotten transaction %s: nothing was saved: %w",
+				xid, commitErr)
+		} else {
+			last = qerr
 		}
 		t := time.NewTimer(resolvePoll)
 		select {
