@@ -13,75 +13,21 @@ import (
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
-var errChild = errors.New("child unit of work failed")
-
-// A nesting case: a root unit of work (scoped.Run) that inserts 1, runs a
-// child unit (scoped.Run inside it) that inserts 2, and ends as told. The
-// ids left in the table, and whether the root's Run reported an error,
-// must be the same under IsolatedDB as on the real pool.
-type nestingCase struct {
-	name        string
-	childFails  bool // the child returns an error (rolled back to its savepoint)
-	childBadSQL bool // a statement of the child fails
-	rootFails   bool // the root returns an error after the child
-	rootBadSQL  bool // a statement of the root fails before the child, and the root goes on
-	twoChildren bool // a second child (inserting 3) commits after the first
-}
-
-var nestingCases = []nestingCase{
-	{name: "both commit"},
-	{name: "child rolls back", childFails: true},
-	{name: "child statement fails", childBadSQL: true},
-	{name: "root rolls back a committed child", rootFails: true},
-	{name: "root statement failed", rootBadSQL: true},
-	{name: "two children, first rolls back", childFails: true, twoChildren: true},
-}
-
-// runNesting runs c on db and returns the ids committed, as a fresh
-// statement on db sees them, and whether the root reported an error.
-func runNesting(t *testing.T, db *sql.DB, s dbtest.Server, table string, c nestingCase) (ids []int64, rootErr bool) {
-	t.Helper()
+// sqlNestingDB is db with a fresh session of scopedsql.Tx, for
+// dbtest.CompareNesting.
+func sqlNestingDB(db *sql.DB, s dbtest.Server) dbtest.NestingDB {
 	txs := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
-	insert := func(ctx context.Context, id int64) error {
-		tx, err := txs.Current(ctx)
-		if err != nil {
+	return dbtest.NestingDB{
+		Insert: func(ctx context.Context, table string, id int64) error {
+			tx, err := txs.Current(ctx)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, s.InsertID(table), id)
 			return err
-		}
-		_, err = tx.ExecContext(ctx, s.InsertID(table), id)
-		return err
+		},
+		IDs: func(t testing.TB, table string) []int64 { return dbtest.IDs(t, db, table) },
 	}
-	err := scoped.Run(dbtest.Ctx(t), func(ctx context.Context) error {
-		if err := insert(ctx, 1); err != nil {
-			return err
-		}
-		if c.rootBadSQL {
-			_ = insert(ctx, 1) // duplicate key: fails
-		}
-		_ = scoped.Run(ctx, func(ctx context.Context) error {
-			if err := insert(ctx, 2); err != nil {
-				return err
-			}
-			if c.childBadSQL {
-				if err := insert(ctx, 2); err != nil {
-					return err
-				}
-			}
-			if c.childFails {
-				return errChild
-			}
-			return nil
-		})
-		if c.twoChildren {
-			if err := scoped.Run(ctx, func(ctx context.Context) error { return insert(ctx, 3) }); err != nil {
-				return err
-			}
-		}
-		if c.rootFails {
-			return errors.New("root failed")
-		}
-		return nil
-	})
-	return dbtest.IDs(t, db, table), err != nil
 }
 
 // Issue 12: every nesting case gives the same rows (and the same success
@@ -91,28 +37,17 @@ func TestIsolatedDBNestsAsTheRealPool(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		t.Parallel()
 		plain := plainDB(t, s)
-		for _, c := range nestingCases {
-			t.Run(c.name, func(t *testing.T) {
-				realTable := dbtest.CreateIDTable(t, plain, "scopedtest_nest_real")
-				wantIDs, wantErr := runNesting(t, plain, s, realTable, c)
-
-				isoTable := dbtest.CreateIDTable(t, plain, "scopedtest_nest_iso")
-				var gotIDs []int64
-				var gotErr bool
-				t.Run("isolated", func(t *testing.T) {
-					db := scopedtest.IsolatedDB(t, s.Driver, s.DSN)
-					gotIDs, gotErr = runNesting(t, db, s, isoTable, c)
-				})
-				t.Logf("real pool: ids %v, root error %v; IsolatedDB: ids %v, root error %v", wantIDs, wantErr, gotIDs, gotErr)
-				if !slices.Equal(gotIDs, wantIDs) || gotErr != wantErr {
-					t.Errorf("IsolatedDB: ids %v, root error %v; real pool: ids %v, root error %v",
-						gotIDs, gotErr, wantIDs, wantErr)
-				}
-				if left := dbtest.IDs(t, plain, isoTable); len(left) != 0 {
-					t.Errorf("IsolatedDB left %v behind", left)
-				}
-			})
-		}
+		dbtest.CompareNesting(t, dbtest.Nesting{
+			Isolated:    "IsolatedDB",
+			TablePrefix: "scopedtest_nest",
+			NewTable: func(t *testing.T, prefix string) string {
+				return dbtest.CreateIDTable(t, plain, prefix)
+			},
+			Real: func(*testing.T) dbtest.NestingDB { return sqlNestingDB(plain, s) },
+			Isolate: func(t *testing.T) dbtest.NestingDB {
+				return sqlNestingDB(scopedtest.IsolatedDB(t, s.Driver, s.DSN), s)
+			},
+		})
 	})
 }
 
