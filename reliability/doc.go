@@ -15,6 +15,11 @@
 //   - TestPoolExhaustion runs more scopes than the pool has connections,
 //     with and without deadlines: nothing deadlocks, a waiting scope either
 //     gets a connection or fails with its context's error, nothing leaks.
+//   - TestServerRestartLosesNothingAndMakesNoPhantom commits under 16
+//     writers, through lib/pq and scopedsql.VerifiedCommit, while a
+//     PostgreSQL cluster of its own restarts and crashes 8 times
+//     (dbtest.RestartLoad, shared with scopedpgx's test on pgx): no id
+//     answered saved lacks its row, none answered not saved has one.
 //
 // The tests read SCOPED_TEST_POSTGRES_DSN and SCOPED_TEST_MYSQL_DSN (see
 // internal/dbtest) and skip without them. SCOPED_STORM_REQUESTS changes the

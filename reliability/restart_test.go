@@ -3,12 +3,7 @@ package reliability_test
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
@@ -17,24 +12,18 @@ import (
 )
 
 // TestServerRestartLosesNothingAndMakesNoPhantom is issue 16's server
-// restart, on lib/pq through scopedsql with [scopedsql.VerifiedCommit]:
-// 16 goroutines insert rows with unique ids, one per scope, committed by
-// [scoped.Scope.Commit], while the server of a cluster of the test's own
-// restarts again and again: a fast restart (sessions ended with 57P01, a
-// checkpoint), a crash (immediate stop, crash recovery at the start) and
-// a crash that stays down until writers have failed against it. Each
-// unit's answer is recorded: saved, not saved (an error that is not
-// [scoped.ErrCommitUnknown]) or unknown. Afterwards, on the restarted
-// server, every saved id has its row (0 lost) and no "not saved" id has
-// one (0 phantom); no unit took longer than its resolve timeout plus a
-// margin (a hang guard, not a timing assertion). Restarts go on until
-// some of them have failed commits in flight, so that the test cannot
-// pass without having been tested. scopedpgx has the same test.
+// restart on lib/pq, through scopedsql with [scopedsql.VerifiedCommit]:
+// 16 writers commit one unique id per scope while the server of a cluster
+// of the test's own restarts and crashes again and again; afterwards no
+// id answered saved lacks its row and no id answered not saved has one.
+// The load, the restarts and the checks are [dbtest.RestartLoad]'s,
+// shared with scopedpgx's test on pgx; here a unit reads its transaction
+// id itself, to explain a wrong answer.
 //
-// It found lost writes (RELIABILITY.md, "Server restart"): after a crash
-// the server hands out a transaction id again when nothing of its first
-// transaction reached the disk, and the resolver takes the new
-// transaction's commit for the lost one's.
+// It found lost writes, fixed in dcebe73 (RELIABILITY.md, "Server
+// restart"): after a crash the server gives again the id of a transaction
+// of which nothing reached its disk, and the resolver took the new
+// owner's commit for the lost one's.
 func TestServerRestartLosesNothingAndMakesNoPhantom(t *testing.T) {
 	c := dbtest.NewCluster(t)
 	const writers = 16
@@ -73,242 +62,13 @@ func TestServerRestartLosesNothingAndMakesNoPhantom(t *testing.T) {
 		return true, xid, scope.Commit()
 	}
 
-	load := startRestartLoad(t, writers, unit)
-	load.restartUntilCommitsFail(t, c)
-	results := load.stop(t)
-
-	saved := map[int64]bool{}
-	for _, id := range dbtest.IDs(t, db, table) {
-		saved[id] = true
-	}
-	f := classify(t, results, saved, resolve)
-	f.Test, f.Restarts = "TestServerRestartLosesNothingAndMakesNoPhantom", load.restarts
+	f := dbtest.RestartLoad{
+		Writers:  writers,
+		Resolve:  resolve,
+		Unit:     unit,
+		Saved:    func() []int64 { return dbtest.IDs(t, db, table) },
+		InUse:    func() int { return db.Stats().InUse },
+		Teardown: &teardownErrs,
+	}.Run(t, c)
 	report(t, f)
-	t.Logf("teardown errors: %d", len(teardownErrs.List()))
-	if errs := teardownErrs.List(); len(errs) > 0 {
-		t.Logf("first teardown error: %v", errs[0])
-	}
-	if n := db.Stats().InUse; n != 0 {
-		t.Errorf("db.Stats().InUse = %d after every unit returned, want 0", n)
-	}
-}
-
-// restartOutcome is one unit of work's answer.
-type restartOutcome struct {
-	id         int64
-	committing bool   // COMMIT was sent
-	xid        string // the transaction's id, if known
-	err        error
-	took       time.Duration
-}
-
-// restartLoad runs units of work on writer goroutines, each with a unique
-// id, until stopped, counting their answers as they come.
-type restartLoad struct {
-	ok, failed, commitFailed atomic.Int64
-	next                     atomic.Int64
-	quit                     chan struct{}
-	done                     chan struct{}
-	perWriter                [][]restartOutcome
-	restarts                 []string
-}
-
-func startRestartLoad(t *testing.T, writers int, unit func(ctx context.Context, id int64) (bool, string, error)) *restartLoad {
-	l := &restartLoad{quit: make(chan struct{}), done: make(chan struct{}), perWriter: make([][]restartOutcome, writers)}
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-l.quit:
-					return
-				default:
-				}
-				id := l.next.Add(1)
-				// The context is only a hang guard: the bound under test is
-				// the resolver's own.
-				ctx, cancel := context.WithTimeout(context.Background(), testkit.Bound)
-				start := time.Now()
-				committing, xid, err := unit(ctx, id)
-				took := time.Since(start)
-				cancel()
-				l.perWriter[w] = append(l.perWriter[w], restartOutcome{id, committing, xid, err, took})
-				if err == nil {
-					l.ok.Add(1)
-					continue
-				}
-				l.failed.Add(1)
-				if committing {
-					l.commitFailed.Add(1)
-				}
-				// Pacing, not timing: a server that is down refuses at once,
-				// and 16 writers would spin on it.
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(l.done)
-	}()
-	t.Cleanup(func() { l.halt(t) }) // should the test fail before stop
-	return l
-}
-
-// serving waits until n more units have committed.
-func (l *restartLoad) serving(t *testing.T, n int64, what string) {
-	t.Helper()
-	target := l.ok.Load() + n
-	testkit.Eventually(t, what, func() bool { return l.ok.Load() >= target })
-}
-
-// restartUntilCommitsFail restarts c's server at least 8 times, cycling
-// through a fast restart, a crash, a crash that stays down until some
-// unit failed against it, and a crash again, each once the server
-// commits again, and on until some COMMIT in flight has failed (at most
-// 12 restarts; none failing is an error: nothing was tested).
-func (l *restartLoad) restartUntilCommitsFail(t *testing.T, c *dbtest.Cluster) {
-	t.Helper()
-	const minRestarts, maxRestarts = 8, 12
-	schedule := []string{"fast", "immediate", "immediate stop, start", "immediate"}
-	l.serving(t, 200, "the first 200 commits")
-	for i := 0; i < maxRestarts; i++ {
-		if i >= minRestarts && l.commitFailed.Load() > 0 {
-			break
-		}
-		switch kind := schedule[i%len(schedule)]; kind {
-		case "fast":
-			c.Restart(dbtest.Fast)
-		case "immediate":
-			c.Restart(dbtest.Immediate)
-		default:
-			c.Stop(dbtest.Immediate)
-			failed := l.failed.Load()
-			testkit.Eventually(t, "a unit failing against the stopped server", func() bool { return l.failed.Load() > failed })
-			c.Start()
-		}
-		l.restarts = append(l.restarts, schedule[i%len(schedule)])
-		l.serving(t, 100, "100 commits after the restart")
-	}
-	if l.commitFailed.Load() == 0 {
-		t.Errorf("%d restarts failed no COMMIT in flight: the test proved nothing about commits", len(l.restarts))
-	}
-}
-
-// halt stops the writers, failing t if one does not return within the
-// bound.
-func (l *restartLoad) halt(t *testing.T) {
-	select {
-	case <-l.quit:
-	default:
-		close(l.quit)
-	}
-	testkit.WaitFor(t, l.done, "every writer returning")
-}
-
-// stop stops the writers and returns every answer.
-func (l *restartLoad) stop(t *testing.T) []restartOutcome {
-	t.Helper()
-	l.halt(t)
-	var all []restartOutcome
-	for _, o := range l.perWriter {
-		all = append(all, o...)
-	}
-	t.Logf("restarts: %d %v", len(l.restarts), l.restarts)
-	return all
-}
-
-// restartFigures are the counts of one run.
-type restartFigures struct {
-	Test             string   `json:"test"`
-	Restarts         []string `json:"restarts"`
-	Units            int      `json:"units"`
-	OK               int      `json:"ok"`
-	NotSaved         int      `json:"not_saved"`
-	NotSavedAtCommit int      `json:"not_saved_at_commit"`
-	Unknown          int      `json:"unknown"`
-	UnknownSaved     int      `json:"unknown_saved"`
-	Lost             int      `json:"lost"`
-	Phantom          int      `json:"phantom"`
-	Strays           int      `json:"strays"`
-	LongestMS        int64    `json:"longest_unit_ms"`
-	ResolveMS        int64    `json:"resolve_timeout_ms"`
-}
-
-// classify checks the answers against the rows saved and logs the counts.
-func classify(t *testing.T, results []restartOutcome, saved map[int64]bool, resolve time.Duration) restartFigures {
-	t.Helper()
-	f := restartFigures{Units: len(results), ResolveMS: resolve.Milliseconds()}
-	limit := resolve + 10*time.Second
-	var longest time.Duration
-	attempted := map[int64]bool{}
-	byXid := map[string][]restartOutcome{}
-	for _, o := range results {
-		attempted[o.id] = true
-		if o.xid != "" {
-			byXid[o.xid] = append(byXid[o.xid], o)
-		}
-	}
-	// sharers tells, for a wrong answer, which other units' transactions
-	// had the same id: an id the server gave twice.
-	sharers := func(o restartOutcome) string {
-		var s []string
-		for _, x := range byXid[o.xid] {
-			if x.id != o.id {
-				s = append(s, fmt.Sprintf("unit %d (saved %v, answer %v)", x.id, saved[x.id], x.err))
-			}
-		}
-		return fmt.Sprintf("transaction %q, the same id as %v", o.xid, s)
-	}
-	for _, o := range results {
-		longest = max(longest, o.took)
-		if o.took > limit {
-			t.Errorf("unit %d took %v, more than the resolve timeout %v and a margin: %v", o.id, o.took, resolve, o.err)
-		}
-		switch {
-		case o.err == nil:
-			f.OK++
-			if !saved[o.id] {
-				f.Lost++
-				t.Errorf("lost: unit %d was answered saved and has no row; %s", o.id, sharers(o))
-			}
-		case errors.Is(o.err, scoped.ErrCommitUnknown):
-			f.Unknown++
-			if saved[o.id] {
-				f.UnknownSaved++
-			}
-			if f.Unknown <= 3 {
-				t.Logf("unknown %d: %v", o.id, o.err)
-			}
-		default:
-			f.NotSaved++
-			if o.committing {
-				f.NotSavedAtCommit++
-				if f.NotSavedAtCommit <= 3 {
-					t.Logf("not saved at COMMIT %d: %v", o.id, o.err)
-				}
-			}
-			if saved[o.id] {
-				f.Phantom++
-				t.Errorf("phantom: unit %d was answered not saved and has a row: %v; %s", o.id, o.err, sharers(o))
-			}
-		}
-	}
-	for id := range saved {
-		if !attempted[id] {
-			f.Strays++
-		}
-	}
-	f.LongestMS = longest.Milliseconds()
-	t.Logf("%d units: %d saved, %d not saved (%d of them at COMMIT), %d unknown (%d of those saved); lost %d, phantom %d; longest unit %v (resolve timeout %v)",
-		f.Units, f.OK, f.NotSaved, f.NotSavedAtCommit, f.Unknown, f.UnknownSaved, f.Lost, f.Phantom, longest, resolve)
-	if f.Strays != 0 {
-		t.Errorf("%d rows of ids no unit wrote", f.Strays)
-	}
-	if f.NotSaved+f.Unknown == 0 {
-		t.Errorf("no unit failed across the restarts: the restarts hit nothing in flight, the test proved nothing")
-	}
-	return f
 }
