@@ -92,7 +92,8 @@
 // (where sessions live between the two: the scope's list and the keyed
 // store). Around them: scoped.go (ScopedSession, New, its other methods),
 // scope.go (Scope, Begin, Detach, ending a scope), context.go (the scope's
-// contexts), safetynet.go, nest.go (child scopes joining their ancestors'
+// contexts), safetynet.go, creationbound.go (the safety net's watch
+// lent to an adapter's begin), nest.go (child scopes joining their ancestors'
 // sessions), run.go (Run, retries), teardown.go (how sessions end, and its
 // options), outcome.go (what a commit error means), options.go, observe.go
 // (events), leak.go (tracking), reentry.go, connlost.go, scopefunc.go,
