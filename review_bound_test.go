@@ -1,0 +1,107 @@
+package scoped_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-scoped/scoped"
+	creation "github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/internal/testkit"
+)
+
+// Review of the creation bound (2d5cff3): a begin that asks for the bound
+// after the scope's safety net has already run must get a bound that is
+// done, whichever way the net ran. When the net ended the whole scope the
+// bound sees the scope ended; when the net was not registered yet, the
+// bound registers it and it fires at once. But when the scope holds a
+// session WithoutSafetyNet beside one the net may end (the partial net),
+// the net ends part of the scope, leaves it open and armed, and never runs
+// again: a bound asked for afterwards is never done, so the begin it
+// bounds is not bounded by the scope's context at all (scopedsql's old
+// per-begin context.AfterFunc fired at once on a cancelled context).
+//
+// The window is real in scopedsql: begin checks ctx.Err() and only then
+// asks for the bound, in beginOnce (and again around each retry). Here the
+// factory plays that adapter and holds the window open.
+func TestReviewCreationBoundAskedAfterTheNetRanIsDone(t *testing.T) {
+	newFake := func(name string, opts ...scoped.Option) *scoped.ScopedSession[*fakeTx] {
+		return scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: name}, nil },
+			append(opts, scoped.WithTeardownErrorHook(nil))...)
+	}
+	for _, tc := range []struct {
+		name   string
+		unsafe bool // the scope holds a session WithoutSafetyNet: the partial net
+		held   bool // the scope holds a session the net may end
+	}{
+		{name: "partial net", unsafe: true, held: true},
+		{name: "whole scope", held: true},
+		{name: "net not registered yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ctx, scope := scoped.Begin(parent)
+			defer scope.Remove()
+			safe := newFake("safe")
+			if tc.unsafe {
+				if _, err := newFake("unsafe", scoped.WithoutSafetyNet()).Current(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.held {
+				if _, err := safe.Current(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			checked := make(chan struct{})
+			proceed := make(chan struct{})
+			boundDone := make(chan bool, 1)
+			begun := scoped.New(func(fctx context.Context) (*fakeTx, error) {
+				if fctx.Err() != nil { // scopedsql's begin checks first
+					t.Error("the context was cancelled before the check")
+				}
+				close(checked)
+				<-proceed // preempted here: the context ends and the net runs
+				src, ok := fctx.(creation.Source)
+				if !ok {
+					t.Error("the factory context is not a bound.Source")
+					return &fakeTx{}, nil
+				}
+				b, ok := src.BoundCreation()
+				if !ok {
+					t.Error("no creation bound in a scope with a safety net")
+					return &fakeTx{}, nil
+				}
+				// database/sql would now wait for a connection, bounded only by b.
+				select {
+				case <-b.Done():
+					boundDone <- true
+				case <-time.After(testkit.Bound): // a hang detector: nothing else fires it until Remove
+					boundDone <- false
+				}
+				return &fakeTx{}, b.Settle()
+			}, scoped.WithTeardownErrorHook(nil))
+
+			errc := make(chan error, 1)
+			go func() { _, err := begun.Current(ctx); errc <- err }()
+			testkit.WaitFor(t, checked, "the begin's check of its context")
+			cancel()
+			if tc.held {
+				// The net has run once it rolled back safe's session (it
+				// fires the pending bounds before it ends anything).
+				testkit.Eventually(t, "the safety net", func() bool { return safe.Stats().RolledBack == 1 })
+			}
+			close(proceed)
+			done := <-boundDone
+			if err := <-errc; err == nil {
+				t.Error("the begin succeeded in a scope whose context had ended")
+			}
+			if !done {
+				t.Fatal("the creation bound asked for after the safety net ran was never done: " +
+					"the begin is not bounded by the cancelled scope context")
+			}
+		})
+	}
+}
