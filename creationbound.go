@@ -52,6 +52,16 @@ func (c *factoryContext) BoundCreation() (bound.Context, bool) {
 		s.mu.Unlock()
 		return nil, false
 	}
+	if s.netFired {
+		// The net ended part of the scope and will not run again: the
+		// scope's context is done, and so is the bound.
+		s.mu.Unlock()
+		err, cause := s.parentCtx.Err(), context.Cause(s.parentCtx) // outside mu: the caller's context
+		s.mu.Lock()
+		if c.b.state != boundFired {
+			c.b.fire(err, cause)
+		}
+	}
 	b := &c.b
 	ended := s.ended.Load()
 	switch {

@@ -10,21 +10,21 @@ import (
 	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-// Review of the creation bound (2d5cff3): a begin that asks for the bound
+// A begin that asks for the bound
 // after the scope's safety net has already run must get a bound that is
 // done, whichever way the net ran. When the net ended the whole scope the
 // bound sees the scope ended; when the net was not registered yet, the
 // bound registers it and it fires at once. But when the scope holds a
 // session WithoutSafetyNet beside one the net may end (the partial net),
 // the net ends part of the scope, leaves it open and armed, and never runs
-// again: a bound asked for afterwards is never done, so the begin it
-// bounds is not bounded by the scope's context at all (scopedsql's old
-// per-begin context.AfterFunc fired at once on a cancelled context).
+// again: a bound asked for afterwards must be done at once (it was not,
+// in the first version of the bound, so the begin it bounded waited for a
+// connection regardless of the cancelled context).
 //
 // The window is real in scopedsql: begin checks ctx.Err() and only then
 // asks for the bound, in beginOnce (and again around each retry). Here the
 // factory plays that adapter and holds the window open.
-func TestReviewCreationBoundAskedAfterTheNetRanIsDone(t *testing.T) {
+func TestCreationBoundAskedAfterTheNetRanIsDone(t *testing.T) {
 	newFake := func(name string, opts ...scoped.Option) *scoped.ScopedSession[*fakeTx] {
 		return scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: name}, nil },
 			append(opts, scoped.WithTeardownErrorHook(nil))...)

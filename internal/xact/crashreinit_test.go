@@ -12,7 +12,7 @@ import (
 	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-// Review of dcebe73: the checkpoint rule rests on every crash recovery
+// The checkpoint rule rests on every crash recovery
 // ending in a checkpoint before the server hands out ids again. The
 // restart harness crashes the server with pg_ctl stop -m immediate (the
 // postmaster restarts too). This is the other crash: one backend killed,
@@ -21,7 +21,7 @@ import (
 // first answer the server gives afterwards must already say that it has
 // checkpointed since a transaction that was in progress at the crash
 // began, and that transaction must not read as committed.
-func TestReviewBackendCrashReinitialisationCheckpointsFirst(t *testing.T) {
+func TestBackendCrashReinitialisationCheckpointsFirst(t *testing.T) {
 	c := dbtest.NewCluster(t)
 	db, err := sql.Open("postgres", c.DSN)
 	if err != nil {

@@ -48,17 +48,15 @@ func calledFrom(suffix string) bool {
 	}
 }
 
-// Review of the creation bound (2d5cff3). A scope holding a session
+// A scope holding a session
 // WithoutSafetyNet and one with it: when its context is cancelled the
 // safety net rolls back the second and leaves the scope open (the partial
 // net). A begin that checked its context just before and asks for the
-// creation bound just after gets a bound that is never done, so BeginTx,
-// waiting for a pooled connection, is not bounded by the cancelled
-// context: it waits until a connection frees (here: forever, since the
-// only one is held). Before 2d5cff3 the begin's own context.AfterFunc on
-// the cancelled context fired at once and the begin failed with the
-// context's cause.
-func TestReviewBeginAfterAPartialNetIsBoundedByTheContext(t *testing.T) {
+// creation bound just after must get a bound that is done, so that
+// BeginTx, waiting for a pooled connection, gives up with the context's
+// cause (the first version of the bound, 2d5cff3, gave one that was never
+// done: the begin waited until a connection freed, here forever).
+func TestBeginAfterAPartialNetIsBoundedByTheContext(t *testing.T) {
 	pg := dbtest.Postgres(t)
 	db1 := openDB(t, pg)
 	db2 := openDB(t, pg)
