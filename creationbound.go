@@ -80,8 +80,10 @@ func (c *factoryContext) BoundCreation() (bound.Context, bool) {
 	return (*boundContext)(c), true
 }
 
-// fire marks a watching or idle bound done. The caller holds the scope's
-// mu and, once it has released it, calls run.
+// fire marks a bound done. The caller holds the scope's mu. From then on
+// Done and AfterFunc treat it as done; a bound that was watching may have
+// handed out its channel and callbacks already, so whoever fired it calls
+// runFired once it has released mu.
 func (b *creationBound) fire(err, cause error) {
 	b.state = boundFired
 	b.err, b.cause = err, cause
