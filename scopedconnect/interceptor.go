@@ -2,12 +2,12 @@ package scopedconnect
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/internal/rpcscope"
 )
 
 // NewInterceptor returns a handler interceptor that runs every call, unary
@@ -83,37 +83,21 @@ func (i *interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 // handler finally returns.
 func (c *config) begin(ctx context.Context) (context.Context, *scoped.Scope) {
 	ctx, scope := scoped.Begin(ctx)
-	for _, b := range c.binds {
-		ctx = b.bind(ctx)
-	}
-	return ctx, scope
+	return bindings.Apply(ctx, c.binds), scope
 }
 
-// finish ends the scope after the handler returned err. It returns nil
-// when the call may end as the handler said, or the error that replaces
-// the handler's outcome.
+// finish ends the scope after the handler returned err, committing it
+// when the commit policy accepts err's code (see [rpcscope.Finish] for the
+// commit point). It returns nil when the call may end as the handler
+// said, or the error that replaces the handler's outcome.
 func (c *config) finish(ctx context.Context, scope *scoped.Scope, err error) error {
 	code := OK
 	if err != nil {
 		code = connect.CodeOf(err)
 	}
-	if c.commit == nil || !c.commit(code) {
-		_ = scope.Remove() // errors reach the sessions' teardown hooks
-		return nil
+	commit := c.commit != nil && c.commit(code)
+	if cause := rpcscope.Finish(ctx, scope, commit, "scopedconnect", errEndedEarly); cause != nil {
+		return c.onError(ctx, cause)
 	}
-	if ctx.Err() != nil {
-		// The client went away or the deadline passed (and the safety net
-		// may have rolled back already): nothing is committed for a call
-		// that no one waits for, and it does not end with success.
-		_ = scope.Remove()
-		return c.onError(ctx, fmt.Errorf("%w: %w", errEndedEarly, ctx.Err()))
-	}
-	if scope.Err() != nil {
-		return nil // the handler ended the scope itself: nothing left to decide
-	}
-	cerr := scope.Commit()
-	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
-		return nil // committed; a close failing afterwards lost nothing
-	}
-	return c.onError(ctx, fmt.Errorf("scopedconnect: %w", cerr))
+	return nil
 }

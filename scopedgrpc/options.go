@@ -2,12 +2,11 @@ package scopedgrpc
 
 import (
 	"context"
-	"fmt"
-	"reflect"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/bindings"
 )
 
 // An Option configures [UnaryServerInterceptor] and [StreamServerInterceptor].
@@ -20,26 +19,13 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	commit  func(codes.Code) bool // nil: Manual
 	onError func(ctx context.Context, err error) error
-	binds   []binding
-}
-
-type binding struct {
-	typ  reflect.Type
-	bind func(context.Context) context.Context
+	binds   []bindings.Binding
 }
 
 func newConfig(opts []Option) *config {
 	c := &config{onError: DefaultErrorHandler}
 	for _, o := range opts {
 		o.apply(c)
-	}
-	for i, b := range c.binds {
-		for _, other := range c.binds[:i] {
-			if other.typ == b.typ {
-				panic(fmt.Sprintf("scopedgrpc: two Bind options for session type %v: scoped.Current[%v] can find only one; "+
-					"bind one and use the other ScopedSession's Current directly, or give the sessions distinct types", b.typ, b.typ))
-			}
-		}
 	}
 	return c
 }
@@ -74,14 +60,13 @@ func WithErrorHandler(h func(ctx context.Context, err error) error) Option {
 }
 
 // Bind makes [scoped.Current] for session type S find r in handlers, as
-// [scoped.Bind] does for a context. Two Binds of one session type panic.
+// [scoped.Bind] does for a context. One interceptor binds at most one
+// ScopedSession per session type: building it panics on two different
+// ones (the same ScopedSession twice is harmless).
 func Bind[S any](r *scoped.ScopedSession[S]) Option {
 	if r == nil {
 		panic("scopedgrpc: Bind(nil)")
 	}
-	b := binding{
-		typ:  reflect.TypeFor[S](),
-		bind: func(ctx context.Context) context.Context { return scoped.Bind(ctx, r) },
-	}
-	return optionFunc(func(c *config) { c.binds = append(c.binds, b) })
+	b := bindings.Of(r)
+	return optionFunc(func(c *config) { c.binds = bindings.Add("scopedgrpc", c.binds, b) })
 }

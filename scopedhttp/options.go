@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/bindings"
 )
 
 // An Option configures [Middleware].
@@ -20,15 +20,19 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	commit      func(status int) bool // nil: Manual
 	onError     func(w http.ResponseWriter, r *http.Request, err error)
-	binds       []binding
+	bound       []bindings.Binding // the Bind options
+	binds       []binding          // bound, as middleware.go applies it: made by checkBinds
 	limit       int
 	timeout     time.Duration
 	uncommitted func(r *http.Request, status int)
 }
 
+// binding is how middleware.go applies the Bind options to a request's
+// context (it calls bind on each element of binds). checkBinds makes one
+// that applies all of bound. It goes when middleware.go calls
+// bindings.Apply(ctx, h.cfg.bound) itself (asked of the lead in
+// /work/coord/requests-bindings.md).
 type binding struct {
-	typ  reflect.Type // the session type S
-	reg  any          // the *scoped.ScopedSession[S]
 	bind func(context.Context) context.Context
 }
 
@@ -125,32 +129,17 @@ func Bind[S any](r *scoped.ScopedSession[S]) Option {
 	if r == nil {
 		panic("scopedhttp: Bind(nil)")
 	}
-	b := binding{
-		typ:  reflect.TypeFor[S](),
-		reg:  r,
-		bind: func(ctx context.Context) context.Context { return scoped.Bind(ctx, r) },
-	}
-	return optionFunc(func(c *config) {
-		for _, o := range c.binds {
-			if o.typ == b.typ && o.reg == b.reg {
-				return // the same ScopedSession twice: harmless
-			}
-		}
-		c.binds = append(c.binds, b)
-	})
+	b := bindings.Of(r)
+	return optionFunc(func(c *config) { c.bound = bindings.Add("scopedhttp", c.bound, b) })
 }
 
-// checkBinds panics on two ScopedSessions of one session type: the
-// package-level Current could find only one of them.
+// checkBinds readies the Bind options for middleware.go. The rule they
+// follow (two ScopedSessions of one session type panic, the same one
+// twice is harmless) is kept by [bindings.Add] as each option applies.
 func (c *config) checkBinds() {
-	for i, a := range c.binds {
-		for _, b := range c.binds[:i] {
-			if a.typ == b.typ {
-				panic(fmt.Sprintf("scopedhttp: two Bind options for session type %v: scoped.Current[%v] can find only one of them. "+
-					"Give each database its own session type (type ordersTx struct{ *sql.Tx }, with scoped.WithCommit and "+
-					"scoped.WithRollback), or bind one and call the others' ScopedSession.Current(ctx) directly: "+
-					"every ScopedSession works in the request's scope without Bind", a.typ, a.typ))
-			}
-		}
+	if len(c.bound) == 0 {
+		return
 	}
+	bound := c.bound
+	c.binds = []binding{{bind: func(ctx context.Context) context.Context { return bindings.Apply(ctx, bound) }}}
 }

@@ -1,0 +1,41 @@
+// Package rpcscope holds how the RPC interceptors (scopedgrpc,
+// scopedconnect) end a call's scope: the commit point is the guarantee
+// both packages give, and one copy of it cannot drift from the other.
+package rpcscope
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/go-scoped/scoped"
+)
+
+// Finish ends scope after the call's handler returned; commit says
+// whether the caller's commit policy wants the handler's outcome
+// committed. It returns nil when the call may end as the handler said,
+// or the cause to give the caller's error handler, whose answer replaces
+// the handler's outcome: endedEarly wrapping the context's error when the
+// call ended before the commit point, or the commit error prefixed with
+// pkg.
+func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, endedEarly error) error {
+	if !commit {
+		_ = scope.Remove() // errors reach the sessions' teardown hooks
+		return nil
+	}
+	if ctx.Err() != nil {
+		// The client went away or the deadline passed (and the safety net
+		// may have rolled back already): nothing is committed for a call
+		// that no one waits for, and it does not end with success.
+		_ = scope.Remove()
+		return fmt.Errorf("%w: %w", endedEarly, ctx.Err())
+	}
+	if scope.Err() != nil {
+		return nil // the handler ended the scope itself: nothing left to decide
+	}
+	cerr := scope.Commit()
+	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
+		return nil // committed; a close failing afterwards lost nothing
+	}
+	return fmt.Errorf("%s: %w", pkg, cerr)
+}
