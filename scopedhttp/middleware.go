@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/bindings"
 )
 
 // Middleware returns a middleware that gives every request its own
@@ -24,7 +25,6 @@ func Middleware(opts ...Option) func(http.Handler) http.Handler {
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	cfg.checkBinds()
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("scopedhttp: Middleware(...)(nil)")
@@ -55,9 +55,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// not held for a client that left. Sessions created WithoutSafetyNet
 	// end when the handler returns.
 	ctx, scope := scoped.Begin(ctx)
-	for _, b := range h.cfg.binds {
-		ctx = b.bind(ctx)
-	}
+	ctx = bindings.Apply(ctx, h.cfg.bound)
 	r = r.WithContext(ctx)
 	base := writer{req: r, scope: scope, h: h}
 	if h.cfg.commit != nil {

@@ -1,7 +1,6 @@
 package scopedhttp
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -21,19 +20,9 @@ type config struct {
 	commit      func(status int) bool // nil: Manual
 	onError     func(w http.ResponseWriter, r *http.Request, err error)
 	bound       []bindings.Binding // the Bind options
-	binds       []binding          // bound, as middleware.go applies it: made by checkBinds
 	limit       int
 	timeout     time.Duration
 	uncommitted func(r *http.Request, status int)
-}
-
-// binding is how middleware.go applies the Bind options to a request's
-// context (it calls bind on each element of binds). checkBinds makes one
-// that applies all of bound. It goes when middleware.go calls
-// bindings.Apply(ctx, h.cfg.bound) itself (asked of the lead in
-// /work/coord/requests-bindings.md).
-type binding struct {
-	bind func(context.Context) context.Context
 }
 
 // DefaultBufferLimit is the default of [WithBufferLimit]: 1 MiB. It holds
@@ -131,15 +120,4 @@ func Bind[S any](r *scoped.ScopedSession[S]) Option {
 	}
 	b := bindings.Of(r)
 	return optionFunc(func(c *config) { c.bound = bindings.Add("scopedhttp", c.bound, b) })
-}
-
-// checkBinds readies the Bind options for middleware.go. The rule they
-// follow (two ScopedSessions of one session type panic, the same one
-// twice is harmless) is kept by [bindings.Add] as each option applies.
-func (c *config) checkBinds() {
-	if len(c.bound) == 0 {
-		return
-	}
-	bound := c.bound
-	c.binds = []binding{{bind: func(ctx context.Context) context.Context { return bindings.Apply(ctx, bound) }}}
 }
