@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedpgx/internal/pgxkit"
 	"github.com/go-scoped/scoped/scopedtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -13,33 +14,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(scopedtest.CheckScopesM(m)) }
 
-// newPool returns a pool of at most maxConns connections to the test
-// server, closed when t ends; it skips t without a server. params are
-// pairs of run-time parameters set on every connection.
+// newPool is pgxkit.Pool: a pool of the test server, closed when t ends.
 func newPool(t testing.TB, maxConns int32, params ...string) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbtest.Postgres(t).DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = maxConns
-	for i := 0; i+1 < len(params); i += 2 {
-		cfg.ConnConfig.RuntimeParams[params[i]] = params[i+1]
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Close waits for every acquired connection: after a failure that
-		// left one acquired, report it instead of hanging.
-		if n := pool.Stat().AcquiredConns(); n != 0 {
-			t.Errorf("%d connections left acquired; pool not closed", n)
-			return
-		}
-		pool.Close()
-	})
-	return pool
+	return pgxkit.Pool(t, maxConns, params...)
 }
 
 // newTable creates a table (id int primary key, n int) with a unique name,

@@ -12,34 +12,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedpgx/internal/pgxkit"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(scopedtest.CheckScopesM(m)) }
 
-// newPool returns a pool of at most maxConns connections to the test
-// server, closed when t ends; it skips t without a server.
+// newPool is pgxkit.Pool: a pool of the test server, closed when t ends.
 func newPool(t testing.TB, maxConns int32) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbtest.Postgres(t).DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Close waits for every acquired connection: after a failure that
-		// left one acquired, report it instead of hanging.
-		if n := pool.Stat().AcquiredConns(); n != 0 {
-			t.Errorf("%d connections left acquired; pool not closed", n)
-			return
-		}
-		pool.Close()
-	})
-	return pool
+	return pgxkit.Pool(t, maxConns)
 }
 
 // newTable creates a table (id int primary key) with a unique name,
