@@ -95,7 +95,9 @@
 // committed: pgx reports an error for work that is saved, and a client
 // that retries does it twice. A transaction of [Tx] knows its id: the
 // statements that run before it has one read pg_current_xact_id_if_assigned()
-// in their own pipeline (no round trip). A COMMIT whose answer is lost
+// in their own pipeline (no round trip), except in an aborted transaction,
+// where PostgreSQL prepares nothing but the statements that end it (a
+// ROLLBACK TO a savepoint then travels alone). A COMMIT whose answer is lost
 // then asks pg_xact_status on another connection of the pool, for at most
 // [DefaultCommitResolveTimeout] ([WithCommitResolveTimeout]): committed
 // is success, aborted (or an id the restarted server has forgotten) is the
