@@ -80,6 +80,9 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 			}
 			return nil, t.fail(err)
 		}
+		if t.untouched(ctx) {
+			return nil, err
+		}
 		if ctx.Err() == nil && reusable(c) {
 			return nil, errFallback
 		}
@@ -96,9 +99,22 @@ func (t *tx) ensureBegun(ctx context.Context) error {
 		return nil
 	}
 	if err := t.beginAlone(ctx); err != nil {
+		if t.untouched(ctx) {
+			return err
+		}
 		return t.fail(err)
 	}
 	return nil
+}
+
+// untouched reports, after a BEGIN that failed, whether the failure was
+// only the call's: its context ended (pgx refuses a done context before
+// sending anything, or the statement was cancelled) and the connection is
+// still idle, outside a transaction. Nothing began and nothing failed to
+// begin: that call fails, as in pgx's own transaction, and the next call
+// begins the transaction.
+func (t *tx) untouched(ctx context.Context) bool {
+	return ctx.Err() != nil && t.c != nil && reusable(t.conn())
 }
 
 // beginAlone sends BEGIN, once more on another connection if the first

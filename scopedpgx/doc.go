@@ -73,7 +73,9 @@
 // statements with a pgx.QueryExecMode or result-format argument begin
 // the transaction on their own first, as pgx does. A BEGIN that fails
 // fails the first statement, and every call after it, with an error that
-// says "BEGIN failed" and wraps the server's; a first statement that
+// says "BEGIN failed" and wraps the server's (a first statement whose
+// context was already done fails alone, as in pgx: nothing was sent, and
+// the next call begins the transaction); a first statement that
 // fails reports its own error and leaves the transaction aborted, as in
 // pgx. Tracers see the first statement as a batch. [WithEagerBegin] turns
 // this off.
