@@ -140,10 +140,20 @@ func (e *entry[S]) end(ctx context.Context, commit bool) (err error) {
 		return err
 	}
 	commit = commit && r.td.commit != nil
+	var poisoned *error
+	if commit {
+		if poisoned = e.poisoned.Load(); poisoned != nil {
+			commit = false // roll back what is left of it: nothing of it may be saved
+		}
+	}
 	if r.timeout > 0 {
 		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
 	} else {
 		err, e.commitFailed = e.teardown(ctx, commit)
+	}
+	if poisoned != nil {
+		err = errors.Join(fmt.Errorf("scoped: %s session rolled back instead of committed, a nested unit of work left it unusable: %w", r.name, *poisoned), err)
+		e.commitFailed = true
 	}
 	if r.events != nil {
 		e.emitEnd(ctx, start, commit, err)

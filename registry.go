@@ -32,8 +32,9 @@ type node struct {
 	stripe uint32
 	fctx   factoryContext // the context the factory runs with, see reentry.go
 	// Nesting, see nest.go. shared is set before the node is published.
-	shared    bool        // a child's share of its ancestor's session: nothing to end
-	openChild atomic.Bool // a child scope holds a nested part of this session
+	shared    bool                  // a child's share of its ancestor's session: nothing to end
+	openChild atomic.Bool           // a child scope holds a nested part of this session
+	poisoned  atomic.Pointer[error] // a savepoint operation in this transaction failed: it must not commit
 	// Owned by the goroutine that took the node out of its store.
 	ended        bool
 	commitFailed bool // its commit returned an error or panicked
