@@ -88,8 +88,10 @@
 //
 // A BEGIN that failed because its connection was lost (terminated by the
 // server, SQLSTATE 57P01, or reset while idle in the pool) changed
-// nothing, so it is sent once more, with its statement, on another
-// connection of the pool, pinged first.
+// nothing, so it is sent again, with its statement, on another
+// connection of the pool: as often as the pool has connections (each may
+// be dead, after a restart or a pg_terminate_backend storm), and once
+// more.
 //
 // # Commits whose answer is lost
 //

@@ -17,6 +17,7 @@ type txShared struct {
 	cfg           config
 	begin, commit string // the statements that begin and commit
 	verify        bool   // read the transaction's id to resolve a lost commit
+	beginRetries  int    // see beginRetries
 }
 
 // tx is the pgx.Tx that [Tx] hands out. It holds a connection from the
