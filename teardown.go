@@ -9,6 +9,8 @@ import (
 	"io"
 	"reflect"
 	"time"
+
+	"github.com/go-scoped/scoped/internal/sqlconn"
 )
 
 // teardown holds how sessions of one type end. Each func may be nil.
@@ -62,12 +64,37 @@ func defaultTeardown[S any]() teardown[S] {
 		}
 	}
 	switch {
+	case t == reflect.TypeFor[*sql.Conn]():
+		td.close = func(ctx context.Context, s S) error { return closeConn(ctx, any(s).(*sql.Conn)) }
 	case t.Implements(reflect.TypeFor[io.Closer]()):
 		td.close = func(_ context.Context, s S) error { return any(s).(io.Closer).Close() }
 	case t.Implements(reflect.TypeFor[releaser]()):
 		td.close = func(_ context.Context, s S) error { any(s).(releaser).Release(); return nil }
 	}
 	return td
+}
+
+// closeConn is the default teardown of a pinned *sql.Conn. Not Close,
+// which waits for an unclosed *sql.Rows or a *sql.Tx begun on the
+// connection, and database/sql ends those only when their context is
+// done: never, for context.Background, and for a request's, only after
+// its handler returned, that is after the scope's end. A connection found
+// in use is discarded instead (internal/sqlconn), and the error says what
+// was left open.
+//
+// Unless the scope's context has ended: then the safety net (or a Remove
+// after the client left) finds the query that the cancellation is
+// stopping, or a Rows that database/sql is closing, still on the
+// connection. Discarding it is the cost of not waiting; reporting it would
+// blame the user's code for a client that went away.
+func closeConn(ctx context.Context, c *sql.Conn) error {
+	err := sqlconn.Close(c)
+	if err != nil && errors.Is(err, sqlconn.ErrInUse) {
+		if s := scopeFrom(ctx); s != nil && s.parentCtx.Err() != nil {
+			return nil
+		}
+	}
+	return err
 }
 
 type teardownOverride struct {

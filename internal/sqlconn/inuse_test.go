@@ -1,63 +1,66 @@
-package scopedsql
+package sqlconn
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/go-scoped/scoped/internal/dbtest"
+	"go.uber.org/goleak"
+
+	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-// If a Go release renames or retypes sql.Conn's closemu, CloseConn falls
-// back to a grace period; this fails first, so that the fallback is a
-// decision and not an accident.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// If a Go release renames or retypes sql.Conn's closemu, Close falls back
+// to a grace period; this fails first, so that the fallback is a decision
+// and not an accident.
 func TestConnLockIsFound(t *testing.T) {
 	if !closemuOK {
-		t.Fatal("database/sql's Conn.closemu was not found: NewConn's teardown cannot look whether " +
+		t.Fatal("database/sql's Conn.closemu was not found: the pinned connection's teardown cannot look whether " +
 			"the connection is in use and falls back to a grace period; update inuse.go")
 	}
 }
 
-// The fallback: without the lock, CloseConn waits fallbackGrace, then
-// reports the connection in use and lets Close finish in the background
-// when the leftover ends. Not parallel: it changes closemuOK.
-func TestCloseConnFallbackWithoutTheLock(t *testing.T) {
-	s := dbtest.Postgres(t)
-	db, err := sql.Open(s.Driver, s.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
+// Close never waits: a connection with nothing open goes back to the
+// pool; one with a transaction begun on it and not ended is discarded at
+// once, with ErrInUse, and released when the transaction ends; one closed
+// before says sql.ErrConnDone. Without the lock (a future Go release) it
+// waits fallbackGrace, then reports the connection in use and lets Close
+// finish in the background. Not parallel: it changes closemuOK.
+func TestCloseNeverWaits(t *testing.T) {
+	db := testkit.NoopDB()
 	defer db.Close()
-	closemuOK = false
-	defer func() { closemuOK = true }()
-
-	ctx := dbtest.Ctx(t)
-	for _, leave := range []bool{false, true} {
-		c, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows *sql.Rows
-		if leave {
-			if rows, err = c.QueryContext(context.Background(), "SELECT 1"); err != nil {
+	for _, lock := range []bool{true, false} {
+		closemuOK = lock
+		for _, leave := range []bool{false, true} {
+			c, err := db.Conn(context.Background())
+			if err != nil {
 				t.Fatal(err)
 			}
-		}
-		err = CloseConn(c)
-		if leave != errors.Is(err, ErrConnInUse) || (!leave && err != nil) {
-			t.Fatalf("leftover %v: CloseConn = %v", leave, err)
-		}
-		if rows != nil {
-			_ = rows.Close()
-		}
-		deadline := time.Now().Add(dbtest.Bound)
-		for db.Stats().InUse != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("the connection was never released")
+			var tx *sql.Tx
+			if leave {
+				if tx, err = c.BeginTx(context.Background(), nil); err != nil {
+					t.Fatal(err)
+				}
 			}
-			time.Sleep(5 * time.Millisecond)
+			done := make(chan error, 1)
+			go func() { done <- Close(c) }()
+			err = testkit.WaitFor(t, done, "Close to return")
+			if leave != errors.Is(err, ErrInUse) || (!leave && err != nil) {
+				t.Fatalf("lock %v, leftover %v: Close = %v", lock, leave, err)
+			}
+			if tx != nil {
+				_ = tx.Rollback()
+			}
+			testkit.Eventually(t, "the connection's release", func() bool { return db.Stats().InUse == 0 })
+			if !leave {
+				if err := Close(c); !errors.Is(err, sql.ErrConnDone) {
+					t.Fatalf("lock %v: Close of a closed connection = %v, want sql.ErrConnDone", lock, err)
+				}
+			}
 		}
 	}
+	closemuOK = true
 }
