@@ -23,13 +23,18 @@ func (s *Scope) cancelled() {
 	}
 	// A begin still running gives up first (creationbound.go).
 	fired := s.fireBounds(fb[:0], err, cause)
-	if !s.netHeld {
-		// Registered only to bound a begin: the scope holds nothing the
-		// net may end, and stays open, as if there had been no net; a
-		// session created later registers it again (and it fires at once).
+	if !s.netHeld || s.head.Load() == nil {
+		// Registered only to bound a begin, or every session the scope
+		// held was ended by hand (ScopedSession.Commit or Remove): the
+		// net finds nothing to end and changes no outcome. The scope
+		// stays open, as if there had been no net; a session created
+		// later registers it again (and it fires at once).
 		s.armed = false
 		s.mu.Unlock()
 		runBounds(fired)
+		if h := testHookNetIdle.Load(); h != nil {
+			(*h)(s)
+		}
 		return
 	}
 	unsafe := false
@@ -75,6 +80,10 @@ func (s *Scope) cancelled() {
 // testHookNetFired, set by tests only, sees a safety net that ended part
 // of a scope once it has finished.
 var testHookNetFired atomic.Pointer[func(*Scope)]
+
+// testHookNetIdle, set by tests only, sees a safety net that found nothing
+// to end.
+var testHookNetIdle atomic.Pointer[func(*Scope)]
 
 // arm registers the safety net, once the scope has something to end.
 // context.AfterFunc runs s.cancelled on a goroutine of its own, never here.
