@@ -6,8 +6,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
-	"github.com/go-scoped/scoped/internal/rpcscope"
+	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
 // NewInterceptor returns a handler interceptor that runs every call, unary

@@ -6,7 +6,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 // An Option configures [NewInterceptor].

@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 // Middleware returns a middleware that gives every request its own
