@@ -129,7 +129,7 @@ func (w *writer) finish() {
 		status = http.StatusOK // what net/http sends for a handler that wrote nothing
 	}
 	commit, abort := w.h.cfg.commit(status), false
-	if commit && w.scope.Err() == nil && w.scope.Len() > 0 && isGRPC(w.ResponseWriter.Header()) {
+	if commit && w.scope.Err() == nil && w.scope.Committable() > 0 && isGRPC(w.ResponseWriter.Header()) {
 		// Only an RPC with something to commit is looked into: one that
 		// used no session goes out as it is, whatever its protocol.
 		commit, abort = w.grpcCommit()
@@ -150,10 +150,12 @@ func (w *writer) finish() {
 		}
 	case !commit:
 		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
-	case ctx.Err() != nil && w.scope.Len() > 0:
+	// Only sessions with a commit have changes to lose: a pinned
+	// connection saved its statements as they ran.
+	case ctx.Err() != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
 		err = notSaved(ctx)
-	case w.broken != nil && w.scope.Len() > 0:
+	case w.broken != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
 		err = fmt.Errorf("scopedhttp: the streamed response could not be sent (%w), changes rolled back: %w", w.broken, scoped.ErrNotCommitted)
 	default:

@@ -68,7 +68,9 @@ func WithBufferLimit(n int) Option {
 // If it passes before the commit starts, the sessions that may be ended
 // from another goroutine are rolled back at once, the rest when the
 // handler returns, and the client gets the error handler's 503 (nothing
-// was saved). If it passes while the commit runs, the commit is not
+// was saved); a request that holds nothing to commit (only a pinned
+// connection, whose statements were saved as they ran) gets its own
+// answer. If it passes while the commit runs, the commit is not
 // interrupted: the answer waits for its outcome and tells it.
 //
 // The handler is not pre-empted (Go cannot stop a goroutine): the answer
