@@ -48,7 +48,10 @@ func (sp *savepoint) end(ctx context.Context, how string) error {
 	}
 	defer sp.t.g.leave()
 	_, err := sp.t.exec(ctx, how+" savepoint sp_"+strconv.FormatInt(sp.num, 10), nil)
-	sp.closed = true
+	// A RELEASE that failed (refused in an aborted transaction) leaves the
+	// savepoint open, unlike pgx's own: a Rollback after it rolls back to
+	// it, and the enclosing transaction is usable again.
+	sp.closed = err == nil || how != "release"
 	return err
 }
 
