@@ -27,7 +27,7 @@ import (
 // registers it early; if the context is cancelled then, the begin gives
 // up and the scope, holding nothing yet, stays open.)
 type Scope struct {
-	// Fields are ordered so that a Scope fits the 112-byte size class.
+	// Fields are ordered so that a Scope fits the 128-byte size class.
 
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
@@ -57,6 +57,8 @@ type Scope struct {
 
 	// prevSib and nextSib link this scope into parent.children; guarded by parent.mu.
 	prevSib, nextSib *Scope
+
+	retry atomic.Pointer[retryRequest] // a Run inside asked to run this unit again (run.go)
 }
 
 func newScope(ctx context.Context, parent *Scope) *Scope {
@@ -273,6 +275,9 @@ func (s *Scope) end(commit bool) error {
 		}
 	}
 	s.mu.Unlock()
+	if s.parent == nil {
+		s.warnRetryUnread()
+	}
 	runBounds(fired)
 	sortNewestFirst(nodes)
 
