@@ -23,6 +23,9 @@ type config struct {
 	limit       int
 	timeout     time.Duration
 	uncommitted func(r *http.Request, status int)
+	attempts    int              // WithRetry; 0: none
+	retryable   func(error) bool // WithRetry
+	bodyLimit   int              // WithRetryBodyLimit
 }
 
 // DefaultBufferLimit is the default of [WithBufferLimit]: 1 MiB. It holds
