@@ -17,9 +17,11 @@ import (
 // errors in ErrCommitUnknown; scopedsql.VerifiedCommit resolves them.
 
 // commitLost wraps err in ErrCommitUnknown when it says the connection was
-// lost rather than that the server refused the commit.
+// lost rather than that the server refused the commit, or that the server
+// itself does not know the outcome: SQLSTATE 40003
+// (statement_completion_unknown, CockroachDB's ambiguous result).
 func commitLost(err error) error {
-	if err != nil && connectionLost(err) {
+	if err != nil && (connectionLost(err) || completionUnknown(err)) {
 		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 	}
 	return err
@@ -50,6 +52,16 @@ func connectionLost(err error) bool {
 			continue
 		}
 		if e.Error() == "invalid connection" {
+			return true
+		}
+	}
+	return false
+}
+
+// completionUnknown reports whether err carries SQLSTATE 40003.
+func completionUnknown(err error) bool {
+	for _, e := range leaves(err) {
+		if st, ok := e.(interface{ SQLState() string }); ok && st.SQLState() == "40003" {
 			return true
 		}
 	}

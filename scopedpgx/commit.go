@@ -44,6 +44,9 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 		// pgx finishes closing it in the background.
 		t.s.h.giveBackWaiting(t.c, false)
 		t.c = nil
+		if completionUnknown(err) {
+			return fmt.Errorf("scopedpgx: commit: %w: the server does not know whether COMMIT took effect: %w", scoped.ErrCommitUnknown, err)
+		}
 		if !verify || !outcomeUnknown(err) {
 			return err
 		}
