@@ -50,6 +50,7 @@ type Scope struct {
 	netFired bool          // the safety net ended the sessions it may end; the scope is still open
 	byNet    bool          // the safety net ended the whole scope
 	tracked  bool          // recorded by a leak tracker (leak.go); set before the scope is shared
+	hookHeld bool          // the owner runs the hooks after answering (hooks.go)
 	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
 	seq      uint64        // sessions created so far: the creation order of nodes
 	stop     func() bool   // unregisters the safety net
@@ -59,6 +60,7 @@ type Scope struct {
 	prevSib, nextSib *Scope
 
 	retry atomic.Pointer[retryRequest] // a Run inside asked to run this unit again (run.go)
+	hooks *unitHooks                   // OnCommit and OnRollback hooks (hooks.go); guarded by mu
 }
 
 func newScope(ctx context.Context, parent *Scope) *Scope {
@@ -294,11 +296,21 @@ func (s *Scope) end(commit bool) error {
 		// The net rolled back part of the scope: committing the rest
 		// would save half of the work.
 		errs = append(errs, errNetFired(s))
-		commit = false
 		err := endNodes(s.teardownContext(), nodes, false, errs)
-		return s.finish(fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
+		return s.finishHooks(true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
 	}
-	return s.finish(endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
+	return s.finishHooks(commit, endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
+}
+
+// finishHooks finishes an end whose sessions ended with err, then runs
+// the unit hooks its outcome calls for (hooks.go).
+func (s *Scope) finishHooks(commit bool, err error, netBusy chan struct{}) error {
+	list, which := s.settleHooks(commit, err)
+	err = s.finish(err, netBusy)
+	if list != nil {
+		runHooks(list, which)
+	}
+	return err
 }
 
 // finish completes an end: the scope leaves its parent and the count of
