@@ -60,6 +60,24 @@
 // those failures (set MaxAttempts accordingly) or move that logic into a
 // job of its own.
 //
+// # Transactional outbox
+//
+// [Insert] and [InsertMany] enqueue River jobs in the transaction of the
+// caller's unit of work (an HTTP request's, a job's, a [scoped.Run]'s),
+// with River's InsertTx: the job exists if and only if the unit commits,
+// and a nested unit that rolls back takes its jobs with it. They are the
+// crash-safe twin of [scoped.OnCommit]: a hook is lost if the process
+// dies right after the commit, an enqueued job is not. Outside a unit
+// they fail with [scoped.ErrNoScope] instead of enqueuing on the pool.
+//
+// # Unit hooks
+//
+// The middleware commits a job's scope before Work returns to River, so
+// hooks a worker registers with [scoped.OnCommit] run after the job's
+// commit (with [CompleteTx], the job is completed by then), and
+// [scoped.OnRollback] hooks when the job's work was rolled back, on the
+// job's goroutine, before River records the attempt.
+//
 // # Errors
 //
 // An error of Work, or of the completion, rolls the scope back and goes
