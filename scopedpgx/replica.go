@@ -60,7 +60,7 @@ type Position uint64
 // String returns p as PostgreSQL writes an LSN: two hexadecimal numbers
 // separated by a slash.
 func (p Position) String() string {
-	return strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16)
+	return strings.ToUpper(strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16))
 }
 
 // ErrBadPosition is returned by [ParsePosition] for a string that is not

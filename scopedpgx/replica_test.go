@@ -3,7 +3,11 @@ package scopedpgx
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/internal/testkit"
+	"github.com/go-scoped/scoped/scopedhttp"
 	"github.com/go-scoped/scoped/shared/txopts"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -62,6 +67,7 @@ func TestReplica(t *testing.T) {
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)
 	t.Run("ReadYourWritesUnderLoad", s.testReadYourWritesUnderLoad)
+	t.Run("HTTPReadYourWrites", s.testHTTP)
 	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
 	t.Run("ReplicaStoppedMidLoad", s.testStoppedMidLoad) // last: it stops the replica
 }
@@ -177,6 +183,22 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 		r1-r0, p1-p0, p2-p1, r2-r1)
 	if r1-r0 != 2 || p1-p0 != 0 || p2-p1 != 2 || r2-r1 != 0 {
 		t.Errorf("want 2 round trips on the unit's server and none on the other")
+	}
+
+	// A write that yields its position costs no round trip more: the
+	// position is read in the COMMIT's pipeline.
+	for _, client := range []context.Context{ctx, WithReadAfter(ctx, 0)} {
+		var trips int64
+		for i := range 3 { // the first units prepare their statements
+			p0 := s.pp.roundTrips.Load()
+			if err := s.write(client, txs, 10, i); err != nil {
+				t.Fatal(err)
+			}
+			trips = s.pp.roundTrips.Load() - p0
+		}
+		if trips != 2 || (CommitPosition(client) == 0) != (client == ctx) {
+			t.Errorf("write unit: %d round trips, position %s; want 2, and a position only with WithReadAfter", trips, CommitPosition(client))
+		}
 	}
 
 	// A read-only transaction factory routes all its units.
@@ -391,5 +413,70 @@ func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
 	}
 	if n := s.replica.Stat().AcquiredConns(); n != 0 {
 		t.Errorf("%d replica connections left acquired", n)
+	}
+}
+
+// testHTTP: over HTTP, with GET units read-only and the position in a
+// cookie, a client reads its own write at once while the replica applies
+// it late; a client without the cookie reads the replica's stale row.
+func (s *replicaSetup) testHTTP(t *testing.T) {
+	s.r.SetApplyDelay(time.Hour)
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	txs := s.txs()
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		tx, err := scoped.Current[pgx.Tx](ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if r.Method == http.MethodPost {
+			_, err = tx.Exec(ctx, "INSERT INTO "+s.table+" (id, n) VALUES (400, 1)")
+		} else {
+			var n int
+			var on bool
+			err = tx.QueryRow(ctx, "SELECT coalesce((SELECT n FROM "+s.table+" WHERE id = 400), -1), pg_is_in_recovery()").Scan(&n, &on)
+			fmt.Fprintf(w, "%d %v", n, on)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	h := ReadYourWrites("rp")(scopedhttp.ReadOnlySafeMethods(
+		scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(app)))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Jar: jar}
+	do := func(c *http.Client, method string) string {
+		req, err := http.NewRequestWithContext(dbtest.Ctx(t), method, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s %v", method, res.StatusCode, body, err)
+		}
+		return string(body)
+	}
+	do(client, http.MethodPost)
+	if got := do(client, http.MethodGet); got != "1 false" {
+		t.Errorf("GET after the client's POST, with its cookie: %q, want the primary's \"1 false\"", got)
+	}
+	if got := do(&http.Client{}, http.MethodGet); got != "-1 true" {
+		t.Errorf("GET of another client: %q, want the replica's stale \"-1 true\"", got)
+	}
+	s.r.SetApplyDelay(0)
+	s.awaitReplayed(t, s.primaryPosition(t))
+	if got := do(client, http.MethodGet); got != "1 true" {
+		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
 	}
 }
