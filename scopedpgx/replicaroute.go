@@ -227,3 +227,35 @@ func (t *tx) readPosition(br pgx.BatchResults) {
 		t.reads.cell.raise(p)
 	}
 }
+
+// failover moves t to the primary when err, from the first statement of
+// its first pipeline on a replica, says that the replica's connection was
+// lost after BEGIN and the check went through (the replica stopping as
+// the statement ran): nothing was read, so the statement is sent again,
+// with BEGIN, on the primary. An error is the primary's.
+func (t *tx) failover(ctx context.Context, err error) (bool, error) {
+	if t.s.replica == nil || !connectionLost(ctx, t.conn(), err) {
+		return false, nil
+	}
+	t.began = false
+	moved, merr := t.offReplica(ctx, err)
+	if merr != nil {
+		merr = t.fail(merr)
+	}
+	return moved, merr
+}
+
+// queryAgain is failover for a query whose rows failed with err before
+// the first one: the rows of the query sent again on the primary, or nil
+// if t stays where it is.
+func (t *tx) queryAgain(ctx context.Context, sql string, args []any, err error) pgx.Rows {
+	moved, merr := t.failover(ctx, err)
+	switch {
+	case !moved:
+		return nil
+	case merr != nil:
+		return &rows{err: merr}
+	}
+	r, _ := t.query(ctx, sql, args)
+	return r
+}
