@@ -20,14 +20,22 @@ import (
 // primary, as a hot standby cannot run it.
 //
 // A replica is never a reason for a unit to fail. One that cannot give a
-// connection, or whose BEGIN fails, is skipped for [ReplicaRecheck] and
-// the unit runs on the primary. So is one that lags past the bound of
-// [WithMaxReplicaLag], or that has not replayed the position the unit's
-// context asks for ([WithReadAfter]); both are checked in the pipeline of
-// BEGIN, at no extra round trip when the replica is up to date. Once the
-// transaction has begun on a replica it stays there: a replica lost in the
-// middle of a unit fails that unit's next statement, as the primary's
-// loss would; but its COMMIT, which has nothing to save, does not fail.
+// connection, whose BEGIN fails, or that lags past the bound of
+// [WithMaxReplicaLag], is skipped for [ReplicaRecheck], and the unit runs
+// on the primary. A unit whose context asks for a position
+// ([WithReadAfter]) that the replica has not replayed runs on the primary
+// too (unless the replica replays it within [WithReplicaWait]). Lag and
+// position are checked by a statement in the pipeline of BEGIN, at no
+// extra round trip when the replica is in time; when it is not, the
+// replica's ROLLBACK costs one, and pgx prepares the pipeline's
+// statements again on that connection's next use. A replica lost while
+// it runs the unit's first statement, before its first row, is lost
+// before anything was read: the statement is sent again, with BEGIN, on
+// the primary. Later, the transaction stays where it began: a replica
+// lost in the middle of a unit fails that unit's next statement, as the
+// primary's loss would; but its COMMIT, which has nothing to save, does
+// not fail. A first statement sent with SendBatch, CopyFrom or the Conn
+// escape hatch is not sent again.
 func WithReplicas(pools ...*pgxpool.Pool) Option {
 	for _, p := range pools {
 		if p == nil {
@@ -47,6 +55,21 @@ func WithMaxReplicaLag(d time.Duration) Option {
 		panic("scopedpgx: WithMaxReplicaLag with a duration that is not positive")
 	}
 	return optionFunc(func(c *config) { c.maxLag = d })
+}
+
+// WithReplicaWait makes a read-only unit whose position ([WithReadAfter])
+// a replica has not replayed wait up to d for it, on the replica, before
+// it goes to the primary: the wait is part of the replica's BEGIN
+// pipeline (the server polls its replay position every millisecond), so
+// it costs no round trip, and a unit whose position the replica replays
+// within d runs there. It suits a primary that must be spared reads more
+// than a client's reads must be quick after its writes. It panics if d is
+// not positive.
+func WithReplicaWait(d time.Duration) Option {
+	if d <= 0 {
+		panic("scopedpgx: WithReplicaWait with a duration that is not positive")
+	}
+	return optionFunc(func(c *config) { c.replicaWait = d })
 }
 
 // ReplicaRecheck is how long a replica that failed, or lagged past the

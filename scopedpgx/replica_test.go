@@ -67,9 +67,13 @@ func TestReplica(t *testing.T) {
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)
 	t.Run("ReadYourWritesUnderLoad", s.testReadYourWritesUnderLoad)
+	t.Run("ReplicaWait", s.testWait)
 	t.Run("HTTPReadYourWrites", s.testHTTP)
 	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
-	t.Run("ReplicaStoppedMidLoad", s.testStoppedMidLoad) // last: it stops the replica
+	// Last: they stop the replica.
+	t.Run("ReplicaStoppedMidLoad", func(t *testing.T) { s.testStoppedMidLoad(t, dbtest.Fast) })
+	r.Standby.Start()
+	t.Run("ReplicaCrashedMidLoad", func(t *testing.T) { s.testStoppedMidLoad(t, dbtest.Immediate) })
 }
 
 // readOnly returns ctx, outside any scope, marking the unit begun with it
@@ -348,7 +352,7 @@ func (s *replicaSetup) testLaggingSkipped(t *testing.T) {
 
 // testStoppedMidLoad: readers run read-only units while the replica is
 // stopped: none fails; after the stop the primary serves them.
-func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
+func (s *replicaSetup) testStoppedMidLoad(t *testing.T, mode dbtest.StopMode) {
 	const readers = 8
 	txs := s.txs()
 	var done atomic.Int64
@@ -397,7 +401,7 @@ func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
 	for range readers {
 		<-warm
 	}
-	s.r.Standby.Stop(dbtest.Fast)
+	s.r.Standby.Stop(mode)
 	close(stopped)
 	for range readers {
 		<-after
@@ -478,5 +482,38 @@ func (s *replicaSetup) testHTTP(t *testing.T) {
 	s.awaitReplayed(t, s.primaryPosition(t))
 	if got := do(client, http.MethodGet); got != "1 true" {
 		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
+	}
+}
+
+// testWait: with WithReplicaWait, a read whose position the replica
+// applies within the wait runs on the replica, at the round trips of a
+// replica in time; one it does not apply within the wait goes to the
+// primary.
+func (s *replicaSetup) testWait(t *testing.T) {
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	for _, c := range []struct {
+		delay, wait time.Duration
+		onReplica   bool
+	}{
+		{200 * time.Millisecond, testkit.Bound, true},
+		{time.Hour, 50 * time.Millisecond, false},
+	} {
+		s.r.SetApplyDelay(c.delay)
+		txs := s.txs(WithReplicaWait(c.wait))
+		client := WithReadAfter(dbtest.Ctx(t), 0)
+		for i := 1; i <= 2; i++ { // the first read prepares its statements
+			if err := s.write(client, txs, 500, i); err != nil {
+				t.Fatal(err)
+			}
+			r0, p0 := s.rp.roundTrips.Load(), s.pp.roundTrips.Load()
+			n, on, err := s.read(readOnly(client), txs, 500)
+			r, p := s.rp.roundTrips.Load()-r0, s.pp.roundTrips.Load()-p0
+			if err != nil || n != i || on != c.onReplica {
+				t.Fatalf("apply delay %v, wait %v: n %d on replica %v, err %v; want %d on replica %v", c.delay, c.wait, n, on, err, i, c.onReplica)
+			}
+			if c.onReplica && i == 2 && (r != 2 || p != 0) {
+				t.Errorf("apply delay %v, wait %v: %d round trips on the replica, %d on the primary; want 2 and 0", c.delay, c.wait, r, p)
+			}
+		}
 	}
 }

@@ -27,7 +27,8 @@ type replica struct {
 	s         *txShared // the transactions begun on it
 	primary   *txShared // where its units go when it cannot take them
 	maxLag    time.Duration
-	skipUntil atomic.Int64 // unix nanoseconds; see ReplicaRecheck
+	wait      time.Duration // WithReplicaWait
+	skipUntil atomic.Int64  // unix nanoseconds; see ReplicaRecheck
 }
 
 // reads is a unit's read-your-writes state, read from its context when
@@ -45,7 +46,7 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	}
 	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable}
 	for _, p := range s.cfg.replicas {
-		rep := &replica{primary: s, maxLag: s.cfg.maxLag}
+		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait}
 		// A read-only transaction has nothing to resolve (see Tx), and
 		// its BEGIN is not retried on the replica: the primary takes it.
 		rep.s = &txShared{pool: p, h: newHome(p), cfg: s.cfg, begin: s.begin, commit: s.commit, replica: rep}
@@ -109,14 +110,19 @@ func (rep *replica) skip()         { rep.skipUntil.Store(time.Now().Add(ReplicaR
 // replicaCheckSQL fails, in a replica's BEGIN pipeline, when the replica
 // has not replayed the position $1 (NULL: none asked) or lags past $2
 // seconds (NULL: no bound): the statements queued after it do not run,
-// and the unit goes to the primary. It fails by a cast of its message to
-// int, which needs no function on the server; the message holds the
-// replayed position, so that the planner, folding constants, never
-// raises it for a unit that is in time.
-const replicaCheckSQL = `select case when p and l then 0 else ('` + replicaCheckPrefix + `' ||
+// and the unit goes to the primary. Before it checks, it waits up to $3
+// seconds (NULL: not at all) for the replica to replay $1, polling every
+// millisecond on the server. It fails by a cast of its message to int,
+// which needs no function on the server; the message holds the replayed
+// position, so that the planner, folding constants, never raises it for
+// a unit that is in time.
+const replicaCheckSQL = `with recursive wait(i) as (select 0 union all select i + 1 from wait
+	where clock_timestamp() < statement_timestamp() + make_interval(secs => $3::float8)
+	and coalesce(pg_last_wal_replay_lsn() < $1::text::pg_lsn, false) and pg_sleep(0.001) is not null)
+select case when p and l then 0 else ('` + replicaCheckPrefix + `' ||
 	case when p then 'lags' else 'has not replayed ' || $1::text end || ' (replayed: ' ||
 	coalesce(pg_last_wal_replay_lsn()::text, 'none, not a standby') || ')')::int end
-from (select $1::text is null or pg_last_wal_replay_lsn() >= $1::text::pg_lsn as p,
+from (select count(*) from wait) waited(n), lateral (select n >= 0 and ($1::text is null or pg_last_wal_replay_lsn() >= $1::text::pg_lsn) as p,
 	$2::float8 is null or pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
 	or now() - pg_last_xact_replay_timestamp() <= make_interval(secs => $2::float8) as l) c`
 
@@ -128,14 +134,17 @@ func (t *tx) queueCheck(b *pgx.Batch) {
 	if rep == nil {
 		return
 	}
-	var after, lag any
+	var after, lag, wait any
 	if t.reads.after != 0 {
 		after = t.reads.after.String()
+		if rep.wait > 0 {
+			wait = rep.wait.Seconds()
+		}
 	}
 	if rep.maxLag > 0 {
 		lag = rep.maxLag.Seconds()
 	}
-	b.Queue(replicaCheckSQL, after, lag)
+	b.Queue(replicaCheckSQL, after, lag, wait)
 }
 
 // readCheck reads the result of queueCheck, if it queued one.
