@@ -33,7 +33,7 @@ type replicaSetup struct {
 }
 
 // proxyTo is newProxy to the server at dsn.
-func proxyTo(t testing.TB, dsn string) *proxy {
+func proxyTo(t testing.TB, dsn string, delay time.Duration) *proxy {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -43,7 +43,7 @@ func proxyTo(t testing.TB, dsn string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, conns: map[net.Conn]struct{}{},
+	p := &proxy{t: t, ln: ln, delay: delay, conns: map[net.Conn]struct{}{},
 		target: net.JoinHostPort(cfg.ConnConfig.Host, itoa(int(cfg.ConnConfig.Port)))}
 	p.wg.Add(1)
 	go p.accept()
@@ -56,7 +56,7 @@ func proxyTo(t testing.TB, dsn string) *proxy {
 func TestReplica(t *testing.T) {
 	dbtest.Postgres(t) // the proxies' pools read its user and database
 	r := dbtest.NewReplicated(t)
-	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN), rp: proxyTo(t, r.Standby.DSN)}
+	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN, 0), rp: proxyTo(t, r.Standby.DSN, 0)}
 	s.primary, s.replica = s.pp.pool(t, 16), s.rp.pool(t, 16)
 	s.table = pgx.Identifier{dbtest.Table("scopedpgx_replica")}.Sanitize()
 	if _, err := s.primary.Exec(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
@@ -70,9 +70,12 @@ func TestReplica(t *testing.T) {
 	t.Run("ReplicaWait", s.testWait)
 	t.Run("HTTPReadYourWrites", s.testHTTP)
 	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
+	t.Run("Measure", s.measure)
 	// Last: they stop the replica.
-	t.Run("ReplicaStoppedMidLoad", func(t *testing.T) { s.testStoppedMidLoad(t, dbtest.Fast) })
-	r.Standby.Start()
+	t.Run("ReplicaStoppedMidLoad", func(t *testing.T) {
+		s.testStoppedMidLoad(t, dbtest.Fast)
+		r.Standby.Start()
+	})
 	t.Run("ReplicaCrashedMidLoad", func(t *testing.T) { s.testStoppedMidLoad(t, dbtest.Immediate) })
 }
 

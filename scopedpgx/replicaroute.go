@@ -128,12 +128,21 @@ from (select count(*) from wait) waited(n), lateral (select n >= 0 and ($1::text
 
 const replicaCheckPrefix = "scopedpgx: replica "
 
-// queueCheck queues the replica's check after BEGIN, on a replica only.
-func (t *tx) queueCheck(b *pgx.Batch) {
+// checked reports whether t's BEGIN is followed by the replica's check:
+// on a replica, for a unit with a position to read after or with a bound
+// on lag. Other units have nothing to check: a replica that fails fails
+// their BEGIN or first statement, and they go to the primary all the same.
+func (t *tx) checked() bool {
 	rep := t.s.replica
-	if rep == nil {
+	return rep != nil && (t.reads.after != 0 || rep.maxLag > 0)
+}
+
+// queueCheck queues the replica's check after BEGIN, if t is checked.
+func (t *tx) queueCheck(b *pgx.Batch) {
+	if !t.checked() {
 		return
 	}
+	rep := t.s.replica
 	var after, lag, wait any
 	if t.reads.after != 0 {
 		after = t.reads.after.String()
@@ -149,7 +158,7 @@ func (t *tx) queueCheck(b *pgx.Batch) {
 
 // readCheck reads the result of queueCheck, if it queued one.
 func (t *tx) readCheck(br pgx.BatchResults) error {
-	if t.s.replica == nil {
+	if !t.checked() {
 		return nil
 	}
 	_, err := br.Exec()
