@@ -16,8 +16,12 @@ import (
 // (hot standbys) of the same primary: a read-only unit of work runs its
 // transaction on one of them, in turn; every other unit on the primary.
 // A unit is read-only when its transaction options say so, those of Tx or
-// those set on the unit's context; a SERIALIZABLE one stays on the
-// primary, as a hot standby cannot run it.
+// those set on the unit's context. A SERIALIZABLE one stays on the
+// primary, as a hot standby cannot run it; so does a REPEATABLE READ one
+// (or one begun by a BeginQuery of Tx's) given a position to read after,
+// as its snapshot could predate the check of the position. The check
+// assumes the replica's default isolation is READ COMMITTED, as
+// PostgreSQL's is.
 //
 // A replica is never a reason for a unit to fail. One that cannot give a
 // connection, whose BEGIN fails, or that lags past the bound of

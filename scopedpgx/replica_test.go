@@ -221,6 +221,16 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 	if _, on, err := s.read(rw, ro, 1); err != nil || on {
 		t.Errorf("unit set read-write: on replica %v, err %v; want the primary", on, err)
 	}
+	// A REPEATABLE READ one with a position stays on the primary: its
+	// snapshot would be taken as the check began.
+	rr := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, WithReplicas(s.replica)),
+		scoped.WithRollback(Rollback))
+	if _, on, err := s.read(ctx, rr, 1); err != nil || !on {
+		t.Errorf("repeatable read read-only unit: on replica %v, err %v; want the replica", on, err)
+	}
+	if _, on, err := s.read(WithReadAfter(ctx, 1), rr, 1); err != nil || on {
+		t.Errorf("repeatable read read-only unit with a position: on replica %v, err %v; want the primary", on, err)
+	}
 	// A SERIALIZABLE one stays on the primary: a hot standby refuses it.
 	serial := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.Serializable}, WithReplicas(s.replica)),
 		scoped.WithRollback(Rollback))

@@ -20,6 +20,7 @@ type router struct {
 	next     atomic.Uint32 // round robin
 	ro       bool          // the factory's own transactions are read-only
 	serial   bool          // SERIALIZABLE: a hot standby cannot run them
+	snap     bool          // REPEATABLE READ, or a BeginQuery of the factory's own
 }
 
 // replica is one read replica of a factory.
@@ -44,7 +45,8 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	if len(s.cfg.replicas) == 0 {
 		return nil
 	}
-	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable}
+	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable,
+		snap: opts.IsoLevel == pgx.RepeatableRead || opts.BeginQuery != ""}
 	for _, p := range s.cfg.replicas {
 		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait}
 		// A read-only transaction has nothing to resolve (see Tx), and
@@ -55,11 +57,17 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	return r
 }
 
-// readOnly reports whether the unit whose context is ctx is read-only: by
-// the options set on its context, or else by the factory's. This is the
-// one place that decides which units a replica may take.
-func (r *router) readOnlyUnit(ctx context.Context) bool {
-	ro, serial := r.ro, r.serial
+// onReplica reports whether the unit whose context is ctx, reading after
+// the position after, may run on a replica: it is read-only, by the
+// options set on its context or else by the factory's, and its reads can
+// be checked. A SERIALIZABLE transaction cannot run on a hot standby. A
+// REPEATABLE READ one takes its snapshot at its first statement, which is
+// the check: a snapshot taken as the check began could miss the commit
+// the check then saw replayed, so one with a position stays on the
+// primary. This is the one place that decides which units a replica may
+// take.
+func (r *router) onReplica(ctx context.Context, after Position) bool {
+	ro, serial, snap := r.ro, r.serial, r.snap
 	if o, ok := txopts.From(ctx); ok {
 		switch o.ReadOnly {
 		case txopts.On:
@@ -68,10 +76,11 @@ func (r *router) readOnlyUnit(ctx context.Context) bool {
 			ro = false
 		}
 		if o.Isolation != sql.LevelDefault {
-			serial = o.Isolation == sql.LevelSerializable
+			serial = o.Isolation == sql.LevelSerializable || o.Isolation == sql.LevelLinearizable
+			snap = o.Isolation == sql.LevelRepeatableRead || o.Isolation == sql.LevelSnapshot
 		}
 	}
-	return ro && !serial
+	return ro && !serial && !(snap && after != 0)
 }
 
 // acquire gives t a connection for the unit whose context is ctx: from a
@@ -82,7 +91,7 @@ func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
 	if cell != nil {
 		t.reads = reads{after: Position(cell.p.Load()), cell: cell}
 	}
-	if r := s.router; r != nil && r.readOnlyUnit(ctx) {
+	if r := s.router; r != nil && r.onReplica(ctx, t.reads.after) {
 		n := uint32(len(r.replicas))
 		start := r.next.Add(1)
 		for i := range n {
