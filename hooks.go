@@ -68,10 +68,17 @@ type unitHook struct {
 // unitHooks is what a scope holds once a hook is registered.
 type unitHooks struct {
 	list []unitHook
+	buf  [2]unitHook // list's first array: most units register one or two
 	// Once the scope ended under hold (internal/unithooks): what to run
 	// when the owner asks.
 	decided  bool
 	rollback bool
+}
+
+func newUnitHooks() *unitHooks {
+	h := &unitHooks{}
+	h.list = h.buf[:0]
+	return h
 }
 
 func addHook(ctx context.Context, fn func(context.Context), rollback bool) error {
@@ -88,7 +95,7 @@ func addHook(ctx context.Context, fn func(context.Context), rollback bool) error
 		return ErrScopeClosed
 	}
 	if s.hooks == nil {
-		s.hooks = &unitHooks{}
+		s.hooks = newUnitHooks()
 	}
 	s.hooks.list = append(s.hooks.list, unitHook{fn: fn, ctx: ctx, rollback: rollback})
 	return nil
@@ -135,7 +142,7 @@ func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int)
 		p := s.parent
 		p.mu.Lock()
 		if p.hooks == nil {
-			p.hooks = &unitHooks{}
+			p.hooks = newUnitHooks()
 		}
 		p.hooks.list = append(p.hooks.list, h.list...)
 		p.mu.Unlock()
