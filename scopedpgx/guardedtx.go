@@ -18,7 +18,7 @@ type txShared struct {
 	begin, commit string   // the statements that begin and commit
 	verify        bool     // read the transaction's id to resolve a lost commit
 	beginRetries  int      // see beginRetries
-	router        *router  // WithReplicas; nil without
+	router        *router  // which units go to which pool (WithReplicas)
 	replica       *replica // the replica these transactions are on; nil: the primary
 }
 

@@ -208,6 +208,17 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 		}
 	}
 
+	// A read-only unit yields no position, wherever it ran.
+	for _, txs := range []*scoped.ScopedSession[pgx.Tx]{
+		scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}), scoped.WithRollback(Rollback)),
+		txs,
+	} {
+		client := WithReadAfter(readOnly(ctx), 0)
+		if _, _, err := s.read(client, txs, 1); err != nil || CommitPosition(client) != 0 {
+			t.Errorf("read-only unit: err %v, position %s; want none", err, CommitPosition(client))
+		}
+	}
+
 	// A read-only transaction factory routes all its units.
 	ro := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}, WithReplicas(s.replica)), scoped.WithRollback(Rollback))
 	if _, on, err := s.read(ctx, ro, 1); err != nil || !on {

@@ -14,7 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// router is what a factory given replicas ([WithReplicas]) routes by.
+// router is what a factory routes its units by: to its replicas
+// ([WithReplicas]), if any, the read-only ones.
 type router struct {
 	replicas []*replica
 	next     atomic.Uint32 // round robin
@@ -36,15 +37,12 @@ type replica struct {
 // its transaction is created.
 type reads struct {
 	after Position   // what a replica must have replayed
-	cell  *positions // where its commit's position goes; nil: nowhere
+	cell  *positions // where its commit's position goes; nil: nowhere, or a read-only unit
 }
 
-// newRouter returns the router of the factory s with the replicas of its
-// configuration, or nil if it has none.
+// newRouter returns the router of the factory s, with the replicas of its
+// configuration.
 func newRouter(s *txShared, opts pgx.TxOptions) *router {
-	if len(s.cfg.replicas) == 0 {
-		return nil
-	}
 	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable,
 		snap: opts.IsoLevel == pgx.RepeatableRead || opts.BeginQuery != ""}
 	for _, p := range s.cfg.replicas {
@@ -57,16 +55,16 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	return r
 }
 
-// onReplica reports whether the unit whose context is ctx, reading after
-// the position after, may run on a replica: it is read-only, by the
-// options set on its context or else by the factory's, and its reads can
-// be checked. A SERIALIZABLE transaction cannot run on a hot standby. A
-// REPEATABLE READ one takes its snapshot at its first statement, which is
-// the check: a snapshot taken as the check began could miss the commit
-// the check then saw replayed, so one with a position stays on the
-// primary. This is the one place that decides which units a replica may
-// take.
-func (r *router) onReplica(ctx context.Context, after Position) bool {
+// unit reports whether the unit whose context is ctx, reading after the
+// position after, is read-only, by the options set on its context or
+// else by the factory's, and whether it may run on a replica: it is
+// read-only and its reads can be checked. A SERIALIZABLE transaction
+// cannot run on a hot standby. A REPEATABLE READ one takes its snapshot
+// at its first statement, which is the check: a snapshot taken as the
+// check began could miss the commit the check then saw replayed, so one
+// with a position stays on the primary. This is the one place that
+// decides which units a replica may take.
+func (r *router) unit(ctx context.Context, after Position) (readOnly, onReplica bool) {
 	ro, serial, snap := r.ro, r.serial, r.snap
 	if o, ok := txopts.From(ctx); ok {
 		switch o.ReadOnly {
@@ -80,18 +78,27 @@ func (r *router) onReplica(ctx context.Context, after Position) bool {
 			snap = o.Isolation == sql.LevelRepeatableRead || o.Isolation == sql.LevelSnapshot
 		}
 	}
-	return ro && !serial && !(snap && after != 0)
+	return ro, ro && !serial && !(snap && after != 0)
 }
 
 // acquire gives t a connection for the unit whose context is ctx: from a
-// replica that is not being skipped if the unit is read-only, from the
+// replica that is not being skipped if the unit may run there, from the
 // primary otherwise or if no replica can give one.
 func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
-	cell := positionsOf(ctx)
-	if cell != nil {
-		t.reads = reads{after: Position(cell.p.Load()), cell: cell}
+	r, cell := s.router, positionsOf(ctx)
+	if cell == nil && len(r.replicas) == 0 {
+		return s.pool.Acquire(ctx)
 	}
-	if r := s.router; r != nil && r.onReplica(ctx, t.reads.after) {
+	var after Position
+	if cell != nil {
+		after = Position(cell.p.Load())
+	}
+	readOnly, onReplica := r.unit(ctx, after)
+	t.reads.after = after
+	if !readOnly {
+		t.reads.cell = cell // a read-only unit has no position to yield
+	}
+	if onReplica {
 		n := uint32(len(r.replicas))
 		start := r.next.Add(1)
 		for i := range n {
@@ -233,8 +240,8 @@ func lags(err error) bool {
 }
 
 // wantsPosition reports whether t's commit reads the position it ends
-// at: the unit's context asked for it ([WithReadAfter]), and t may have
-// written, on the primary.
+// at: the unit's context asked for it ([WithReadAfter]), the unit is not
+// read-only, and t may have written, on the primary.
 func (t *tx) wantsPosition() bool {
 	return t.reads.cell != nil && t.s.replica == nil && (t.xid != "" || t.xidUnsure || !t.s.verify)
 }
