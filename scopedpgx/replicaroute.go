@@ -223,6 +223,9 @@ func (t *tx) offReplica(ctx context.Context, err error) (bool, error) {
 	}
 	t.release()
 	t.s = rep.primary
+	// The pipeline now sent was built for the replica, without the read
+	// of the transaction's id: the commit reads it, if it is wanted.
+	t.unsure()
 	pc, aerr := t.s.pool.Acquire(ctx)
 	if aerr != nil {
 		return true, aerr
