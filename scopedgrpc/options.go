@@ -2,40 +2,44 @@ package scopedgrpc
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
-// An Option configures [UnaryServerInterceptor] and [StreamServerInterceptor].
-type Option interface{ apply(*config) }
-
-type optionFunc func(*config)
-
-func (f optionFunc) apply(c *config) { f(c) }
-
-type config struct {
-	commit  func(codes.Code) bool // nil: Manual
-	onError func(ctx context.Context, err error) error
-	binds   []bindings.Binding
-
-	attempts  int              // WithRetry; 0: none
-	retryable func(error) bool // WithRetry
+// pkg is what this package is to the implementation it shares with
+// scopedconnect (shared/rpcscope).
+var pkg = &rpcscope.Package[codes.Code]{
+	Name:             "scopedgrpc",
+	EndedEarly:       errors.New("scopedgrpc: call ended before the commit point, changes rolled back"),
+	Code:             status.Code,
+	OK:               codes.OK,
+	Internal:         codes.Internal,
+	DeadlineExceeded: codes.DeadlineExceeded,
+	Canceled:         codes.Canceled,
+	Aborted:          codes.Aborted,
+	NewError:         status.Error,
 }
 
-func newConfig(opts []Option) *config {
-	c := &config{onError: DefaultErrorHandler}
-	for _, o := range opts {
-		o.apply(c)
+// An Option configures [UnaryServerInterceptor] and [StreamServerInterceptor].
+type Option interface {
+	apply(*rpcscope.Config[codes.Code])
+}
+
+type option rpcscope.Option[codes.Code]
+
+func (o option) apply(c *rpcscope.Config[codes.Code]) { o(c) }
+
+func newConfig(opts []Option) *rpcscope.Config[codes.Code] {
+	fs := make([]func(*rpcscope.Config[codes.Code]), len(opts))
+	for i, o := range opts {
+		fs[i] = o.apply
 	}
-	if c.attempts > 0 && c.commit == nil {
-		panic("scopedgrpc: WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
-			"in Manual mode the handler commits, and a call run again would save that twice")
-	}
-	return c
+	return pkg.Config(DefaultErrorHandler, fs...)
 }
 
 // WithRetry runs a unary call again, in a fresh scope, when its unit of
@@ -63,30 +67,18 @@ func newConfig(opts []Option) *config {
 // an automatic commit mode: building an interceptor panics in [Manual]
 // mode.
 func WithRetry(maxAttempts int, retryable func(error) bool) Option {
-	if maxAttempts < 1 {
-		panic(fmt.Sprintf("scopedgrpc: WithRetry(%d, ...): maxAttempts must be at least 1", maxAttempts))
-	}
-	if retryable == nil {
-		panic("scopedgrpc: WithRetry with nil retryable")
-	}
-	return optionFunc(func(c *config) { c.attempts, c.retryable = maxAttempts, retryable })
+	return option(pkg.Retry(maxAttempts, retryable))
 }
 
 // WithCommitMode sets when a call's scope is committed. The default is
 // [Manual].
-func WithCommitMode(m CommitMode) Option {
-	p := m.policy()
-	return optionFunc(func(c *config) { c.commit = p })
-}
+func WithCommitMode(m CommitMode) Option { return option(pkg.Mode(rpcscope.Mode(m))) }
 
 // WithCommitPolicy commits a call's scope when commit(code) returns true
 // and rolls it back otherwise; code is the status code of the handler's
 // error, [codes.OK] when it returned nil. It replaces any [WithCommitMode].
 func WithCommitPolicy(commit func(code codes.Code) bool) Option {
-	if commit == nil {
-		panic("scopedgrpc: WithCommitPolicy(nil); use WithCommitMode(Manual)")
-	}
-	return optionFunc(func(c *config) { c.commit = commit })
+	return option(pkg.CommitPolicy(commit))
 }
 
 // WithErrorHandler sets what the client gets when a call's scope must be
@@ -95,20 +87,11 @@ func WithCommitPolicy(commit func(code codes.Code) bool) Option {
 // error the call ends with, normally one made by the status package. The
 // default is [DefaultErrorHandler].
 func WithErrorHandler(h func(ctx context.Context, err error) error) Option {
-	if h == nil {
-		panic("scopedgrpc: WithErrorHandler(nil)")
-	}
-	return optionFunc(func(c *config) { c.onError = h })
+	return option(pkg.ErrorHandler(h))
 }
 
 // Bind makes [scoped.Current] for session type S find r in handlers, as
 // [scoped.Bind] does for a context. One interceptor binds at most one
 // ScopedSession per session type: building it panics on two different
 // ones (the same ScopedSession twice is harmless).
-func Bind[S any](r *scoped.ScopedSession[S]) Option {
-	if r == nil {
-		panic("scopedgrpc: Bind(nil)")
-	}
-	b := bindings.Of(r)
-	return optionFunc(func(c *config) { c.binds = bindings.Add("scopedgrpc", c.binds, b) })
-}
+func Bind[S any](r *scoped.ScopedSession[S]) Option { return option(rpcscope.Bind(pkg, r)) }

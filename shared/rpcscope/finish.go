@@ -1,6 +1,9 @@
-// Package rpcscope holds how the RPC interceptors (scopedgrpc,
-// scopedconnect) end a call's scope: the commit point is the guarantee
-// both packages give, and one copy of it cannot drift from the other.
+// Package rpcscope is the one implementation of the RPC interceptors
+// (scopedgrpc, scopedconnect): their options, commit modes, the commit
+// point, retries and default error handling, generic over the framework's
+// status code type. The commit point is the guarantee both packages give,
+// and one copy of it cannot drift from the other; each package keeps only
+// its public names and its framework's glue.
 //
 // It is not for applications: see package bindings for why it is public.
 package rpcscope
