@@ -14,9 +14,13 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/scopedconnect"
+	"github.com/go-scoped/scoped/scopedsql"
 )
 
-func TestIsSerializationFailure(t *testing.T) {
+// DefaultErrorHandler answers CodeAborted for a commit that saved nothing
+// and failed with what scopedsql.Retryable accepts (serialization failures
+// and deadlocks of every engine it knows), CodeInternal for anything else.
+func TestDefaultErrorHandlerAbortsWhatRetryableAccepts(t *testing.T) {
 	tests := []struct {
 		err  error
 		want bool
@@ -29,12 +33,49 @@ func TestIsSerializationFailure(t *testing.T) {
 		{&pq.Error{Code: "23505"}, false},
 		{&mysql.MySQLError{Number: 1062}, false},
 		{errors.New("40001"), false},
-		{nil, false},
 	}
 	for _, tt := range tests {
-		if got := scopedconnect.IsSerializationFailure(tt.err); got != tt.want {
-			t.Errorf("IsSerializationFailure(%v) = %v, want %v", tt.err, got, tt.want)
+		if got := scopedsql.Retryable(tt.err); got != tt.want {
+			t.Errorf("scopedsql.Retryable(%v) = %v, want %v", tt.err, got, tt.want)
 		}
+		err := scopedconnect.DefaultErrorHandler(context.Background(), fmt.Errorf("%w: %w", scoped.ErrNotCommitted, tt.err))
+		if got := connect.CodeOf(err) == connect.CodeAborted; got != tt.want {
+			t.Errorf("DefaultErrorHandler(%v) = %v, want CodeAborted: %v", tt.err, err, tt.want)
+		}
+	}
+}
+
+// A commit that fails with an error the WithRetry classifier accepts, on
+// the last run, is answered CodeAborted by DefaultErrorHandler even when
+// scopedsql.Retryable does not know the error; without WithRetry it is
+// CodeInternal. Streams (never run again) answer the same.
+func TestDefaultErrorHandlerUsesTheRetryClassifier(t *testing.T) {
+	conflict := errors.New("optimistic lock lost")
+	isConflict := func(err error) bool { return errors.Is(err, conflict) }
+	for _, tt := range []struct {
+		name string
+		opts []scopedconnect.Option
+		want connect.Code
+	}{
+		{"WithRetry", []scopedconnect.Option{scopedconnect.WithRetry(1, isConflict)}, connect.CodeAborted},
+		{"without", nil, connect.CodeInternal},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sessions, _ := fakeSessions(conflict)
+			opts := append([]scopedconnect.Option{scopedconnect.WithCommitMode(scopedconnect.Autocommit)}, tt.opts...)
+			url := serve(t, &service{
+				check: func(ctx context.Context, _ string) error { _, err := sessions.Current(ctx); return err },
+				watch: func(ctx context.Context, _ string, _ func() error) error { _, err := sessions.Current(ctx); return err },
+			}, connect.WithInterceptors(scopedconnect.NewInterceptor(opts...)))
+			for _, c := range clients(t, url) {
+				if code, msg := c.check(context.Background(), ""); connect.Code(code) != tt.want || strings.Contains(msg, conflict.Error()) {
+					t.Errorf("%s: unary: client got %v %q, want %v without the database's error", c.name, connect.Code(code), msg, tt.want)
+				}
+				if _, code, msg := c.watch(context.Background(), ""); connect.Code(code) != tt.want {
+					t.Errorf("%s: stream: client got %v %q, want %v", c.name, connect.Code(code), msg, tt.want)
+				}
+			}
+		})
 	}
 }
 

@@ -2,40 +2,51 @@ package scopedconnect
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
-// An Option configures [NewInterceptor].
-type Option interface{ apply(*config) }
-
-type optionFunc func(*config)
-
-func (f optionFunc) apply(c *config) { f(c) }
-
-type config struct {
-	commit  func(connect.Code) bool // nil: Manual
-	onError func(ctx context.Context, err error) error
-	binds   []bindings.Binding
-
-	attempts  int              // WithRetry; 0: none
-	retryable func(error) bool // WithRetry
+// pkg is what this package is to the implementation it shares with
+// scopedgrpc (shared/rpcscope).
+var pkg = &rpcscope.Package[connect.Code]{
+	Name:             "scopedconnect",
+	EndedEarly:       errors.New("scopedconnect: call ended before the commit point, changes rolled back"),
+	Code:             codeOf,
+	OK:               OK,
+	Internal:         connect.CodeInternal,
+	DeadlineExceeded: connect.CodeDeadlineExceeded,
+	Canceled:         connect.CodeCanceled,
+	Aborted:          connect.CodeAborted,
+	NewError:         func(c connect.Code, msg string) error { return connect.NewError(c, errors.New(msg)) },
 }
 
-func newConfig(opts []Option) *config {
-	c := &config{onError: DefaultErrorHandler}
-	for _, o := range opts {
-		o.apply(c)
+// codeOf is the code a commit policy sees for a handler's error.
+func codeOf(err error) connect.Code {
+	if err == nil {
+		return OK
 	}
-	if c.attempts > 0 && c.commit == nil {
-		panic("scopedconnect: WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
-			"in Manual mode the handler commits, and a call run again would save that twice")
+	return connect.CodeOf(err)
+}
+
+// An Option configures [NewInterceptor].
+type Option interface {
+	apply(*rpcscope.Config[connect.Code])
+}
+
+type option rpcscope.Option[connect.Code]
+
+func (o option) apply(c *rpcscope.Config[connect.Code]) { o(c) }
+
+func newConfig(opts []Option) *rpcscope.Config[connect.Code] {
+	fs := make([]func(*rpcscope.Config[connect.Code]), len(opts))
+	for i, o := range opts {
+		fs[i] = o.apply
 	}
-	return c
+	return pkg.Config(DefaultErrorHandler, fs...)
 }
 
 // WithRetry runs a unary call again, in a fresh scope, when its unit of
@@ -61,31 +72,19 @@ func newConfig(opts []Option) *config {
 // last run reaches the client as the handler returned it. WithRetry needs
 // an automatic commit mode: [NewInterceptor] panics in [Manual] mode.
 func WithRetry(maxAttempts int, retryable func(error) bool) Option {
-	if maxAttempts < 1 {
-		panic(fmt.Sprintf("scopedconnect: WithRetry(%d, ...): maxAttempts must be at least 1", maxAttempts))
-	}
-	if retryable == nil {
-		panic("scopedconnect: WithRetry with nil retryable")
-	}
-	return optionFunc(func(c *config) { c.attempts, c.retryable = maxAttempts, retryable })
+	return option(pkg.Retry(maxAttempts, retryable))
 }
 
 // WithCommitMode sets when a call's scope is committed. The default is
 // [Manual].
-func WithCommitMode(m CommitMode) Option {
-	p := m.policy()
-	return optionFunc(func(c *config) { c.commit = p })
-}
+func WithCommitMode(m CommitMode) Option { return option(pkg.Mode(rpcscope.Mode(m))) }
 
 // WithCommitPolicy commits a call's scope when commit(code) returns true
 // and rolls it back otherwise; code is [connect.CodeOf] the handler's
 // error, or [OK] (0) when it returned nil. It replaces any
 // [WithCommitMode].
 func WithCommitPolicy(commit func(code connect.Code) bool) Option {
-	if commit == nil {
-		panic("scopedconnect: WithCommitPolicy(nil); use WithCommitMode(Manual)")
-	}
-	return optionFunc(func(c *config) { c.commit = commit })
+	return option(pkg.CommitPolicy(commit))
 }
 
 // WithErrorHandler sets what the client gets when a call's scope must be
@@ -94,20 +93,11 @@ func WithCommitPolicy(commit func(code connect.Code) bool) Option {
 // error the call ends with, normally a [*connect.Error]. The default is
 // [DefaultErrorHandler].
 func WithErrorHandler(h func(ctx context.Context, err error) error) Option {
-	if h == nil {
-		panic("scopedconnect: WithErrorHandler(nil)")
-	}
-	return optionFunc(func(c *config) { c.onError = h })
+	return option(pkg.ErrorHandler(h))
 }
 
 // Bind makes [scoped.Current] for session type S find r in handlers, as
 // [scoped.Bind] does for a context. One interceptor binds at most one
 // ScopedSession per session type: building it panics on two different
 // ones (the same ScopedSession twice is harmless).
-func Bind[S any](r *scoped.ScopedSession[S]) Option {
-	if r == nil {
-		panic("scopedconnect: Bind(nil)")
-	}
-	b := bindings.Of(r)
-	return optionFunc(func(c *config) { c.binds = bindings.Add("scopedconnect", c.binds, b) })
-}
+func Bind[S any](r *scoped.ScopedSession[S]) Option { return option(rpcscope.Bind(pkg, r)) }
