@@ -42,11 +42,7 @@ type option rpcscope.Option[connect.Code]
 func (o option) apply(c *rpcscope.Config[connect.Code]) { o(c) }
 
 func newConfig(opts []Option) *rpcscope.Config[connect.Code] {
-	fs := make([]func(*rpcscope.Config[connect.Code]), len(opts))
-	for i, o := range opts {
-		fs[i] = o.apply
-	}
-	return pkg.Config(DefaultErrorHandler, fs...)
+	return rpcscope.NewConfig(pkg, DefaultErrorHandler, opts, Option.apply)
 }
 
 // WithRetry runs a unary call again, in a fresh scope, when its unit of

@@ -35,11 +35,7 @@ type option rpcscope.Option[codes.Code]
 func (o option) apply(c *rpcscope.Config[codes.Code]) { o(c) }
 
 func newConfig(opts []Option) *rpcscope.Config[codes.Code] {
-	fs := make([]func(*rpcscope.Config[codes.Code]), len(opts))
-	for i, o := range opts {
-		fs[i] = o.apply
-	}
-	return pkg.Config(DefaultErrorHandler, fs...)
+	return rpcscope.NewConfig(pkg, DefaultErrorHandler, opts, Option.apply)
 }
 
 // WithRetry runs a unary call again, in a fresh scope, when its unit of

@@ -24,7 +24,7 @@ type Package[C comparable] struct {
 	NewError                                      func(code C, msg string) error
 }
 
-// A Config is an interceptor's configuration, built by [Package.Config]
+// A Config is an interceptor's configuration, built by [NewConfig]
 // and the package's options.
 type Config[C comparable] struct {
 	pkg     *Package[C]
@@ -39,12 +39,13 @@ type Config[C comparable] struct {
 // An Option sets part of a [Config].
 type Option[C comparable] func(*Config[C])
 
-// Config returns the configuration opts make, onError the package's
-// default error handler. It panics on WithRetry in Manual mode.
-func (p *Package[C]) Config(onError func(context.Context, error) error, opts ...func(*Config[C])) *Config[C] {
+// NewConfig returns the configuration of p's interceptor that opts make
+// (apply applies one of p's options), onError p's default error handler.
+// It panics on WithRetry in Manual mode.
+func NewConfig[C comparable, O any](p *Package[C], onError func(context.Context, error) error, opts []O, apply func(O, *Config[C])) *Config[C] {
 	c := &Config[C]{pkg: p, onError: onError}
 	for _, o := range opts {
-		o(c)
+		apply(o, c)
 	}
 	if c.attempts > 0 && c.commit == nil {
 		panic(p.Name + ": WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
