@@ -9,11 +9,11 @@ const (
 	// Manual commits nothing: the handler commits what it wants (with
 	// [scoped.Scope.Commit] or [scoped.ScopedSession.Commit]) and the rest
 	// is rolled back when it returns. The default.
-	Manual = CommitMode(rpcscope.Manual)
+	Manual CommitMode = iota
 	// Autocommit commits when the handler returns no error, before the
 	// response (unary) or the final status (streaming) is sent, and rolls
 	// back otherwise.
-	Autocommit = CommitMode(rpcscope.Autocommit)
+	Autocommit
 )
 
 // String returns the mode's name.

@@ -4,7 +4,8 @@ package rpcscope
 // call's scope.
 type Mode int
 
-// The modes, in the packages' order of CommitMode constants.
+// The modes. The packages' CommitMode constants are declared in this
+// order, so that a CommitMode converts to the Mode of the same name.
 const (
 	Manual Mode = iota
 	Autocommit
