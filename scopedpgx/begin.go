@@ -56,8 +56,9 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 		first := !t.began
 		b := &pgx.Batch{}
 		if first {
-			b.Queue(t.s.begin)
+			b.Queue(t.begin)
 			t.queueCheck(b)
+			t.queueSetup(b)
 		}
 		queue(b)
 		if readXid {
@@ -73,6 +74,12 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 		}
 		if err == nil {
 			t.began = true
+			if err := t.readSetup(br); err != nil {
+				// Fail closed: the server aborted the transaction and
+				// skipped the unit's statements.
+				_ = br.Close()
+				return nil, t.fail(err)
+			}
 			return br, nil
 		}
 		_ = br.Close()

@@ -34,6 +34,9 @@ type tx struct {
 	c   *pgxpool.Conn // nil once given back, or a lost one could not be replaced
 	pc  *pgx.Conn     // c's connection, kept for Conn after the end
 
+	begin string             // the unit's BEGIN: the factory's, or with the unit's options
+	setup []*pgx.QueuedQuery // WithSetup's statements, sent after BEGIN
+
 	// The fields below are read and written with the guard held.
 	began     bool
 	failed    error  // why the transaction could not begin, or was lost (see lose); sticky
@@ -235,8 +238,14 @@ func (t *tx) LargeObjects() pgx.LargeObjects {
 				return
 			}
 			// pgx's transaction on a connection already in one needs no
-			// BEGIN; an empty query stands in for it.
-			q := t.s.begin
+			// BEGIN; an empty query stands in for it. The setup's
+			// statements run first, with BEGIN.
+			if !t.began && len(t.setup) > 0 {
+				if err := t.ensureBegun(context.Background()); err != nil {
+					return
+				}
+			}
+			q := t.begin
 			if t.began {
 				q = ";"
 			}

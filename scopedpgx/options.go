@@ -1,25 +1,66 @@
 package scopedpgx
 
 import (
+	"context"
+	"fmt"
 	"time"
+
+	"github.com/go-scoped/scoped"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Option configures the transactions of [Tx].
-type Option interface{ apply(*config) }
+// An Option configures the transactions of [Tx] or [NewTx]. NewTx also
+// takes every scoped.Option, so that one list configures the whole
+// session:
+//
+//	txs := scopedpgx.NewTx(pool, pgx.TxOptions{}, scopedpgx.WithSetup(setTenant), scoped.WithName("orders"))
+//
+// Option is an empty interface because scoped.Option, whose methods are
+// the core's own, could not satisfy any other. An option given to a
+// function that does not take it (a scoped.Option to Tx, a value of any
+// other type) makes that function panic, naming it: it is a mistake in
+// code, found the first time it runs.
+type Option interface{}
 
+// optionFunc is an option of this package.
 type optionFunc func(*config)
 
-func (f optionFunc) apply(c *config) { f(c) }
+// configOf applies this package's options in opts and returns the core's
+// ones, which only NewTx (core) takes.
+func configOf(opts []Option, fn string, core bool) (config, []scoped.Option) {
+	cfg := defaultConfig()
+	var out []scoped.Option
+	for _, opt := range opts {
+		switch o := opt.(type) {
+		case optionFunc:
+			if o == nil {
+				panic("scopedpgx: " + fn + " with a nil Option")
+			}
+			o(&cfg)
+		case scoped.Option:
+			if !core {
+				panic("scopedpgx: " + fn + " does not take a scoped.Option: pass it to scoped.New, or use NewTx")
+			}
+			out = append(out, o)
+		case nil:
+			panic("scopedpgx: " + fn + " with a nil Option")
+		default:
+			panic(fmt.Sprintf("scopedpgx: %s does not take an option of type %T", fn, opt))
+		}
+	}
+	return cfg, out
+}
 
 type config struct {
 	eager          bool
 	verify         bool
 	resolveTimeout time.Duration
-	replicas       []*pgxpool.Pool // WithReplicas
-	maxLag         time.Duration   // WithMaxReplicaLag; 0: no bound
-	replicaWait    time.Duration   // WithReplicaWait; 0: no wait
+	replicas       []*pgxpool.Pool                                 // WithReplicas
+	maxLag         time.Duration                                   // WithMaxReplicaLag; 0: no bound
+	replicaWait    time.Duration                                   // WithReplicaWait; 0: no wait
+	setups         []func(ctx context.Context, b *pgx.Batch) error // WithSetup
 }
 
 func defaultConfig() config {

@@ -183,17 +183,21 @@ func (t *tx) readCheck(br pgx.BatchResults) error {
 
 // beginOn sends BEGIN on c, with the replica's check on a replica.
 func (t *tx) beginOn(ctx context.Context, c *pgx.Conn) error {
-	if t.s.replica == nil {
-		_, err := c.Exec(ctx, t.s.begin)
+	if t.s.replica == nil && len(t.setup) == 0 {
+		_, err := c.Exec(ctx, t.begin)
 		return err
 	}
 	b := &pgx.Batch{}
-	b.Queue(t.s.begin)
+	b.Queue(t.begin)
 	t.queueCheck(b)
+	t.queueSetup(b) // WithSetup's, in the same pipeline
 	br := c.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {
 		err = t.readCheck(br)
+	}
+	if err == nil {
+		err = t.readSetup(br)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr

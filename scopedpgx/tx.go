@@ -36,20 +36,28 @@ func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx cont
 	if pool == nil {
 		panic("scopedpgx: Tx with nil pool")
 	}
-	cfg := defaultConfig()
-	for _, o := range options {
-		if o == nil {
-			panic("scopedpgx: Tx with a nil Option")
-		}
-		o.apply(&cfg)
-	}
+	cfg, _ := configOf(options, "Tx", false)
+	return txFactory(pool, opts, cfg)
+}
+
+// txFactory is [Tx] with its options applied.
+func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx context.Context) (pgx.Tx, error) {
 	s := &txShared{pool: pool, h: newHome(pool), cfg: cfg, begin: beginSQL(opts), commit: "commit", beginRetries: beginRetries(pool),
 		// A read-only transaction can write only temporary tables, which
 		// die with its connection: nothing to resolve.
 		verify: cfg.verify && opts.AccessMode != pgx.ReadOnly}
 	s.router = newRouter(s, opts)
 	return func(ctx context.Context) (pgx.Tx, error) {
-		t := &tx{s: s}
+		begin, err := unitBegin(ctx, opts, s.begin)
+		if err != nil {
+			return nil, err
+		}
+		// Before a connection is taken: a setup that fails takes none.
+		setup, err := runSetup(ctx, cfg.setups)
+		if err != nil {
+			return nil, err
+		}
+		t := &tx{s: s, begin: begin, setup: setup}
 		t.g = &t.own
 		c, err := s.acquire(ctx, t) // from a replica, for a read-only unit
 		if err != nil {
@@ -67,19 +75,26 @@ func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx cont
 }
 
 // NewTx returns a ScopedSession of pgx transactions begun on pool with
-// txOpts, one per scope, as [Tx] makes them with its defaults.
-// [scoped.Scope.Commit] and [scoped.ScopedSession.Commit] commit them;
-// otherwise they are rolled back with [Rollback], so a transaction its
-// handler committed or rolled back by hand is not a teardown failure. A
-// commit has no such leniency: finding the transaction already closed, it
-// cannot tell a hand commit from a hand rollback or a failed commit, so
-// it fails with [pgx.ErrTxClosed]. opts come after NewTx's own and may
-// override them. For [Option]s of Tx, write
-// scoped.New(scopedpgx.Tx(pool, txOpts, options...), scoped.WithRollback(scopedpgx.Rollback)).
-func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *scoped.ScopedSession[pgx.Tx] {
-	all := make([]scoped.Option, 0, 1+len(opts))
+// txOpts, one per scope, as [Tx] makes them. opts are this package's
+// options ([WithSetup], [WithEagerBegin], ...) and any scoped.Option, in
+// one list (see [Option]). [scoped.Scope.Commit] and
+// [scoped.ScopedSession.Commit] commit the transactions; otherwise they
+// are rolled back with [Rollback], so a transaction its handler committed
+// or rolled back by hand is not a teardown failure. A commit has no such
+// leniency: finding the transaction already closed, it cannot tell a hand
+// commit from a hand rollback or a failed commit, so it fails with
+// [pgx.ErrTxClosed]. The scoped.Options come after NewTx's own and may
+// override them. The unit's transaction options, set with
+// [WithTxOptions] on the context the unit begins with, are laid over
+// txOpts.
+func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...Option) *scoped.ScopedSession[pgx.Tx] {
+	if pool == nil {
+		panic("scopedpgx: NewTx with nil pool")
+	}
+	cfg, core := configOf(opts, "NewTx", true)
+	all := make([]scoped.Option, 0, 1+len(core))
 	all = append(all, scoped.WithRollback(Rollback))
-	return scoped.New(Tx(pool, txOpts), append(all, opts...)...)
+	return scoped.New(txFactory(pool, txOpts, cfg), append(all, core...)...)
 }
 
 // Rollback is the teardown [NewTx] installs with [scoped.WithRollback]. It
