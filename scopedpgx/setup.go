@@ -46,6 +46,18 @@ import (
 // as arguments: pgx prepares each text once per connection (under its
 // default QueryExecModeCacheStatement), and a text it has not prepared
 // costs a round trip.
+//
+// Behind PgBouncer in transaction pooling mode (tested with Debian's
+// pgbouncer 1.18), each transaction may get another server connection,
+// so pgx must not rely on named prepared statements, which live on one:
+// set the pool's ConnConfig.DefaultQueryExecMode to
+// pgx.QueryExecModeExec, pgx.QueryExecModeCacheDescribe or
+// pgx.QueryExecModeSimpleProtocol (each tested with the setup, row-level
+// security and the pipelined BEGIN). The default
+// QueryExecModeCacheStatement fails there with "prepared statement ...
+// does not exist". PgBouncer 1.21 and later can track protocol-level
+// prepared statements (max_prepared_statements), which this project has
+// not tested.
 func WithSetup(f func(ctx context.Context, b *pgx.Batch) error) Option {
 	if f == nil {
 		panic("scopedpgx: WithSetup(nil)")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/jackc/pgx/v5"
@@ -273,5 +274,33 @@ func TestWithTxOptionsReadOnlyUnit(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "25006" {
 		t.Errorf("a write in a read-only unit: %v, want 25006", err)
+	}
+}
+
+// StatementTimeout bounds the unit's statements by its deadline, in its
+// transaction only, and rides with BEGIN.
+func TestStatementTimeoutFromDeadline(t *testing.T) {
+	pool := newPool(t, 1)
+	txs := NewTx(pool, pgx.TxOptions{}, WithSetup(StatementTimeout))
+	show := func(ctx context.Context) (ms int64) {
+		err := scoped.Run(ctx, func(ctx context.Context) error {
+			tx, err := txs.Current(ctx)
+			if err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, "select setting::bigint from pg_settings where name = 'statement_timeout'").Scan(&ms)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if ms := show(ctx); ms <= 0 || ms > time.Hour.Milliseconds() {
+		t.Errorf("with an hour's deadline: statement_timeout = %d ms, want within (0, 3600000]", ms)
+	}
+	if ms := show(context.Background()); ms != 0 {
+		t.Errorf("without a deadline, on the same connection after a unit with one: statement_timeout = %d ms, want 0", ms)
 	}
 }
