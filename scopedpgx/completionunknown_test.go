@@ -45,7 +45,7 @@ CREATE CONSTRAINT TRIGGER %[1]s_check AFTER INSERT ON %[1]s
 			if !verify {
 				opts = append(opts, WithoutVerifiedCommit())
 			}
-			txs := scoped.New(Tx(pool, pgx.TxOptions{}, opts...), scoped.WithRollback(Rollback), scoped.WithTeardownErrorHook(nil))
+			txs := NewTx(pool, pgx.TxOptions{}, append(opts, scoped.WithTeardownErrorHook(nil))...)
 			runs := 0
 			err := scoped.Run(ctx, func(ctx context.Context) error {
 				runs++

@@ -9,23 +9,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Conn returns a factory that acquires one connection from pool per scope,
-// for [scoped.New]: every Current in the scope gets the same connection,
-// so session state (SET, temporary tables, advisory locks, LISTEN) lasts
-// for the scope. Acquiring gives up when the scope's context is done.
-// With scoped.New's default teardown the connection goes back to the pool
-// as it is; prefer [NewConn], which resets its session first.
-func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
-	if pool == nil {
-		panic("scopedpgx: Conn with nil pool")
-	}
-	return pool.Acquire
-}
-
-// NewConn returns a ScopedSession of connections pinned to their scope, as
-// [Conn] acquires them, whose sessions are reset when the scope ends, so
-// that nothing one scope set on its connection reaches the next user of
-// that pooled connection.
+// NewConn returns a ScopedSession of connections acquired from pool, one
+// per scope and pinned to it: every Current in the scope gets the same
+// connection, so session state (SET, temporary tables, advisory locks,
+// LISTEN) lasts for the scope. Acquiring gives up when the scope's context
+// is done. The sessions are reset when the scope ends, so that nothing one
+// scope set on its connection reaches the next user of that pooled
+// connection.
 //
 // The reset is DISCARD ALL, what PgBouncer runs between clients: it resets
 // every setting changed with SET (application_name, search_path, role,
@@ -50,13 +40,19 @@ func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 // opts come after the default teardown and may override it, for example
 // scoped.WithClose with a function that only calls Release, when no code
 // ever changes session state.
+//
+// NewConn takes only scoped.Options, checked by the compiler: none of this
+// package's options concern a pinned connection.
 func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*pgxpool.Conn] {
+	if pool == nil {
+		panic("scopedpgx: NewConn with nil pool")
+	}
 	h := newHome(pool)
 	all := make([]scoped.Option, 0, 2+len(opts))
 	// A *pgxpool.Conn cannot be guarded like NewTx's transactions, so the
 	// scope's safety net must never release it under a running query.
 	all = append(all, scoped.WithClose(h.resetAndRelease), scoped.WithoutSafetyNet())
-	return scoped.New(Conn(pool), append(all, opts...)...)
+	return scoped.New(pool.Acquire, append(all, opts...)...)
 }
 
 // resetAndRelease is NewConn's teardown.

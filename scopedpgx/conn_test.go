@@ -63,7 +63,11 @@ func TestConnSessionStateStaysInItsScope(t *testing.T) {
 				pool := newPool(t, 1) // one connection: every scope gets the same one
 				r := NewConn(pool)
 				if !reset {
-					r = scoped.New(Conn(pool))
+					// A bare Release, as scoped.New gives a *pgxpool.Conn.
+					r = NewConn(pool, scoped.WithClose(func(_ context.Context, c *pgxpool.Conn) error {
+						c.Release()
+						return nil
+					}))
 				}
 				// inScope runs f on the scope's connection, twice looked up,
 				// and returns the backend pid.

@@ -22,7 +22,7 @@ type txShared struct {
 	replica       *replica // the replica these transactions are on; nil: the primary
 }
 
-// tx is the pgx.Tx that [Tx] hands out. It holds a connection from the
+// tx is the pgx.Tx that [NewTx] hands out. It holds a connection from the
 // pool and begins the transaction in the same pipeline as its first
 // statement. Every call goes through the guard; the methods with a lower
 // case name are the calls themselves, run with the guard held, which the

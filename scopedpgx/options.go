@@ -11,43 +11,38 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// An Option configures the transactions of [Tx] or [NewTx]. NewTx also
-// takes every scoped.Option, so that one list configures the whole
-// session:
+// An Option configures the transactions of [NewTx], which also takes
+// every scoped.Option, so that one list configures the whole session:
 //
 //	txs := scopedpgx.NewTx(pool, pgx.TxOptions{}, scopedpgx.WithSetup(setTenant), scoped.WithName("orders"))
 //
 // Option is an empty interface because scoped.Option, whose methods are
-// the core's own, could not satisfy any other. An option given to a
-// function that does not take it (a scoped.Option to Tx, a value of any
-// other type) makes that function panic, naming it: it is a mistake in
-// code, found the first time it runs.
+// the core's own, could not satisfy any other. A value of any other type
+// makes NewTx panic, naming it: it is a mistake in code, found the first
+// time it runs.
 type Option interface{}
 
 // optionFunc is an option of this package.
 type optionFunc func(*config)
 
 // configOf applies this package's options in opts and returns the core's
-// ones, which only NewTx (core) takes.
-func configOf(opts []Option, fn string, core bool) (config, []scoped.Option) {
+// ones.
+func configOf(opts []Option) (config, []scoped.Option) {
 	cfg := defaultConfig()
 	var out []scoped.Option
 	for _, opt := range opts {
 		switch o := opt.(type) {
 		case optionFunc:
 			if o == nil {
-				panic("scopedpgx: " + fn + " with a nil Option")
+				panic("scopedpgx: NewTx with a nil Option")
 			}
 			o(&cfg)
 		case scoped.Option:
-			if !core {
-				panic("scopedpgx: " + fn + " does not take a scoped.Option: pass it to scoped.New, or use NewTx")
-			}
 			out = append(out, o)
 		case nil:
-			panic("scopedpgx: " + fn + " with a nil Option")
+			panic("scopedpgx: NewTx with a nil Option")
 		default:
-			panic(fmt.Sprintf("scopedpgx: %s does not take an option of type %T", fn, opt))
+			panic(fmt.Sprintf("scopedpgx: NewTx does not take an option of type %T", opt))
 		}
 	}
 	return cfg, out

@@ -12,13 +12,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// WithReplicas gives [Tx] read replicas of its pool, streaming replicas
+// WithReplicas gives [NewTx] read replicas of its pool, streaming replicas
 // (hot standbys) of the same primary: a read-only unit of work runs its
 // transaction on one of them, in turn; every other unit on the primary.
-// A unit is read-only when its transaction options say so, those of Tx or
+// A unit is read-only when its transaction options say so, those of NewTx or
 // those set on the unit's context. A SERIALIZABLE one stays on the
 // primary, as a hot standby cannot run it; so does a REPEATABLE READ one
-// (or one begun by a BeginQuery of Tx's) given a position to read after,
+// (or one begun by a BeginQuery of NewTx's) given a position to read after,
 // as its snapshot could predate the check of the position. The check
 // assumes the replica's default isolation is READ COMMITTED, as
 // PostgreSQL's is.

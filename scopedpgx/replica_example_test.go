@@ -30,8 +30,7 @@ func ExampleWithReplicas() {
 		log.Fatal(err)
 	}
 	defer replica.Close()
-	txs := scoped.New(scopedpgx.Tx(primary, pgx.TxOptions{}, scopedpgx.WithReplicas(replica)),
-		scoped.WithRollback(scopedpgx.Rollback))
+	txs := scopedpgx.NewTx(primary, pgx.TxOptions{}, scopedpgx.WithReplicas(replica))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /notes/{id}", func(w http.ResponseWriter, r *http.Request) {

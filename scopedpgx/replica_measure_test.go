@@ -48,8 +48,8 @@ func (s *replicaSetup) measure(t *testing.T) {
 		name string
 		fn   func(ctx context.Context, id int) error
 	}{
-		{"primary alone", read(scoped.New(Tx(primary, ro), scoped.WithRollback(Rollback)))},
-		{"one replica", read(scoped.New(Tx(primary, ro, WithReplicas(replica)), scoped.WithRollback(Rollback)))},
+		{"primary alone", read(NewTx(primary, ro))},
+		{"one replica", read(NewTx(primary, ro, WithReplicas(replica)))},
 	}
 	lat := make([][]time.Duration, len(variants))
 	ops := make([]int, len(variants))
@@ -80,7 +80,7 @@ func (s *replicaSetup) measure(t *testing.T) {
 			if wait > 0 {
 				opts = append(opts, WithReplicaWait(wait))
 			}
-			txs := scoped.New(Tx(primary, pgx.TxOptions{}, opts...), scoped.WithRollback(Rollback))
+			txs := NewTx(primary, pgx.TxOptions{}, opts...)
 			var reads, onReplica, stale atomic.Int64
 			var readLat []time.Duration
 			var mu sync.Mutex

@@ -90,8 +90,7 @@ func readOnly(ctx context.Context) context.Context {
 }
 
 func (s *replicaSetup) txs(opts ...Option) *scoped.ScopedSession[pgx.Tx] {
-	return scoped.New(Tx(s.primary, pgx.TxOptions{}, append([]Option{WithReplicas(s.replica)}, opts...)...),
-		scoped.WithRollback(Rollback))
+	return NewTx(s.primary, pgx.TxOptions{}, append([]Option{WithReplicas(s.replica)}, opts...)...)
 }
 
 func (s *replicaSetup) primaryPosition(t testing.TB) Position {
@@ -210,7 +209,7 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 
 	// A read-only unit yields no position, wherever it ran.
 	for _, txs := range []*scoped.ScopedSession[pgx.Tx]{
-		scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}), scoped.WithRollback(Rollback)),
+		NewTx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}),
 		txs,
 	} {
 		client := WithReadAfter(readOnly(ctx), 0)
@@ -220,7 +219,7 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 	}
 
 	// A read-only transaction factory routes all its units.
-	ro := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}, WithReplicas(s.replica)), scoped.WithRollback(Rollback))
+	ro := NewTx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}, WithReplicas(s.replica))
 	if _, on, err := s.read(ctx, ro, 1); err != nil || !on {
 		t.Errorf("unit of a read-only factory: on replica %v, err %v; want the replica", on, err)
 	}
@@ -234,8 +233,7 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 	}
 	// A REPEATABLE READ one with a position stays on the primary: its
 	// snapshot would be taken as the check began.
-	rr := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, WithReplicas(s.replica)),
-		scoped.WithRollback(Rollback))
+	rr := NewTx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, WithReplicas(s.replica))
 	if _, on, err := s.read(ctx, rr, 1); err != nil || !on {
 		t.Errorf("repeatable read read-only unit: on replica %v, err %v; want the replica", on, err)
 	}
@@ -243,8 +241,7 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 		t.Errorf("repeatable read read-only unit with a position: on replica %v, err %v; want the primary", on, err)
 	}
 	// A SERIALIZABLE one stays on the primary: a hot standby refuses it.
-	serial := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.Serializable}, WithReplicas(s.replica)),
-		scoped.WithRollback(Rollback))
+	serial := NewTx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.Serializable}, WithReplicas(s.replica))
 	if _, on, err := s.read(ctx, serial, 1); err != nil || on {
 		t.Errorf("serializable read-only unit: on replica %v, err %v; want the primary", on, err)
 	}

@@ -47,7 +47,7 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 		snap: opts.IsoLevel == pgx.RepeatableRead || opts.BeginQuery != ""}
 	for _, p := range s.cfg.replicas {
 		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait}
-		// A read-only transaction has nothing to resolve (see Tx), and
+		// A read-only transaction has nothing to resolve (see txFactory), and
 		// its BEGIN is not retried on the replica: the primary takes it.
 		rep.s = &txShared{pool: p, h: newHome(p), cfg: s.cfg, begin: s.begin, commit: s.commit, replica: rep}
 		r.replicas = append(r.replicas, rep)

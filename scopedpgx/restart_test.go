@@ -43,8 +43,7 @@ func TestServerRestartLosesNothingAndMakesNoPhantom(t *testing.T) {
 	t.Cleanup(pool.Close) // before the cluster is dropped
 	table := newTable(t, pool, "restart")
 	var teardownErrs testkit.Errors
-	txs := scoped.New(Tx(pool, pgx.TxOptions{}, WithCommitResolveTimeout(resolve)),
-		scoped.WithRollback(Rollback), scoped.WithTeardownErrorHook(teardownErrs.Hook))
+	txs := NewTx(pool, pgx.TxOptions{}, WithCommitResolveTimeout(resolve), scoped.WithTeardownErrorHook(teardownErrs.Hook))
 
 	// unit inserts id in a scope of its own and commits it; committing
 	// says whether COMMIT was sent, xid is the transaction's id as

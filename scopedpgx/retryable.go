@@ -19,6 +19,10 @@ import (
 // It never accepts CockroachDB's 40003 (statement_completion_unknown, an
 // ambiguous result): the work may have been saved, and a commit that
 // fails so is reported with scoped.ErrCommitUnknown.
+//
+// On pgx's errors it answers as scopedsql.Retryable does (which also
+// knows other drivers' errors); it is here so that a program that uses
+// pgx alone finds its classifier in the package it imports.
 func Retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {

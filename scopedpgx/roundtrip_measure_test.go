@@ -91,7 +91,7 @@ func TestMeasureRoundTrips(t *testing.T) {
 		txs := NewTx(pools[1], pgx.TxOptions{})
 		// The transaction as scopedpgx made it before BEGIN rode with the
 		// first statement: BEGIN at Current, COMMIT unverified.
-		eager := scoped.New(Tx(pools[2], pgx.TxOptions{}, WithEagerBegin(), WithoutVerifiedCommit()), scoped.WithRollback(Rollback))
+		eager := NewTx(pools[2], pgx.TxOptions{}, WithEagerBegin(), WithoutVerifiedCommit())
 		inScope := func(txs *scoped.ScopedSession[pgx.Tx]) func(ctx context.Context, u unit, id int) error {
 			return func(ctx context.Context, u unit, id int) error {
 				ctx, scope := scoped.Begin(ctx)

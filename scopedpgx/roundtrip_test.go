@@ -294,7 +294,7 @@ func TestTxFirstStatementErrorsAsPgx(t *testing.T) {
 // is handed out, as pgx's Begin does, and fails Current if it fails.
 func TestTxEagerBeginOptOut(t *testing.T) {
 	pool := newPool(t, 2)
-	txs := scoped.New(Tx(pool, pgx.TxOptions{}, WithEagerBegin()), scoped.WithRollback(Rollback))
+	txs := NewTx(pool, pgx.TxOptions{}, WithEagerBegin())
 	ctx, scope := scoped.Begin(context.Background())
 	tx, err := txs.Current(ctx)
 	if err != nil {
@@ -304,7 +304,7 @@ func TestTxEagerBeginOptOut(t *testing.T) {
 		t.Error("WithEagerBegin: no transaction after Current")
 	}
 	scope.Remove()
-	bad := scoped.New(Tx(pool, pgx.TxOptions{BeginQuery: "BEGIN NONSENSE"}, WithEagerBegin()))
+	bad := NewTx(pool, pgx.TxOptions{BeginQuery: "BEGIN NONSENSE"}, WithEagerBegin())
 	ctx, scope = scoped.Begin(context.Background())
 	defer scope.Remove()
 	if _, err := bad.Current(ctx); err == nil {

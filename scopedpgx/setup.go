@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// WithSetup adds f to the setup of every transaction of [Tx] and [NewTx]:
+// WithSetup adds f to the setup of every transaction of [NewTx]:
 // f queues, on b, statements that prepare the transaction, and they travel
 // in the same pipeline as the lazy BEGIN and the unit's first statement,
 // right after BEGIN: no round trip of their own. The place for PostgreSQL

@@ -2,12 +2,15 @@ package scopedpgx_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/scopedpgx"
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
@@ -61,5 +64,26 @@ func TestScopedsqlRetryableRecognisesPgxErrors(t *testing.T) {
 	_, syntax := other.Exec(ctx, "SELEKT 1")
 	if syntax == nil || scopedsql.Retryable(syntax) {
 		t.Errorf("Retryable(%v) = true", syntax)
+	}
+}
+
+// scopedpgx.Retryable is the pgx package's own name for the classifier:
+// on pgx's errors, wrapped or joined, it answers as scopedsql.Retryable.
+func TestRetryableAgreesWithScopedsql(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{"40001", "40P01", "40003", "55P03", "23505", "57P01", ""} {
+		pgErr := &pgconn.PgError{Code: code}
+		for _, err := range []error{
+			pgErr,
+			fmt.Errorf("commit: %w", pgErr),
+			errors.Join(errors.New("first"), pgErr),
+		} {
+			if got, want := scopedpgx.Retryable(err), scopedsql.Retryable(err); got != want {
+				t.Errorf("SQLSTATE %q, %v: scopedpgx.Retryable %v, scopedsql.Retryable %v", code, err, got, want)
+			}
+		}
+	}
+	if scopedpgx.Retryable(nil) || scopedsql.Retryable(nil) {
+		t.Error("nil is retryable")
 	}
 }

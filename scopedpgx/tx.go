@@ -9,38 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Tx returns a factory that begins one transaction per scope on a
-// connection acquired from pool, for [scoped.New]. Prefer [NewTx], which
-// also installs [Rollback].
-//
-// The factory acquires the connection with the scope's context, so a
-// request past its deadline does not queue for a connection, and a pool
-// that cannot give one fails Current. It sends nothing: BEGIN travels in
-// the same round trip as the transaction's first statement (see
-// "Round trips" in the package documentation), and a transaction that ran
-// no statement sends neither BEGIN nor COMMIT. A BEGIN that fails fails
-// that first statement, and every call after it, with an error that says
-// so and wraps the server's. [WithEagerBegin] sends BEGIN here instead.
-// Unlike database/sql, pgx does not end the transaction when a context is
-// cancelled later; the scope ends it.
-//
-// The transactions it returns are guarded. A call made while another call
-// on the same transaction is running fails at once instead of racing it,
-// and ending the transaction waits for a running call to return. So a
-// scope ended on another goroutine (by the safety net of [scoped.Begin]
-// when the scope's context is cancelled) never races a query in flight,
-// and a call made after the end returns [pgx.ErrTxClosed] instead of using
-// a connection that has gone back to the pool. Conn and LargeObjects are
-// pgx's escape hatches and bypass the guard.
-func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx context.Context) (pgx.Tx, error) {
-	if pool == nil {
-		panic("scopedpgx: Tx with nil pool")
-	}
-	cfg, _ := configOf(options, "Tx", false)
-	return txFactory(pool, opts, cfg)
-}
-
-// txFactory is [Tx] with its options applied.
+// txFactory makes the transactions of [NewTx], its options applied.
 func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx context.Context) (pgx.Tx, error) {
 	s := &txShared{pool: pool, h: newHome(pool), cfg: cfg, begin: beginSQL(opts), commit: "commit", beginRetries: beginRetries(pool),
 		// A read-only transaction can write only temporary tables, which
@@ -75,23 +44,46 @@ func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx cont
 }
 
 // NewTx returns a ScopedSession of pgx transactions begun on pool with
-// txOpts, one per scope, as [Tx] makes them. opts are this package's
-// options ([WithSetup], [WithEagerBegin], ...) and any scoped.Option, in
-// one list (see [Option]). [scoped.Scope.Commit] and
-// [scoped.ScopedSession.Commit] commit the transactions; otherwise they
-// are rolled back with [Rollback], so a transaction its handler committed
-// or rolled back by hand is not a teardown failure. A commit has no such
-// leniency: finding the transaction already closed, it cannot tell a hand
-// commit from a hand rollback or a failed commit, so it fails with
-// [pgx.ErrTxClosed]. The scoped.Options come after NewTx's own and may
-// override them. The unit's transaction options, set with
-// [WithTxOptions] on the context the unit begins with, are laid over
-// txOpts.
+// txOpts, one per scope. opts are this package's options ([WithSetup],
+// [WithEagerBegin], [WithoutVerifiedCommit], [WithCommitResolveTimeout],
+// [WithReplicas], ...) and any scoped.Option, in one list (see [Option]).
+//
+// Each transaction is made on a connection acquired with the scope's
+// context, so a request past its deadline does not queue for a
+// connection, and a pool that cannot give one fails Current. Current
+// sends nothing: BEGIN travels in the same round trip as the
+// transaction's first statement (see "Round trips" in the package
+// documentation), and a transaction that ran no statement sends neither
+// BEGIN nor COMMIT. A BEGIN that fails fails that first statement, and
+// every call after it, with an error that says so and wraps the server's.
+// [WithEagerBegin] sends BEGIN in Current instead. Unlike database/sql,
+// pgx does not end the transaction when a context is cancelled later; the
+// scope ends it.
+//
+// The transactions are guarded. A call made while another call on the
+// same transaction is running fails at once instead of racing it, and
+// ending the transaction waits for a running call to return. So a scope
+// ended on another goroutine (by the safety net of [scoped.Begin] when the
+// scope's context is cancelled) never races a query in flight, and a call
+// made after the end returns [pgx.ErrTxClosed] instead of using a
+// connection that has gone back to the pool. Conn and LargeObjects are
+// pgx's escape hatches and bypass the guard.
+//
+// [scoped.Scope.Commit] and [scoped.ScopedSession.Commit] commit the
+// transactions; otherwise they are rolled back with [Rollback], so a
+// transaction its handler committed or rolled back by hand is not a
+// teardown failure. A commit has no such leniency: finding the
+// transaction already closed, it cannot tell a hand commit from a hand
+// rollback or a failed commit, so it fails with [pgx.ErrTxClosed]. The
+// scoped.Options come after NewTx's own and may override them (a
+// scoped.WithRollback of the application's). The unit's transaction
+// options, set with [WithTxOptions] on the context the unit begins with,
+// are laid over txOpts.
 func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...Option) *scoped.ScopedSession[pgx.Tx] {
 	if pool == nil {
 		panic("scopedpgx: NewTx with nil pool")
 	}
-	cfg, core := configOf(opts, "NewTx", true)
+	cfg, core := configOf(opts)
 	all := make([]scoped.Option, 0, 1+len(core))
 	all = append(all, scoped.WithRollback(Rollback))
 	return scoped.New(txFactory(pool, txOpts, cfg), append(all, core...)...)
@@ -105,7 +97,7 @@ func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...Option) *scoped.Sco
 // with rows nobody closed, as after a query whose context was cancelled:
 // the connection is then closed, PostgreSQL aborts the transaction of a
 // closed session, and nothing is left to undo and nothing stays acquired.
-// For a transaction from [Tx] it first waits for a call in progress to
+// For a transaction of [NewTx] it first waits for a call in progress to
 // return. A child scope's savepoint of such a transaction is rolled back
 // to the same rules, on the safety net's goroutine too: a client that
 // leaves while a nested unit of work streams rows logs nothing. When its

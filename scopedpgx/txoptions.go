@@ -18,7 +18,7 @@ import (
 var ErrTxOptionsLate = txopts.ErrLate
 
 // WithTxOptions returns ctx carrying transaction options for the unit of
-// work that begins with it: the transactions of [Tx] and [NewTx] begun in
+// work that begins with it: the transactions of [NewTx] begun in
 // that unit's scope use opts' IsoLevel, AccessMode and DeferrableMode,
 // where set, over their own. Set them before the unit begins, in one line:
 //
@@ -30,11 +30,11 @@ var ErrTxOptionsLate = txopts.ErrLate
 // (scopedhttp.ReadOnlySafeMethods does so for GET and HEAD; the options
 // scopedsql.WithTxOptions sets reach pgx transactions too). Given a context
 // already inside a scope it returns ctx unchanged and [ErrTxOptionsLate].
-// BeginQuery and CommitQuery belong to the factory: setting them here is an
+// BeginQuery and CommitQuery belong to NewTx's txOpts: setting them here is an
 // error.
 func WithTxOptions(ctx context.Context, opts pgx.TxOptions) (context.Context, error) {
 	if opts.BeginQuery != "" || opts.CommitQuery != "" {
-		return ctx, errors.New("scopedpgx: WithTxOptions: BeginQuery and CommitQuery are the factory's (Tx, NewTx), not a unit's")
+		return ctx, errors.New("scopedpgx: WithTxOptions: BeginQuery and CommitQuery are those of NewTx's txOpts, not a unit's")
 	}
 	var o txopts.Options
 	switch opts.IsoLevel {
@@ -112,7 +112,7 @@ func unitBegin(ctx context.Context, base pgx.TxOptions, def string) (string, err
 		return def, nil
 	}
 	if base.BeginQuery != "" {
-		return "", errors.New("scopedpgx: the unit's transaction options (WithTxOptions, scopedhttp.ReadOnlySafeMethods) cannot change a factory's own BeginQuery")
+		return "", errors.New("scopedpgx: the unit's transaction options (WithTxOptions, scopedhttp.ReadOnlySafeMethods) cannot change the BeginQuery of NewTx's txOpts")
 	}
 	o, err := unitTxOptions(ctx, base)
 	if err != nil {

@@ -115,7 +115,7 @@ func TestTxCommitUnknownWhenServerUnreachable(t *testing.T) {
 	direct := newPool(t, 2)
 	table := newTable(t, direct, "unknown")
 	const bound = 300 * time.Millisecond
-	txs := scoped.New(Tx(pool, pgx.TxOptions{}, WithCommitResolveTimeout(bound)), scoped.WithRollback(Rollback), scoped.WithTeardownErrorHook(nil))
+	txs := NewTx(pool, pgx.TxOptions{}, WithCommitResolveTimeout(bound), scoped.WithTeardownErrorHook(nil))
 	ctx, scope := scoped.Begin(context.Background())
 	defer scope.Remove()
 	tx, err := txs.Current(ctx)
