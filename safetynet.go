@@ -29,10 +29,11 @@ func (s *Scope) cancelled() {
 		// net finds nothing to end and changes no outcome. The scope
 		// stays open, as if there had been no net; a session created
 		// later registers it again (and it fires at once).
+		held := s.netHeld
 		s.armed = false
 		s.mu.Unlock()
 		runBounds(fired)
-		if h := testHookNetIdle.Load(); h != nil {
+		if h := testHookNetIdle.Load(); h != nil && held {
 			(*h)(s)
 		}
 		return
@@ -82,7 +83,8 @@ func (s *Scope) cancelled() {
 var testHookNetFired atomic.Pointer[func(*Scope)]
 
 // testHookNetIdle, set by tests only, sees a safety net that found nothing
-// to end.
+// to end in a scope that had held a session (not one registered only to
+// bound a begin).
 var testHookNetIdle atomic.Pointer[func(*Scope)]
 
 // arm registers the safety net, once the scope has something to end.
