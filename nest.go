@@ -134,7 +134,8 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		pn.openChild.Store(false)
 		return zero, fmt.Errorf("scoped: nest %s session in its parent's: %w", r.name, err)
 	}
-	e.nested, e.parentNode = &nested, pn
+	x := e.extraState()
+	x.nested, x.parentNode, x.isNested = nested, pn, true
 	return nested.Session, nil
 }
 
@@ -144,13 +145,14 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 	if e.shared {
 		return nil, false
 	}
-	defer e.parentNode.openChild.Store(false)
+	x := e.extra
+	defer x.parentNode.openChild.Store(false)
 	defer func() {
 		if p := recover(); p != nil {
 			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r.name, p))
 		}
 	}()
-	n := e.nested
+	n := &x.nested
 	if commit {
 		commitFailed = true
 		if err = n.Release(ctx); err != nil {

@@ -8,7 +8,13 @@ import (
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/go-scoped/scoped/internal/connlost"
 )
+
+// The core's default commit of a *sql.Tx asks these rules too, so that a
+// commit that lost its connection is reported as scoped.ErrCommitUnknown.
+func init() { connlost.Driver = connectionLost }
 
 // connectionLost reports whether err says the connection to the server
 // was lost (or was already dead when it was used), as opposed to an error
