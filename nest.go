@@ -129,18 +129,31 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		}
 		return zero, fmt.Errorf("%w: %s", ErrNestedBusy, r.name)
 	}
+	x := e.extraState()
+	x.parentNode = pn
 	nested, err := r.nest(ctx, ps)
 	if err != nil {
 		pn.openChild.Store(false)
-		return zero, fmt.Errorf("scoped: nest %s session in its parent's: %w", r.name, err)
+		err = fmt.Errorf("scoped: nest %s session in its parent's: %w", r.name, err)
+		e.poison(err) // the SAVEPOINT failed: what its transaction holds is unknown
+		return zero, err
 	}
-	x := e.extraState()
-	x.nested, x.parentNode, x.isNested = nested, pn, true
+	x.nested, x.isNested = nested, true
 	return nested.Session, nil
 }
 
 // endNested ends a child's part of its ancestor's session: release or
 // roll back its savepoint, or nothing for a shared session.
+//
+// A savepoint whose end fails leaves its transaction in a state no caller
+// can see: a RELEASE refused by an aborted PostgreSQL transaction (25P02)
+// still holds the failed work, and a ROLLBACK TO that finds no savepoint
+// (MariaDB's 1305 after InnoDB rolled the whole transaction back on a
+// deadlock) means the caller's earlier work is gone. So a failed RELEASE
+// rolls back to the savepoint, which lets the caller go on with its own
+// work, and a savepoint that cannot be rolled back to poisons every
+// enclosing transaction: its commit rolls back and fails with
+// [ErrNotCommitted], saying why.
 func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commitFailed bool) {
 	if e.shared {
 		return nil, false
@@ -150,18 +163,38 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 	defer func() {
 		if p := recover(); p != nil {
 			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r.name, p))
+			e.poison(err)
 		}
 	}()
 	n := &x.nested
 	if commit {
 		commitFailed = true
-		if err = n.Release(ctx); err != nil {
-			return fmt.Errorf("scoped: release nested %s session: %w", e.r.name, err), true
+		if err = n.Release(ctx); err == nil {
+			return nil, false
 		}
-		return nil, false
+		err = fmt.Errorf("scoped: release nested %s session: %w", e.r.name, err)
+		if rerr := n.Rollback(ctx); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session after its release failed: %w", e.r.name, rerr))
+			e.poison(err)
+		}
+		return err, true
 	}
 	if err = n.Rollback(ctx); err != nil {
-		return fmt.Errorf("scoped: roll back nested %s session: %w", e.r.name, err), false
+		err = fmt.Errorf("scoped: roll back nested %s session: %w", e.r.name, err)
+		e.poison(err)
 	}
-	return nil, false
+	return err, false
+}
+
+// poison marks every transaction enclosing e's savepoint as one that must
+// not commit, because a savepoint operation in it failed: err says why.
+func (e *entry[S]) poison(err error) {
+	for p := e.extra.parentNode; p != nil; {
+		p.poisoned.CompareAndSwap(nil, &err)
+		pe := entryOf[S](p) // an ancestor's part of the same ScopedSession's session
+		if pe.extra == nil {
+			return
+		}
+		p = pe.extra.parentNode
+	}
 }

@@ -290,3 +290,93 @@ func TestRunWithRetry(t *testing.T) {
 		t.Fatalf("child Run retried: %d attempts", attempts)
 	}
 }
+
+// A unit whose end saved part of its work, or may have saved it, is never
+// run again, whatever the classifier says of the failure: a second run
+// would save that work twice.
+func TestRunNeverRetriesAUnitThatSavedSomething(t *testing.T) {
+	errConflict := errors.New("serialization failure")
+	retryable := func(err error) bool { return errors.Is(err, errConflict) }
+	for _, c := range []struct {
+		name      string
+		alone     bool  // the failing session is the unit's only one
+		secondErr error // the second session's commit error
+		want      error
+	}{
+		{"partly committed", false, errConflict, scoped.ErrPartiallyCommitted},
+		{"outcome unknown", true, fmt.Errorf("%w: %w", scoped.ErrCommitUnknown, errConflict), scoped.ErrCommitUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var calls atomic.Int64
+			first, second := txSession(nil, "first", &calls), txSession(nil, "second", &calls)
+			attempts := 0
+			err := scoped.Run(context.Background(), func(ctx context.Context) error {
+				attempts++
+				if !c.alone {
+					mustCurrent(t, first, ctx)
+				}
+				mustCurrent(t, second, ctx).commitErr = c.secondErr
+				return nil
+			}, scoped.WithRetry(3, retryable))
+			if attempts != 1 || !errors.Is(err, c.want) {
+				t.Fatalf("%d attempts, error %v; want 1 attempt and %v", attempts, err, c.want)
+			}
+			if scoped.MayRetry(err, retryable) {
+				t.Fatalf("MayRetry(%v) = true", err)
+			}
+		})
+	}
+	if !scoped.MayRetry(fmt.Errorf("%w: %w", scoped.ErrNotCommitted, errConflict), retryable) {
+		t.Fatal("MayRetry refuses a commit that saved nothing")
+	}
+}
+
+// A savepoint that can be neither released nor rolled back to poisons
+// every enclosing transaction, three levels up: the root rolls back and
+// its commit fails with ErrNotCommitted, saying why. A failed release
+// that rolls back cleanly poisons nothing.
+func TestFailedSavepointPoisonsEveryEnclosingTransaction(t *testing.T) {
+	errGone := errors.New("savepoint does not exist")
+	for _, rollbackErr := range []error{errGone, nil} {
+		depth := 0
+		var calls atomic.Int64
+		var root *fakeTx
+		txs := txSession(nil, "tx", &calls,
+			scoped.WithNesting(func(_ context.Context, parent *fakeTx) (scoped.Nested[*fakeTx], error) {
+				depth++
+				d := depth
+				return scoped.Nested[*fakeTx]{
+					Session: parent,
+					Release: func(context.Context) error {
+						if d == 2 { // the innermost savepoint
+							return errGone
+						}
+						return nil
+					},
+					Rollback: func(context.Context) error { return rollbackErr },
+				}, nil
+			}))
+		var innerErr error
+		err := scoped.Run(context.Background(), func(ctx context.Context) error {
+			root = mustCurrent(t, txs, ctx)
+			return scoped.Run(ctx, func(ctx context.Context) error {
+				mustCurrent(t, txs, ctx)
+				innerErr = scoped.Run(ctx, func(ctx context.Context) error { mustCurrent(t, txs, ctx); return nil })
+				return nil // handles the innermost unit's failure
+			})
+		})
+		if !errors.Is(innerErr, errGone) || !errors.Is(innerErr, scoped.ErrNotCommitted) {
+			t.Fatalf("innermost unit: %v", innerErr)
+		}
+		if rollbackErr == nil {
+			if err != nil || root.commits.Load() != 1 {
+				t.Fatalf("rolled back cleanly: root %v, %d commits; want committed", err, root.commits.Load())
+			}
+			continue
+		}
+		if !errors.Is(err, scoped.ErrNotCommitted) || !errors.Is(err, errGone) || root.commits.Load() != 0 || root.rollbacks.Load() != 1 {
+			t.Fatalf("poisoned root: %v, %d commits, %d rollbacks; want ErrNotCommitted and a rollback",
+				err, root.commits.Load(), root.rollbacks.Load())
+		}
+	}
+}

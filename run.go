@@ -35,7 +35,7 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = runOnce(ctx, fn, c.independent)
-		if err == nil || attempt >= c.retries || !c.retryable(err) {
+		if err == nil || attempt >= c.retries || !MayRetry(err, c.retryable) {
 			return err
 		}
 		t := time.NewTimer(backoff(attempt))
@@ -72,6 +72,22 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, independen
 	return s.Commit()
 }
 
+// MayRetry reports whether a unit of work that failed with err may be run
+// again: retryable accepts err, and none of the unit's work was or may
+// have been saved. A unit whose end committed something
+// ([ErrPartiallyCommitted], [ErrCommittedCloseFailed]) or may have
+// ([ErrCommitUnknown]) is never run again, whatever retryable says of the
+// cause: a second run would save that work twice. It is the rule of
+// [WithRetry], and of the RPC packages' answer that invites a client to
+// retry.
+func MayRetry(err error, retryable func(error) bool) bool {
+	return err != nil &&
+		!errors.Is(err, ErrPartiallyCommitted) &&
+		!errors.Is(err, ErrCommittedCloseFailed) &&
+		!errors.Is(err, ErrCommitUnknown) &&
+		retryable(err)
+}
+
 // backoff is the pause before retry attempt+1: exponential from 5 ms,
 // capped at 1 s, with full jitter between half and all of it, so that
 // transactions that conflicted do not meet again at the same instant.
@@ -96,7 +112,9 @@ func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 
 // WithRetry makes a root [Run] run fn again, in a fresh scope, when the
 // unit of work failed with an error retryable accepts (from fn or from the
-// commit: PostgreSQL reports many serialization failures at COMMIT), up to
+// commit: PostgreSQL reports many serialization failures at COMMIT) and
+// nothing of it was saved (see [MayRetry]: a unit with two sessions whose
+// first committed is never run again), up to
 // maxAttempts runs in all, with a jittered exponential pause between them,
 // and never past ctx's end. scopedsql.Retryable and scopedpgx.Retryable
 // accept serialization failures and deadlocks, the errors that SERIALIZABLE

@@ -176,6 +176,22 @@ func (s *Scope) Len() int {
 	return n
 }
 
+// Committable returns how many of the sessions the scope holds now
+// [Scope.Commit] would commit: those with a commit (a transaction), not a
+// pinned connection whose statements were saved as they ran, nor a child
+// scope's share of its parent's session. It tells a scope that holds
+// uncommitted work from one that has nothing to commit, as
+// scopedhttp's Manual mode must before it reports a forgotten commit.
+func (s *Scope) Committable() int {
+	n := 0
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		if c.n.owner.ends.committable(c.n) {
+			n++
+		}
+	}
+	return n
+}
+
 // Err reports whether the scope has ended: nil while it is open,
 // [ErrScopeClosed] after. After the safety net rolled the scope back
 // because its context ended, the error also wraps [ErrScopeCancelled] and

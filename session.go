@@ -59,6 +59,8 @@ type node struct {
 	ended, commitFailed bool
 	tracked             bool        // recorded by a Tracker (keyed only); set before it is shared
 	openChild           atomic.Bool // a child scope holds a nested part of this session
+	// A savepoint operation in this transaction failed: it must not commit.
+	poisoned atomic.Pointer[error]
 }
 
 // entry is one session of a ScopedSession[S]. node comes first: a *node

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped/internal/connlost"
+	"github.com/go-scoped/scoped/internal/sqlconn"
 )
 
 // How a session ends: its type's teardown (detected once, in New, or set
@@ -70,12 +71,37 @@ func defaultTeardown[S any]() teardown[S] {
 		}
 	}
 	switch {
+	case t == reflect.TypeFor[*sql.Conn]():
+		td.close = func(ctx context.Context, s S) error { return closeConn(ctx, any(s).(*sql.Conn)) }
 	case t.Implements(reflect.TypeFor[io.Closer]()):
 		td.close = func(_ context.Context, s S) error { return any(s).(io.Closer).Close() }
 	case t.Implements(reflect.TypeFor[releaser]()):
 		td.close = func(_ context.Context, s S) error { any(s).(releaser).Release(); return nil }
 	}
 	return td
+}
+
+// closeConn is the default teardown of a pinned *sql.Conn. Not Close,
+// which waits for an unclosed *sql.Rows or a *sql.Tx begun on the
+// connection, and database/sql ends those only when their context is
+// done: never, for context.Background, and for a request's, only after
+// its handler returned, that is after the scope's end. A connection found
+// in use is discarded instead (internal/sqlconn), and the error says what
+// was left open.
+//
+// Unless the scope's context has ended: then the safety net (or a Remove
+// after the client left) finds the query that the cancellation is
+// stopping, or a Rows that database/sql is closing, still on the
+// connection. Discarding it is the cost of not waiting; reporting it would
+// blame the user's code for a client that went away.
+func closeConn(ctx context.Context, c *sql.Conn) error {
+	err := sqlconn.Close(c)
+	if err != nil && errors.Is(err, sqlconn.ErrInUse) {
+		if s := scopeFrom(ctx); s != nil && s.parentCtx.Err() != nil {
+			return nil
+		}
+	}
+	return err
 }
 
 type teardownOverride struct {
@@ -196,10 +222,20 @@ func (r *ScopedSession[S]) end(n *node, ctx context.Context, commit bool) (err e
 		return err
 	}
 	commit = commit && r.td.commit != nil
+	var poisoned *error
+	if commit {
+		if poisoned = e.poisoned.Load(); poisoned != nil {
+			commit = false // roll back what is left of it: nothing of it may be saved
+		}
+	}
 	if r.timeout > 0 {
 		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
 	} else {
 		err, e.commitFailed = e.teardown(ctx, commit)
+	}
+	if poisoned != nil {
+		err = errors.Join(fmt.Errorf("scoped: %s session rolled back instead of committed, a nested unit of work left it unusable: %w", r.name, *poisoned), err)
+		e.commitFailed = true
 	}
 	if r.events != nil {
 		e.emitEnd(ctx, start, commit, err)

@@ -35,8 +35,7 @@ func DefaultErrorHandler(ctx context.Context, err error) error {
 		code = connect.CodeDeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		code = connect.CodeCanceled
-	case IsSerializationFailure(err) && !errors.Is(err, scoped.ErrCommitUnknown) && !errors.Is(err, scoped.ErrPartiallyCommitted):
-		// Only a commit that saved nothing is safe to retry.
+	case scoped.MayRetry(err, IsSerializationFailure):
 		code = connect.CodeAborted
 		msg = "scopedconnect: commit failed on a serialization failure or deadlock, the call's changes were not saved; retry the call"
 	}

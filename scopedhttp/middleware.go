@@ -98,9 +98,11 @@ func (w *writer) release() {
 
 // finishManual ends a Manual-mode request: whatever the handler did not
 // commit is rolled back, and a success status over rolled-back sessions
-// is reported.
+// is reported. Only sessions with a commit count: a pinned connection
+// left open saved its statements as they ran, and closing it undoes
+// nothing.
 func (w *writer) finishManual() {
-	if w.state != hijacked && w.scope.Err() == nil && w.scope.Len() > 0 && w.h.cfg.uncommitted != nil {
+	if w.state != hijacked && w.scope.Err() == nil && w.scope.Committable() > 0 && w.h.cfg.uncommitted != nil {
 		status := w.status
 		if status == 0 {
 			status = http.StatusOK

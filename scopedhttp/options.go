@@ -87,9 +87,11 @@ func WithTimeout(d time.Duration) Option {
 }
 
 // WithUncommittedHook sets what sees a Manual-mode request that answered
-// 2xx or 3xx while sessions of its scope were still open when the handler
-// returned, and were rolled back: typically a handler that forgot to
-// commit. hook gets the request and its status. The default logs a
+// 2xx or 3xx while sessions of its scope that have a commit (transactions)
+// were still open when the handler returned, and were rolled back:
+// typically a handler that forgot to commit. A session with nothing to
+// commit, such as a pinned connection whose statements were saved as
+// they ran, does not count. hook gets the request and its status. The default logs a
 // warning with log/slog for requests whose method usually changes
 // something (not GET, HEAD, OPTIONS or TRACE, which often read in a
 // transaction and roll it back on purpose); nil disables it.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-scoped/scoped/internal/xact"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // beginSQL is the statement that begins a transaction with opts, as pgx
@@ -47,10 +48,11 @@ var errFallback = errors.New("scopedpgx: begin on its own")
 // transaction has not begun and followed by the read of its id if readXid,
 // in one pipeline. It returns the results positioned at queue's first
 // statement, or an error if the transaction could not begin. A BEGIN that
-// failed because its connection was lost changed nothing on the server,
-// so it is tried once more on another connection.
+// failed because its connection was lost changed nothing on the server
+// (the server ends the transaction of a session it lost), so the
+// pipeline is sent again on another connection, up to beginRetries times.
 func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pgx.BatchResults, error) {
-	for attempt := 0; ; attempt++ {
+	for retries := 0; ; retries++ {
 		first := !t.began
 		b := &pgx.Batch{}
 		if first {
@@ -72,13 +74,16 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 		_ = br.Close()
 		c := t.conn()
 		if connectionLost(ctx, c, err) {
-			if attempt == 0 {
+			if retries < t.s.beginRetries {
 				if rerr := t.reacquire(ctx); rerr != nil {
 					return nil, t.fail(errors.Join(err, rerr))
 				}
 				continue
 			}
 			return nil, t.fail(err)
+		}
+		if t.untouched(ctx) {
+			return nil, err
 		}
 		if ctx.Err() == nil && reusable(c) {
 			return nil, errFallback
@@ -96,22 +101,35 @@ func (t *tx) ensureBegun(ctx context.Context) error {
 		return nil
 	}
 	if err := t.beginAlone(ctx); err != nil {
+		if t.untouched(ctx) {
+			return err
+		}
 		return t.fail(err)
 	}
 	return nil
 }
 
-// beginAlone sends BEGIN, once more on another connection if the first
-// was lost.
+// untouched reports, after a BEGIN that failed, whether the failure was
+// only the call's: its context ended (pgx refuses a done context before
+// sending anything, or the statement was cancelled) and the connection is
+// still idle, outside a transaction. Nothing began and nothing failed to
+// begin: that call fails, as in pgx's own transaction, and the next call
+// begins the transaction.
+func (t *tx) untouched(ctx context.Context) bool {
+	return ctx.Err() != nil && t.c != nil && reusable(t.conn())
+}
+
+// beginAlone sends BEGIN, again on another connection if its connection
+// was lost, up to beginRetries times.
 func (t *tx) beginAlone(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
+	for retries := 0; ; retries++ {
 		c := t.conn()
 		_, err := c.Exec(ctx, t.s.begin)
 		if err == nil {
 			t.began = true
 			return nil
 		}
-		if attempt == 0 && connectionLost(ctx, c, err) {
+		if retries < t.s.beginRetries && connectionLost(ctx, c, err) {
 			if rerr := t.reacquire(ctx); rerr != nil {
 				return errors.Join(err, rerr)
 			}
@@ -124,31 +142,25 @@ func (t *tx) beginAlone(ctx context.Context) error {
 	}
 }
 
-// reacquire replaces a lost connection with another from the pool. When
-// one connection was lost, its idle siblings often were too (the server
-// restarted, or terminated them together), and pgxpool checks only those
-// idle for more than a second: the replacement is pinged first, and a
-// dead one replaced in turn, up to once per connection of the pool.
+// reacquire replaces a lost connection with another from the pool. The
+// next BEGIN is the test of the new one: a connection that is dead too
+// (the server restarted, or terminated the pool's connections together)
+// fails it at no more cost than a ping would, and is replaced in turn.
 func (t *tx) reacquire(ctx context.Context) error {
 	t.release()
-	var last error
-	for i := int32(0); i <= t.s.pool.Config().MaxConns; i++ {
-		c, err := t.s.pool.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		if last = c.Ping(ctx); last == nil {
-			t.hold(c)
-			return nil
-		}
-		lost := connectionLost(ctx, c.Conn(), last)
-		t.s.h.giveBack(c)
-		if !lost {
-			break
-		}
+	c, err := t.s.pool.Acquire(ctx)
+	if err != nil {
+		return err
 	}
-	return last
+	t.hold(c)
+	return nil
 }
+
+// beginRetries bounds how often a BEGIN whose connection was lost is sent
+// again: once per connection the pool can hold, each of which may be dead
+// (pgxpool checks only those idle for more than a second), and once more,
+// on a connection dialled for it, as scopedsql bounds its own.
+func beginRetries(pool *pgxpool.Pool) int { return int(pool.Config().MaxConns) + 1 }
 
 // fail makes err the transaction's: every call after it returns it.
 func (t *tx) fail(err error) error {

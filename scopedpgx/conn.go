@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/go-scoped/scoped"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -29,7 +30,9 @@ func Conn(pool *pgxpool.Pool) func(ctx context.Context) (*pgxpool.Conn, error) {
 // The reset is DISCARD ALL, what PgBouncer runs between clients: it resets
 // every setting changed with SET (application_name, search_path, role,
 // set_config values used for row-level security), drops temporary tables,
-// releases advisory locks and stops LISTEN. It also deallocates prepared
+// releases advisory locks and stops LISTEN; the notifications pgx had
+// already read into its client-side buffer, which WaitForNotification
+// would hand to the next user first, are dropped with it. It also deallocates prepared
 // statements, so pgx's statement caches are cleared with it (by
 // [pgx.Conn.DeallocateAll]) and the next user prepares again rather than
 // naming statements that no longer exist. That costs two round trips per
@@ -72,6 +75,23 @@ func (h *home) resetAndRelease(ctx context.Context, c *pgxpool.Conn) error {
 		h.giveBack(c)
 		return fmt.Errorf("scopedpgx: reset pinned connection: %w", err)
 	}
+	dropNotifications(pc)
 	h.giveBack(c)
 	return nil
+}
+
+// dropNotifications empties pgx's client-side buffer of notifications,
+// which DISCARD ALL cannot reach. pgx has no call for it, but
+// WaitForNotification returns a buffered notification first and, with a
+// context already done and the buffer empty, returns at once without
+// reading the connection. After DISCARD ALL's reply no notification of
+// this session's channels can follow, so the buffer stays empty.
+func dropNotifications(pc *pgx.Conn) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		if n, _ := pc.WaitForNotification(done); n == nil {
+			return
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -169,5 +170,57 @@ func TestConnLeftInTransactionIsClosed(t *testing.T) {
 	}
 	if got := ids(t, pool, table); !slices.Equal(got, nil) {
 		t.Errorf("rows %v of an abandoned transaction", got)
+	}
+}
+
+// DISCARD ALL stops LISTEN on the server, but a notification pgx already
+// read is in its client-side buffer, and WaitForNotification hands that
+// buffer out first. NewConn drops it with the reset, so the next scope on
+// the same pooled connection hears only what was sent to it.
+func TestConnNotificationsStayInTheirScope(t *testing.T) {
+	pool := newPool(t, 1) // one connection: scope B gets scope A's
+	r := NewConn(pool)
+	inScope := func(f func(ctx context.Context, c *pgxpool.Conn)) {
+		ctx, scope := scoped.Begin(context.Background())
+		defer func() {
+			if err := scope.Remove(); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		c, err := r.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(ctx, c)
+	}
+	exec := func(ctx context.Context, c *pgxpool.Conn, sql string) {
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pidA, pidB uint32
+	inScope(func(ctx context.Context, c *pgxpool.Conn) {
+		pidA = c.Conn().PgConn().PID()
+		exec(ctx, c, "LISTEN scoped_conn_notify")
+		// A notification to oneself arrives with the NOTIFY's own reply,
+		// so it is in pgx's buffer when Exec returns; A never reads it.
+		exec(ctx, c, "NOTIFY scoped_conn_notify, 'from scope A'")
+	})
+	inScope(func(ctx context.Context, c *pgxpool.Conn) {
+		pidB = c.Conn().PgConn().PID()
+		exec(ctx, c, "LISTEN scoped_conn_notify")
+		exec(ctx, c, "NOTIFY scoped_conn_notify, 'from scope B'")
+		wctx, cancel := context.WithTimeout(ctx, testkit.Bound)
+		defer cancel()
+		n, err := c.Conn().WaitForNotification(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Payload != "from scope B" {
+			t.Errorf("scope B's first notification is %q, want %q", n.Payload, "from scope B")
+		}
+	})
+	if pidA != pidB {
+		t.Fatalf("scopes ran on backends %d and %d: the test needs one connection", pidA, pidB)
 	}
 }

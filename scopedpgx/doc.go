@@ -73,7 +73,9 @@
 // statements with a pgx.QueryExecMode or result-format argument begin
 // the transaction on their own first, as pgx does. A BEGIN that fails
 // fails the first statement, and every call after it, with an error that
-// says "BEGIN failed" and wraps the server's; a first statement that
+// says "BEGIN failed" and wraps the server's (a first statement whose
+// context was already done fails alone, as in pgx: nothing was sent, and
+// the next call begins the transaction); a first statement that
 // fails reports its own error and leaves the transaction aborted, as in
 // pgx. Tracers see the first statement as a batch. [WithEagerBegin] turns
 // this off.
@@ -86,8 +88,10 @@
 //
 // A BEGIN that failed because its connection was lost (terminated by the
 // server, SQLSTATE 57P01, or reset while idle in the pool) changed
-// nothing, so it is sent once more, with its statement, on another
-// connection of the pool, pinged first.
+// nothing, so it is sent again, with its statement, on another
+// connection of the pool: as often as the pool has connections (each may
+// be dead, after a restart or a pg_terminate_backend storm), and once
+// more.
 //
 // # Commits whose answer is lost
 //
@@ -95,7 +99,9 @@
 // committed: pgx reports an error for work that is saved, and a client
 // that retries does it twice. A transaction of [Tx] knows its id: the
 // statements that run before it has one read pg_current_xact_id_if_assigned()
-// in their own pipeline (no round trip). A COMMIT whose answer is lost
+// in their own pipeline (no round trip), except in an aborted transaction,
+// where PostgreSQL prepares nothing but the statements that end it (a
+// ROLLBACK TO a savepoint then travels alone). A COMMIT whose answer is lost
 // then asks pg_xact_status on another connection of the pool, for at most
 // [DefaultCommitResolveTimeout] ([WithCommitResolveTimeout]): committed
 // is success, aborted (or an id the restarted server has forgotten) is the

@@ -17,6 +17,7 @@ type txShared struct {
 	cfg           config
 	begin, commit string // the statements that begin and commit
 	verify        bool   // read the transaction's id to resolve a lost commit
+	beginRetries  int    // see beginRetries
 }
 
 // tx is the pgx.Tx that [Tx] hands out. It holds a connection from the
@@ -61,9 +62,17 @@ func (t *tx) usable() error {
 	return nil
 }
 
-// wantXid reports whether a statement should read the transaction's id
-// after itself: commits are verified and the id is not known yet.
+// wantXid reports whether the transaction's id is still to be read:
+// commits are verified and the id is not known yet.
 func (t *tx) wantXid() bool { return t.s.verify && t.xid == "" }
+
+// piggyXid reports whether a statement should read the transaction's id
+// after itself, in its pipeline: the id is wanted and the transaction is
+// not aborted. In an aborted transaction PostgreSQL prepares nothing but
+// the statements that end it (ROLLBACK, ROLLBACK TO a savepoint): the
+// read would fail with 25P02, and take the ROLLBACK TO down with it. The
+// next statement after the rollback reads the id.
+func (t *tx) piggyXid() bool { return t.wantXid() && t.conn().PgConn().TxStatus() != 'E' }
 
 // unsure records that a call the transaction cannot follow (CopyFrom, a
 // batch after the first, the Conn escape hatch) may have given it an id.
@@ -293,7 +302,7 @@ func (t *tx) exec(ctx context.Context, sql string, args []any) (pgconn.CommandTa
 		t.unsure()
 		return t.conn().Exec(ctx, sql, args...)
 	}
-	piggy := t.wantXid()
+	piggy := t.piggyXid()
 	if t.began && !piggy {
 		return t.conn().Exec(ctx, sql, args...)
 	}
@@ -332,7 +341,7 @@ func (t *tx) query(ctx context.Context, sql string, args []any) (pgx.Rows, error
 		t.unsure()
 		return t.conn().Query(ctx, sql, args...)
 	}
-	piggy := t.wantXid()
+	piggy := t.piggyXid()
 	if t.began && !piggy {
 		return t.conn().Query(ctx, sql, args...)
 	}

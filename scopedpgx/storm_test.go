@@ -1,6 +1,8 @@
 package scopedpgx
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -9,8 +11,10 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedhttp"
 	"github.com/jackc/pgx/v5"
 )
@@ -104,4 +108,94 @@ func symmetricDiff(a, b []int) []int {
 		}
 	}
 	return d
+}
+
+// Issue 20 item 13: requests run while the server terminates every
+// connection of the pool every 20 ms (pg_terminate_backend). A request
+// may fail mid-transaction, when its connection dies under a statement
+// or COMMIT; none may fail at BEGIN, which changed nothing on a dead
+// connection and is sent again, on another connection, as often as the
+// pool has connections to lose (as scopedsql retries its BEGIN). Every
+// request answered saved has its row.
+func TestTerminateStormFailsNoBegin(t *testing.T) {
+	const app, conns, workers, perWorker = "scopedpgx_tstorm", 8, 8, 60
+	pool := newPool(t, conns, "application_name", app)
+	admin := newPool(t, 2) // kills, and reads what was saved: not killed
+	table := newTable(t, admin, "tstorm")
+	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
+
+	stop, stopped := make(chan struct{}), make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				stopped <- nil
+				return
+			case <-tick.C:
+			}
+			if _, err := admin.Exec(context.Background(),
+				"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", app); err != nil {
+				stopped <- err
+				return
+			}
+		}
+	}()
+
+	var mu sync.Mutex
+	var saved []int
+	var atBegin, later []string
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				id := w*perWorker + i
+				err := func() error {
+					ctx, scope := scoped.Begin(dbtest.Ctx(t))
+					defer scope.Remove()
+					tx, err := txs.Current(ctx)
+					if err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id); err != nil {
+						return err
+					}
+					return scope.Commit()
+				}()
+				mu.Lock()
+				var be *beginError
+				switch {
+				case err == nil:
+					saved = append(saved, id)
+				case errors.As(err, &be):
+					atBegin = append(atBegin, err.Error())
+				default:
+					later = append(later, err.Error())
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d requests: %d saved, %d failed at BEGIN, %d failed later (connection killed mid-transaction)",
+		workers*perWorker, len(saved), len(atBegin), len(later))
+	if len(atBegin) > 0 {
+		t.Errorf("%d requests failed at BEGIN; first: %s", len(atBegin), atBegin[0])
+	}
+	got := ids(t, admin, table)
+	for _, id := range saved {
+		if !slices.Contains(got, id) {
+			t.Errorf("request %d answered saved has no row", id)
+		}
+	}
+	if n := pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d connections still acquired", n)
+	}
 }

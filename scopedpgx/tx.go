@@ -43,7 +43,7 @@ func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx cont
 		}
 		o.apply(&cfg)
 	}
-	s := &txShared{pool: pool, h: newHome(pool), cfg: cfg, begin: beginSQL(opts), commit: "commit",
+	s := &txShared{pool: pool, h: newHome(pool), cfg: cfg, begin: beginSQL(opts), commit: "commit", beginRetries: beginRetries(pool),
 		// A read-only transaction can write only temporary tables, which
 		// die with its connection: nothing to resolve.
 		verify: cfg.verify && opts.AccessMode != pgx.ReadOnly}

@@ -105,18 +105,41 @@ func TestNewConnRemoveDoesNotWaitForWhatWasLeftOpen(t *testing.T) {
 			for _, with := range []string{"another context", "the scope's context, cancelled"} {
 				t.Run(leftover+" opened with "+with, func(t *testing.T) {
 					t.Parallel()
-					testLeftOpen(t, s, leftover, with == "another context")
+					testLeftOpen(t, s, newPinned, leftover, with == "another context")
 				})
 			}
 		}
 	})
 }
 
-func testLeftOpen(t *testing.T, s dbtest.Server, leftover string, otherCtx bool) {
+// Issue 20 item 9: scoped.New(Conn(db)), the form users write first, with
+// the core's default teardown for *sql.Conn, does not wait either: Remove
+// returns with the error wrapping ErrConnInUse, and the connection is
+// discarded, as with NewConn. It used to wait forever in (*sql.Conn).Close.
+func TestConnFactoryRemoveDoesNotWaitForWhatWasLeftOpen(t *testing.T) {
+	t.Parallel()
+	byNew := func(db *sql.DB, opts ...scoped.Option) *scoped.ScopedSession[*sql.Conn] {
+		return scoped.New(scopedsql.Conn(db), opts...)
+	}
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		t.Parallel()
+		for _, leftover := range []string{"rows", "tx"} {
+			for _, with := range []string{"another context", "the scope's context, cancelled"} {
+				t.Run(leftover+" opened with "+with, func(t *testing.T) {
+					t.Parallel()
+					testLeftOpen(t, s, byNew, leftover, with == "another context")
+				})
+			}
+		}
+	})
+}
+
+func testLeftOpen(t *testing.T, s dbtest.Server, newConns func(*sql.DB, ...scoped.Option) *scoped.ScopedSession[*sql.Conn],
+	leftover string, otherCtx bool) {
 	db := openDB(t, s)
 	table := dbtest.CreateIDTable(t, db, "scopedsql_leftover")
 	var log errorLog
-	conns := newPinned(db, log.option())
+	conns := newConns(db, log.option())
 
 	parent, cancelScope := context.WithCancel(dbtest.Ctx(t))
 	defer cancelScope()

@@ -1,6 +1,10 @@
 package scopedsql
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/go-scoped/scoped/internal/sqlconn"
+)
 
 // Sentinel errors, matched with [errors.Is]. The errors returned wrap them
 // with the names involved.
@@ -17,8 +21,8 @@ var (
 	ErrNoEngines = errors.New("scopedsql: no engines configured")
 )
 
-// ErrConnInUse is returned by the teardown of [NewConn] (and by
-// [CloseConn]) when something was still open on the scope's pinned
-// connection as its scope ended: the connection was discarded rather than
-// waited for.
-var ErrConnInUse = errors.New("scopedsql: pinned connection still in use as its scope ended")
+// ErrConnInUse is returned by the teardown of a pinned connection
+// ([NewConn], scoped.New([Conn]), any *sql.Conn session with scoped's
+// default teardown, and [CloseConn]) when something was still open on it
+// as its scope ended: the connection was discarded rather than waited for.
+var ErrConnInUse = sqlconn.ErrInUse

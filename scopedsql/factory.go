@@ -52,10 +52,14 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 // transaction-local forms (SET LOCAL, pg_advisory_xact_lock), or give
 // scoped.WithClose a function that resets before it closes.
 //
-// With scoped.New's default teardown, ending the scope waits for whatever
-// is still open on the connection (an unclosed *sql.Rows, a transaction
-// begun on it), as Close does; [NewConn] never waits, and discards such a
-// connection instead. Prefer NewConn.
+// scoped.New's default teardown for *sql.Conn never waits for what is
+// still open on the connection (an unclosed *sql.Rows, a transaction begun
+// on it), as Close would: it discards such a connection and says so with
+// [ErrConnInUse] (see [NewConn]). The sessions of scoped.New(Conn(db)) are
+// also ended by the scope's safety net when the scope's context is
+// cancelled, which discards a connection whose query the cancellation is
+// still stopping; [NewConn] leaves them to the scope's end, where the
+// connection goes back to the pool. Prefer NewConn.
 func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 	if db == nil {
 		panic("scopedsql: Conn with nil *sql.DB")

@@ -21,23 +21,8 @@ import (
 //
 // It costs one round trip per commit: before COMMIT it reads the
 // transaction's id and when it began (pg_current_xact_id_if_assigned()
-// and now(), PostgreSQL 13 or later). See [CommitVerified] for the outcomes and what it cannot
-// see. It is for PostgreSQL only; with other servers the commit fails at
-// that read.
-func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
-	if db == nil {
-		panic("scopedsql: VerifiedCommit with nil *sql.DB")
-	}
-	cfg := verifyConfig{timeout: DefaultResolveTimeout}
-	for _, o := range opts {
-		o.apply(&cfg)
-	}
-	return scoped.WithCommit(func(ctx context.Context, tx *sql.Tx) error {
-		return commitVerified(ctx, db, tx, cfg)
-	})
-}
-
-// CommitVerified commits tx, begun on db, as [VerifiedCommit] does:
+// and now(), PostgreSQL 13 or later). It is for PostgreSQL only; with
+// other servers the commit fails at that read. The outcomes:
 //
 //   - COMMIT succeeds: nil.
 //   - COMMIT fails with an answer from the server (a serialization failure
@@ -46,11 +31,11 @@ func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
 //     status is asked on another connection of db (pg_xact_status), again
 //     while it is still in progress, for at most the resolve timeout
 //     ([ResolveTimeout], default [DefaultResolveTimeout], and no longer
-//     than ctx allows). Committed: nil. Aborted, or an id the restarted
-//     server has forgotten: an error, nothing was saved. Still unknown
-//     (the server unreachable, restarting, or the id too old): an error
-//     wrapping [scoped.ErrCommitUnknown], since the changes may have been
-//     saved. After a crash the server hands out again the ids of
+//     than the context allows). Committed: nil. Aborted, or an id the
+//     restarted server has forgotten: an error, nothing was saved. Still
+//     unknown (the server unreachable, restarting, or the id too old): an
+//     error wrapping [scoped.ErrCommitUnknown], since the changes may have
+//     been saved. After a crash the server hands out again the ids of
 //     transactions that never reached its disk, so "committed" is trusted
 //     only if the server has not checkpointed since the transaction began
 //     (crash recovery ends in a checkpoint); otherwise the answer is
@@ -64,12 +49,17 @@ func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
 // id, while the old one had committed), and the application itself dying
 // between COMMIT and its response. For those, idempotency keys checked in
 // the same transaction are the end-to-end answer.
-func CommitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, opts ...VerifyOption) error {
+func VerifiedCommit(db *sql.DB, opts ...VerifyOption) scoped.Option {
+	if db == nil {
+		panic("scopedsql: VerifiedCommit with nil *sql.DB")
+	}
 	cfg := verifyConfig{timeout: DefaultResolveTimeout}
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	return commitVerified(ctx, db, tx, cfg)
+	return scoped.WithCommit(func(ctx context.Context, tx *sql.Tx) error {
+		return commitVerified(ctx, db, tx, cfg)
+	})
 }
 
 // DefaultResolveTimeout bounds how long a commit whose connection was lost
@@ -77,7 +67,7 @@ func CommitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, opts ...VerifyO
 // answer on this project's measurements.
 const DefaultResolveTimeout = 5 * time.Second
 
-// A VerifyOption configures [VerifiedCommit] and [CommitVerified].
+// A VerifyOption configures [VerifiedCommit].
 type VerifyOption interface{ apply(*verifyConfig) }
 
 type verifyConfig struct{ timeout time.Duration }

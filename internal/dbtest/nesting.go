@@ -24,6 +24,11 @@ type NestingCase struct {
 	TwoChildren   bool // a second child (inserting 3) commits after the first
 	Grandchild    bool // the child runs a grandchild (inserting 4) that fails
 	HandSavepoint bool // the root then makes a savepoint by hand (inserting 5) that rolls back: needs [NestingDB.HandSavepoint]
+	// ChildFailsFirst: 2 is committed before the root begins; the root
+	// writes nothing before the child, whose first statement (inserting 2)
+	// fails, so that its savepoint is rolled back in a transaction that
+	// has written nothing (issue 20 item 4); the root inserts 1 after it.
+	ChildFailsFirst bool
 }
 
 // nestingCases is every case [CompareNesting] runs.
@@ -37,6 +42,7 @@ var nestingCases = []NestingCase{
 	{Name: "grandchild rolls back, child commits", Grandchild: true},
 	{Name: "grandchild rolls back, child rolls back", Grandchild: true, ChildFails: true},
 	{Name: "a savepoint by hand rolls back", HandSavepoint: true},
+	{Name: "child's first statement fails before the root wrote", ChildFailsFirst: true},
 }
 
 // ErrNestingChild is what a failing child (or grandchild) unit of work
@@ -127,9 +133,16 @@ func CompareNesting(t *testing.T, n Nesting) {
 func (n Nesting) run(t *testing.T, db NestingDB, table string, c NestingCase) NestingOutcome {
 	t.Helper()
 	insert := func(ctx context.Context, id int64) error { return db.Insert(ctx, table, id) }
+	if c.ChildFailsFirst {
+		if err := scoped.Run(Ctx(t), func(ctx context.Context) error { return insert(ctx, 2) }); err != nil {
+			t.Fatalf("commit 2 before the root: %v", err)
+		}
+	}
 	err := scoped.Run(Ctx(t), func(ctx context.Context) error {
-		if err := insert(ctx, 1); err != nil {
-			return err
+		if !c.ChildFailsFirst {
+			if err := insert(ctx, 1); err != nil {
+				return err
+			}
 		}
 		if c.RootBadSQL {
 			_ = insert(ctx, 1) // duplicate key: fails
@@ -156,6 +169,11 @@ func (n Nesting) run(t *testing.T, db NestingDB, table string, c NestingCase) Ne
 			}
 			return nil
 		})
+		if c.ChildFailsFirst {
+			if err := insert(ctx, 1); err != nil {
+				return err
+			}
+		}
 		if c.TwoChildren {
 			if err := scoped.Run(ctx, func(ctx context.Context) error { return insert(ctx, 3) }); err != nil {
 				return err

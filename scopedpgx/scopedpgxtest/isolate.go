@@ -41,9 +41,8 @@ var (
 // A DB is safe for concurrent use; its calls take turns on the one
 // connection (see the package documentation).
 type DB struct {
-	pool *pgxpool.Pool
-	pc   *pgxpool.Conn
-	c    *pgx.Conn
+	c           *pgx.Conn
+	beforeClose func(*pgx.Conn) // the pool's hook, run when the test's connection closes
 
 	turn chan struct{} // holds a token while a call uses the connection
 	slot chan struct{} // holds a token while a transaction of Begin is open
@@ -69,6 +68,12 @@ type DB struct {
 // cached against tables the test altered) reaches another test. Isolate
 // calls t.Fatal if it cannot get a connection within 30 seconds.
 //
+// The connection leaves the pool as soon as the test's transaction has
+// begun (pgxpool's Hijack), so that the pool can be closed before the test
+// ends: pgx's usual defer pool.Close() runs before the cleanups, and
+// pool.Close waits for every connection still acquired from the pool. The
+// pool no longer counts it, and may open another in its place.
+//
 // Cleanups run last-registered first: register one that needs the locks
 // the test's transaction holds (a DROP TABLE on pool of a table the test
 // wrote to) before calling Isolate, or it waits for the test's rollback,
@@ -89,7 +94,7 @@ func Isolate(t testing.TB, pool *pgxpool.Pool) *DB {
 		t.Fatalf("scopedpgxtest: Isolate: begin the test's transaction: %v", err)
 	}
 	d := &DB{
-		pool: pool, pc: pc, c: pc.Conn(),
+		c: pc.Hijack(), beforeClose: pool.Config().BeforeClose,
 		turn: make(chan struct{}, 1), slot: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	t.Cleanup(func() {
@@ -130,9 +135,8 @@ func (d *DB) end() (broken, err error) {
 		err = errors.New("a statement was still running when the test ended; its connection was closed")
 		_ = d.c.PgConn().Conn().Close()
 		if !d.takeForEnd() {
-			// Still stuck: the connection leaves the pool (which would
-			// otherwise wait for it when it closes) to the statement.
-			_ = d.pc.Hijack()
+			// Still stuck: the connection, out of the pool since
+			// Isolate, is left to the statement.
 			return nil, errors.Join(err, errors.New("the statement did not return"))
 		}
 	}
@@ -164,15 +168,15 @@ func (d *DB) takeForEnd() bool {
 	}
 }
 
-// discard takes the connection out of the pool and closes it.
+// discard closes the connection, as the pool would have: its BeforeClose
+// hook first.
 func (d *DB) discard() {
-	c := d.pc.Hijack()
-	if bc := d.pool.Config().BeforeClose; bc != nil {
-		bc(c)
+	if d.beforeClose != nil {
+		d.beforeClose(d.c)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	_ = c.Close(ctx)
+	_ = d.c.Close(ctx)
 }
 
 // A DB serves the statements of a [scopedpgx.DBTX] outside a scope, as a

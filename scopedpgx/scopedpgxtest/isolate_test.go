@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
@@ -19,7 +21,8 @@ import (
 
 // Everything a test writes, through scopes that commit, transactions that
 // commit and statements outside any transaction, is visible to the rest
-// of the test and gone after it; its connection is no longer acquired.
+// of the test and gone after it; its connection is never counted as
+// acquired from the pool.
 func TestIsolatedWritesAreGoneAfterTheTest(t *testing.T) {
 	pool := newPool(t, 2)
 	table := newTable(t, pool, "pgxtest_gone")
@@ -56,8 +59,8 @@ func TestIsolatedWritesAreGoneAfterTheTest(t *testing.T) {
 		if got := ids(t, pool, table); len(got) != 0 {
 			t.Errorf("outside the test, during it: ids %v, want none", got)
 		}
-		if n := pool.Stat().AcquiredConns(); n != 1 {
-			t.Errorf("%d connections acquired during the test, want its one", n)
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%d connections acquired during the test, want none: the test's has left the pool", n)
 		}
 	})
 	if got := ids(t, pool, table); len(got) != 0 {
@@ -423,4 +426,53 @@ func TestIsolatedCallsAfterTheTestFail(t *testing.T) {
 	if err := rs.Scan(new(int)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Rows.Scan: %v (the connection's type map is no longer the test's)", err)
 	}
+}
+
+// pgx's idiom closes the pool with a defer, which runs before the test's
+// cleanups and so before Isolate's. pool.Close waits for every connection
+// acquired from the pool: it must not wait for the test's, which only
+// Isolate's cleanup ends. The test's writes are still rolled back and its
+// session ends. (fakeT
+// runs the cleanups after pool.Close, as the test binary would.)
+func TestIsolatedPoolClosedBeforeTheTestEnds(t *testing.T) {
+	check := newPool(t, 1)
+	table := newTable(t, check, "pgxtest_closed")
+	pool, err := pgxpool.New(dbtest.Ctx(t), dbtest.Postgres(t).DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeT{TB: t}
+	var ended sync.Once
+	end := func() (errs []string) {
+		ended.Do(func() { errs = ft.end() })
+		return errs
+	}
+	t.Cleanup(func() { end() }) // if pool.Close hangs: lets it return
+	db := Isolate(ft, pool)
+	if err := insert(dbtest.Ctx(t), db, table, 1); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := db.QueryRow(dbtest.Ctx(t), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		pool.Close() // the test function's defer pool.Close()
+	}()
+	testkit.WaitFor(t, closed, "pool.Close before the isolated test's end")
+	if errs := end(); len(errs) != 0 {
+		t.Errorf("the test's end reported %q", errs)
+	}
+	if got := ids(t, check, table); len(got) != 0 {
+		t.Errorf("after the test: ids %v, want none", got)
+	}
+	testkit.Eventually(t, "the test's session to end on the server", func() bool {
+		var n int
+		if err := check.QueryRow(dbtest.Ctx(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
 }

@@ -1,4 +1,4 @@
-package scopedsql
+package sqlconn
 
 import (
 	"database/sql"
@@ -20,7 +20,7 @@ import (
 // and never written through except by TryLock/Unlock, the mutex's own API.
 // If a Go release renames or retypes it, closemuOffset reports !ok and
 // the pinned connection falls back to waiting a short grace period (see
-// conn.go); TestConnLockIsFound fails on such a release so that the
+// sqlconn.go); TestConnLockIsFound fails on such a release so that the
 // fallback is never silently the rule.
 var closemuOffset, closemuOK = func() (uintptr, bool) {
 	f, ok := reflect.TypeFor[sql.Conn]().FieldByName("closemu")
