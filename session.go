@@ -232,7 +232,7 @@ func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, e
 	r := e.r
 	var ctx context.Context = (*factoryContext)(&e.node)
 	if e.scope == nil {
-		ctx = &keyedFactoryContext{parent, &e.node}
+		ctx = context.WithValue(parent, factoryKey{}, &e.node)
 	}
 	child := e.scope != nil && e.scope.parent != nil
 	var start time.Time
@@ -438,6 +438,7 @@ func unfailed(err error) error {
 // scope's context, marked with the creation it belongs to, so that a
 // factory asking for its own session is told (ErrReentrant) instead of
 // waiting for itself. It is the node under another type: no allocation.
+// (A keyed session's factory gets the mark with context.WithValue.)
 type factoryContext node
 
 type factoryKey struct{}
@@ -452,19 +453,6 @@ func (c *factoryContext) Value(key any) any {
 	return c.scope.context().Value(key)
 }
 func (c *factoryContext) String() string { return fmt.Sprint(c.scope.context()) + ".WithFactory" }
-
-// keyedFactoryContext is the factory context of a keyed session.
-type keyedFactoryContext struct {
-	context.Context
-	n *node
-}
-
-func (c *keyedFactoryContext) Value(key any) any {
-	if _, ok := key.(factoryKey); ok {
-		return c.n
-	}
-	return c.Context.Value(key)
-}
 
 // creatingNode returns the creation whose factory ctx belongs to, if any.
 func creatingNode(ctx context.Context) *node {
