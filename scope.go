@@ -331,7 +331,6 @@ func (s *Scope) end(commit bool) error {
 		}
 		return nil
 	}
-	s.state.Or(stEnded)
 	// A begin still running is given up: its session would be ended the
 	// moment it exists (net.go).
 	var fb [2]*node
@@ -348,12 +347,20 @@ func (s *Scope) end(commit bool) error {
 	// still in flight sees stEnded when it finishes and ends its own.
 	var buf [8]*node
 	nodes := buf[:0]
-	if head := s.sessions.Load(); head != nil { // a scope that held nothing skips the store
+	if head := s.sessions.Load(); head != nil {
 		for c := head; c != nil; c = c.next {
 			nodes = append(nodes, c.n)
 		}
 		s.sessions.Store(nil)
+	} else if len(fired) == 0 && stop == nil && netBusy == nil && len(children) == 0 {
+		// A scope that never held anything ends with its own release:
+		// no one saw it ending, so no one waits for it.
+		s.state.Store(stEnded | stFinished)
+		s.mu.Unlock()
+		s.release()
+		return nil
 	}
+	s.state.Or(stEnded)
 	s.mu.Unlock()
 	runBounds(fired)
 	if stop != nil {
@@ -383,6 +390,18 @@ func (s *Scope) finish(err error, netBusy chan struct{}) error {
 		// (unless this is a teardown the net runs, ending its own scope).
 		<-netBusy
 	}
+	s.release()
+	if s.state.Or(stFinished)&stWaited != 0 {
+		s.mu.Lock()
+		close(s.waitEnd)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// release takes an ended scope out of its parent and the count of live
+// scopes.
+func (s *Scope) release() {
 	if s.parent != nil {
 		s.parent.orphan(s)
 	}
@@ -390,12 +409,6 @@ func (s *Scope) finish(err error, netBusy chan struct{}) error {
 	if s.flags&tracked != 0 {
 		untrack(s)
 	}
-	if s.state.Or(stFinished)&stWaited != 0 {
-		s.mu.Lock()
-		close(s.waitEnd)
-		s.mu.Unlock()
-	}
-	return err
 }
 
 // awaitEnd waits until the teardown another caller started has finished,
