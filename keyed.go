@@ -135,7 +135,7 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	if k.m == nil {
 		k.m = make(map[any]keyedSlot)
 	}
-	e := &entry[S]{r: r}
+	e := &entry[S]{}
 	e.owner = &r.owner
 	e.up = creatingNode(ctx)
 	k.m[key] = keyedSlot{n: &e.node}

@@ -112,7 +112,7 @@ func defaultNesting[S any](td teardown[S]) func(context.Context, S) (Nested[S], 
 // there, and so in the outermost scope, if need be), then nests on it or
 // shares it.
 func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
-	r := e.r
+	r := e.r()
 	var zero S
 	ps, err := r.Current(s.parent.context())
 	if err != nil {
@@ -162,7 +162,7 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 	defer x.parentNode.openChild.Store(false)
 	defer func() {
 		if p := recover(); p != nil {
-			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r.name, p))
+			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r().name, p))
 			e.poison(err)
 		}
 	}()
@@ -172,15 +172,15 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 		if err = n.Release(ctx); err == nil {
 			return nil, false
 		}
-		err = fmt.Errorf("scoped: release nested %s session: %w", e.r.name, err)
+		err = fmt.Errorf("scoped: release nested %s session: %w", e.r().name, err)
 		if rerr := n.Rollback(ctx); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session after its release failed: %w", e.r.name, rerr))
+			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session after its release failed: %w", e.r().name, rerr))
 			e.poison(err)
 		}
 		return err, true
 	}
 	if err = n.Rollback(ctx); err != nil {
-		err = fmt.Errorf("scoped: roll back nested %s session: %w", e.r.name, err)
+		err = fmt.Errorf("scoped: roll back nested %s session: %w", e.r().name, err)
 		e.poison(err)
 	}
 	return err, false

@@ -102,8 +102,7 @@ type creationBound struct {
 	state boundState
 	byEnd bool          // fired by the scope's end rather than the net: Canceled, ErrScopeClosed
 	done  chan struct{} // made by the first Done
-	after func()        // registered by AfterFunc (database/sql's, once)
-	more  *[]func()     // any further registrations
+	after func()        // registered by AfterFunc (database/sql's, once; more are chained)
 }
 
 type boundState uint8
@@ -180,16 +179,11 @@ func runBounds(fired []*node) {
 			close(b.done)
 			b.done = closedChan
 		}
-		after, more := b.after, b.more
-		b.after, b.more = nil, nil
+		after := b.after
+		b.after = nil
 		s.mu.Unlock()
 		if after != nil {
 			after()
-		}
-		if more != nil {
-			for _, f := range *more {
-				f()
-			}
 		}
 	}
 }
@@ -201,7 +195,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (n *node) settleBound() {
 	if b := &n.bound; b.state == boundWatching {
 		b.state = boundSettled
-		b.after, b.more = nil, nil
+		b.after = nil
 	}
 }
 
@@ -262,13 +256,10 @@ func (c *boundContext) AfterFunc(f func()) func() bool {
 		go f()
 		return stopped
 	case boundWatching:
-		if b.after == nil {
+		if prev := b.after; prev == nil {
 			b.after = f
 		} else {
-			if b.more == nil {
-				b.more = new([]func())
-			}
-			*b.more = append(*b.more, f)
+			b.after = func() { prev(); f() }
 		}
 	}
 	s.mu.Unlock()

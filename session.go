@@ -16,7 +16,7 @@ import (
 // It is the Go form of SQLAlchemy's scoped_session. Create it once, with
 // [New], and share it; it is safe for concurrent use.
 type ScopedSession[S any] struct {
-	owner
+	owner // first: an entry finds its ScopedSession from its owner (entry.r)
 	factory func(ctx context.Context) (S, error)
 	td      teardown[S]
 	nest    func(ctx context.Context, parent S) (Nested[S], error) // nil: child scopes share
@@ -67,7 +67,6 @@ type node struct {
 // of r is a pointer to its entry (entryOf).
 type entry[S any] struct {
 	node
-	r     *ScopedSession[S]
 	s     S
 	extra *entryExtra[S] // nesting or events only
 }
@@ -81,6 +80,9 @@ type entryExtra[S any] struct {
 	id         uint64
 	born       time.Time
 }
+
+// r returns the ScopedSession of e: owner is its first field.
+func (e *entry[S]) r() *ScopedSession[S] { return (*ScopedSession[S])(unsafe.Pointer(e.owner)) }
 
 // entryOf returns the entry of n, which r's creation allocated as an
 // entry[S] with n as its first field.
@@ -206,7 +208,7 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 		s.mu.Unlock()
 		return zero, errNetFired(s)
 	}
-	e := &entry[S]{r: r}
+	e := &entry[S]{}
 	e.owner, e.scope = &r.owner, s
 	e.up = creatingNode(ctx)
 	s.startCreation(&e.node)
@@ -229,7 +231,7 @@ type store interface {
 // the caller), and a store that closed meanwhile gets the new session
 // ended at once.
 func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, err error) {
-	r := e.r
+	r := e.r()
 	var ctx context.Context = (*factoryContext)(&e.node)
 	if e.scope == nil {
 		ctx = context.WithValue(parent, factoryKey{}, &e.node)
@@ -277,7 +279,7 @@ func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, e
 
 // failed settles a creation that returned no session.
 func (e *entry[S]) failed(ctx context.Context, st store, err error, child bool, start time.Time) {
-	r := e.r
+	r := e.r()
 	if !child {
 		r.stats.createFailed.Add(1)
 	}

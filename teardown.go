@@ -266,19 +266,19 @@ func (e *entry[S]) emitEnd(ctx context.Context, start time.Time, commit bool, er
 		ev.Kind = Failed
 	case commit:
 		ev.Kind = Committed
-	case nested || e.r.td.rollback != nil:
+	case nested || e.r().td.rollback != nil:
 		ev.Kind = RolledBack
 	default:
 		ev.Kind = Closed
 	}
-	e.r.emit(ctx, ev)
+	e.r().emit(ctx, ev)
 }
 
 // teardown runs the session's commit or rollback, then its close. A
 // panicking teardown is reported as an error so that the sessions after
 // it still end; commitFailed says the commit did not return nil.
 func (e *entry[S]) teardown(ctx context.Context, commit bool) (err error, commitFailed bool) {
-	r, td := e.r, &e.r.td
+	r, td := e.r(), &e.r().td
 	defer func() {
 		if p := recover(); p != nil {
 			err = errors.Join(err, fmt.Errorf("scoped: ending %s session panicked: %v", r.name, p))
@@ -336,12 +336,12 @@ func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) 
 		if res.err != nil {
 			late = res.err
 		}
-		e.r.report(ctx, fmt.Errorf("scoped: ending %s session finished after its %v bound: %w", e.r.name, d, late))
+		e.r().report(ctx, fmt.Errorf("scoped: ending %s session finished after its %v bound: %w", e.r().name, d, late))
 	}()
 	if commit {
-		return fmt.Errorf("scoped: commit %s session: %w after %v: %w", e.r.name, ErrTeardownTimeout, d, ErrCommitUnknown), true
+		return fmt.Errorf("scoped: commit %s session: %w after %v: %w", e.r().name, ErrTeardownTimeout, d, ErrCommitUnknown), true
 	}
-	return fmt.Errorf("scoped: end %s session: %w after %v", e.r.name, ErrTeardownTimeout, d), false
+	return fmt.Errorf("scoped: end %s session: %w after %v", e.r().name, ErrTeardownTimeout, d), false
 }
 
 // committable reports whether n's session has a commit of its own to run:
