@@ -16,7 +16,7 @@ import (
 // It is the Go form of SQLAlchemy's scoped_session. Create it once, with
 // [New], and share it; it is safe for concurrent use.
 type ScopedSession[S any] struct {
-	owner // first: an entry finds its ScopedSession from its owner (entry.r)
+	owner   // first: an entry finds its ScopedSession from its owner (entry.r)
 	factory func(ctx context.Context) (S, error)
 	td      teardown[S]
 	nest    func(ctx context.Context, parent S) (Nested[S], error) // nil: child scopes share
