@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"reflect"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,30 +231,41 @@ func (l Leak) String() string { return l.What + " begun at " + l.Where + " was n
 // scopedtest package wraps it as a one-line check. Trackers may overlap.
 func Track() *Tracker {
 	t := &Tracker{open: map[any]trackRec{}}
-	trackers.Lock()
-	trackers.list = append(trackers.list, t)
-	trackers.Unlock()
+	trackMu.Lock()
+	trackers = append(trackers, t)
+	trackMu.Unlock()
 	tracking.Add(1)
 	return t
 }
 
 // A Tracker records scopes and keyed sessions; see [Track].
 type Tracker struct {
-	mu      sync.Mutex
-	open    map[any]trackRec // *Scope or *node → where
+	open    map[any]trackRec // *Scope or *node → where; under trackMu
 	stopped bool
+}
+
+var (
+	tracking atomic.Int32 // running trackers: while none runs, a Begin costs this load
+	trackMu  sync.Mutex   // guards trackers, trackSeq and every Tracker
+	trackers []*Tracker
+	trackSeq uint64
+)
+
+type trackRec struct {
+	seq  uint64
+	leak Leak
 }
 
 // Open returns the scopes and keyed sessions recorded and not yet ended,
 // oldest first.
 func (t *Tracker) Open() []Leak {
-	t.mu.Lock()
+	trackMu.Lock()
 	recs := make([]trackRec, 0, len(t.open))
 	for _, r := range t.open {
 		recs = append(recs, r)
 	}
-	t.mu.Unlock()
-	sortRecs(recs)
+	trackMu.Unlock()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
 	leaks := make([]Leak, len(recs))
 	for i, r := range recs {
 		leaks[i] = r.leak
@@ -262,41 +275,14 @@ func (t *Tracker) Open() []Leak {
 
 // Stop ends the recording; Open then lists what was open when it stopped.
 func (t *Tracker) Stop() {
-	trackers.Lock()
-	defer trackers.Unlock()
+	trackMu.Lock()
+	defer trackMu.Unlock()
 	if t.stopped {
 		return
 	}
 	t.stopped = true
-	for i, x := range trackers.list {
-		if x == t {
-			trackers.list = append(trackers.list[:i], trackers.list[i+1:]...)
-			break
-		}
-	}
+	trackers = slices.DeleteFunc(trackers, func(x *Tracker) bool { return x == t })
 	tracking.Add(-1)
-}
-
-var (
-	tracking atomic.Int32 // running trackers
-	trackers struct {
-		sync.Mutex
-		list []*Tracker
-	}
-	trackSeq atomic.Uint64
-)
-
-type trackRec struct {
-	seq  uint64
-	leak Leak
-}
-
-func sortRecs(r []trackRec) {
-	for i := 1; i < len(r); i++ {
-		for j := i; j > 0 && r[j].seq < r[j-1].seq; j-- {
-			r[j], r[j-1] = r[j-1], r[j]
-		}
-	}
 }
 
 // track records x (a *Scope or a keyed *node) in every running tracker.
@@ -305,25 +291,22 @@ func track(x any, what string) bool {
 	if tracking.Load() == 0 {
 		return false
 	}
-	rec := trackRec{seq: trackSeq.Add(1), leak: Leak{What: what, Where: callerOutside()}}
-	trackers.Lock()
-	defer trackers.Unlock()
-	for _, t := range trackers.list {
-		t.mu.Lock()
-		t.open[x] = rec
-		t.mu.Unlock()
+	where := callerOutside()
+	trackMu.Lock()
+	defer trackMu.Unlock()
+	trackSeq++
+	for _, t := range trackers {
+		t.open[x] = trackRec{seq: trackSeq, leak: Leak{What: what, Where: where}}
 	}
-	return len(trackers.list) > 0
+	return len(trackers) > 0
 }
 
 // untrack forgets x in every running tracker.
 func untrack(x any) {
-	trackers.Lock()
-	defer trackers.Unlock()
-	for _, t := range trackers.list {
-		t.mu.Lock()
+	trackMu.Lock()
+	defer trackMu.Unlock()
+	for _, t := range trackers {
 		delete(t.open, x)
-		t.mu.Unlock()
 	}
 }
 
