@@ -18,3 +18,13 @@ func PauseTracking() (resume func()) {
 	n := tracking.Swap(0)
 	return func() { tracking.Add(n) }
 }
+
+// SetNetIdleHook lets tests wait for a safety net that found nothing to
+// end, which leaves no other trace. nil removes it.
+func SetNetIdleHook(f func(*Scope)) {
+	if f == nil {
+		testHookNetIdle.Store(nil)
+		return
+	}
+	testHookNetIdle.Store(&f)
+}

@@ -612,8 +612,16 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 }
 
 // netEnd models the safety net ending s on its own goroutine: the whole
-// scope, or, when it holds WithoutSafetyNet sessions, only the others.
+// scope, or, when it holds WithoutSafetyNet sessions, only the others, or
+// nothing when it holds no session.
 func (m *mModel) netEnd(w *mWorkerM, s *mScopeM) {
+	if len(s.sess) == 0 {
+		// Every session was ended by hand: the net finds nothing to end,
+		// changes no outcome, and is registered again by the next session.
+		s.armed = false
+		w.wait = append(w.wait, -1-w.index(s))
+		return
+	}
 	w.async = true
 	w.wait = append(w.wait, w.index(s))
 	if !slices.ContainsFunc(s.sess, func(x *mSessM) bool { return modelRegs[x.reg].noNet }) {

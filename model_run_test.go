@@ -514,23 +514,32 @@ func (w *rWorker) awaitEnded(idx int) string {
 	return ""
 }
 
-// netFired holds, per scope, a channel closed when a safety net that ended
-// only part of that scope has finished.
+// netFired holds, per scope, a channel that receives a signal each time a
+// safety net that left that scope open has finished: it ended only part of
+// the scope, or found nothing to end.
 var netFired sync.Map // *scoped.Scope → chan struct{}
 
 func netFiredChan(s *scoped.Scope) chan struct{} {
-	ch, _ := netFired.LoadOrStore(s, make(chan struct{}))
+	ch, _ := netFired.LoadOrStore(s, make(chan struct{}, 16))
 	return ch.(chan struct{})
 }
 
-// awaitNetFired waits until the safety net of scope idx, which holds
-// WithoutSafetyNet sessions, has ended the others.
+// signalNetFired is the test hook of such a net.
+func signalNetFired(s *scoped.Scope) {
+	select {
+	case netFiredChan(s) <- struct{}{}:
+	default: // a scope's net fires a handful of times at most
+	}
+}
+
+// awaitNetFired waits until a safety net of scope idx that leaves it open
+// (it holds WithoutSafetyNet sessions, or nothing) has finished.
 func (w *rWorker) awaitNetFired(idx int) string {
 	select {
 	case <-netFiredChan(w.scopes[idx].s):
 		return ""
 	case <-time.After(modelBound):
-		return fmt.Sprintf(" [the safety net did not end the sessions of scope %d within %v]", idx, modelBound)
+		return fmt.Sprintf(" [the safety net of scope %d did not finish within %v]", idx, modelBound)
 	}
 }
 
@@ -746,8 +755,10 @@ func modelShrink(p mProgram, deadline time.Time) (mProgram, string, int) {
 
 // TestModelRandomPrograms is the model-based test of the core (issue 6).
 func TestModelRandomPrograms(t *testing.T) {
-	scoped.SetNetFiredHook(func(s *scoped.Scope) { close(netFiredChan(s)) })
+	scoped.SetNetFiredHook(signalNetFired)
 	defer scoped.SetNetFiredHook(nil)
+	scoped.SetNetIdleHook(signalNetFired)
+	defer scoped.SetNetIdleHook(nil)
 	c := modelSettings(t)
 	started := time.Now()
 	ran, ops := 0, 0

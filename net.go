@@ -47,13 +47,18 @@ func (s *Scope) cancelled() {
 		return
 	}
 	fired := s.fireBounds(fb[:0], false) // a begin still running gives up first
-	if s.flags&netHeld == 0 {
-		// Registered only to bound a begin: the scope holds nothing the
-		// net may end, and stays open, as if there had been no net; a
-		// session created later registers it again (and it fires at once).
+	if s.flags&netHeld == 0 || s.sessions.Load() == nil {
+		// Registered only to bound a begin, or every session the scope
+		// held was ended by hand (ScopedSession.Commit or Remove): the
+		// net finds nothing to end and changes no outcome. The scope
+		// stays open, as if there had been no net; a session created
+		// later registers it again (and it fires at once).
 		s.flags &^= armed
 		s.mu.Unlock()
 		runBounds(fired)
+		if h := testHookNetIdle.Load(); h != nil {
+			(*h)(s)
+		}
 		return
 	}
 	unsafe := false
@@ -74,7 +79,7 @@ func (s *Scope) cancelled() {
 		n.ended = true
 	}
 	busy := make(chan struct{})
-	s.netBusy = busy // Remove waits for it, so that it returns with everything ended
+	s.busy = busy // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
 	runBounds(fired)
 	for _, n := range nodes {
@@ -89,6 +94,10 @@ func (s *Scope) cancelled() {
 // testHookNetFired, set by tests only, sees a safety net that ended part
 // of a scope once it has finished.
 var testHookNetFired atomic.Pointer[func(*Scope)]
+
+// testHookNetIdle, set by tests only, sees a safety net that found nothing
+// to end.
+var testHookNetIdle atomic.Pointer[func(*Scope)]
 
 // The creation bound: a context, handed to adapters that ask for it (see
 // internal/bound), that is done if the scope's safety net fires or the

@@ -3,7 +3,12 @@ package scoped
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,13 +34,18 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	for _, o := range opts {
 		c = o.applyRun(c) // by value: a pointer would make c escape, an allocation per Run
 	}
-	if c.retries <= 1 || scopeFrom(ctx) != nil && !c.independent {
-		return runOnce(ctx, fn, c.independent)
+	if parent := scopeFrom(ctx); parent != nil && !c.independent {
+		_, err := runOnce(ctx, fn, runConfig{}, true)
+		if c.retries > 1 && MayRetry(err, c.retryable) {
+			askRetry(parent, err)
+		}
+		return err
 	}
 	var err error
 	for attempt := 1; ; attempt++ {
-		err = runOnce(ctx, fn, c.independent)
-		if err == nil || attempt >= c.retries || !MayRetry(err, c.retryable) {
+		var again bool
+		again, err = runOnce(ctx, fn, c, attempt >= c.retries)
+		if c.retries <= 1 || attempt >= c.retries || !again && (err == nil || !MayRetry(err, c.retryable)) {
 			return err
 		}
 		t := time.NewTimer(backoff(attempt))
@@ -48,9 +58,13 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	}
 }
 
-func runOnce(ctx context.Context, fn func(ctx context.Context) error, independent bool) (err error) {
+// runOnce runs fn in a scope of its own and ends it. A root that retries
+// (c.retries > 1) reads the request of a Run inside it to be run again
+// (see [Scope.RetryRequested]); unless last, it then rolls back, whatever
+// fn returned, and reports again.
+func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfig, last bool) (again bool, err error) {
 	var s *Scope
-	if independent {
+	if c.independent {
 		ctx, s = BeginIndependent(ctx)
 	} else {
 		ctx, s = Begin(ctx)
@@ -63,13 +77,100 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, independen
 	}()
 	ferr := fn(ctx)
 	returned = true
+	if c.retries > 1 {
+		if asked := s.RetryRequested(); asked != nil && !last {
+			if ferr == nil {
+				ferr = asked
+			}
+			again = true
+		}
+	}
 	if ferr != nil {
 		if rerr := s.Remove(); rerr != nil {
-			return errors.Join(ferr, rerr)
+			return again, errors.Join(ferr, rerr)
 		}
-		return ferr
+		return again, ferr
 	}
-	return s.Commit()
+	return false, s.Commit()
+}
+
+// A retryRequest is what a Run inside a scope leaves on the scopes
+// enclosing it when it failed with an error its [WithRetry] accepts: only
+// the outermost unit of work can be run again.
+type retryRequest struct {
+	err  error
+	pc   uintptr // the Run's call site, for the warning when nothing retries
+	read atomic.Bool
+}
+
+// askRetry records err as a request to run again the units of work that
+// enclose s, s included; the first request stands.
+func askRetry(s *Scope, err error) {
+	var pc [1]uintptr
+	runtime.Callers(3, pc[:]) // Run's caller
+	r := &retryRequest{err: err, pc: pc[0]}
+	for ; s != nil; s = s.parent {
+		s.mu.Lock()
+		if u := s.unitOf(); u.retry == nil {
+			u.retry = r
+		}
+		s.mu.Unlock()
+	}
+}
+
+// RetryRequested returns the error of a unit of work inside s that asked
+// for s's unit to be run again, or nil: a [Run] with [WithRetry] inside
+// s failed with an error its classifier accepts, having saved nothing
+// (see [MayRetry]). A Run inside a scope cannot retry on its own, since
+// its caller's transaction is aborted (PostgreSQL) or rolled back
+// (MySQL) by then, so it asks its root. Whatever owns s and can run it
+// again (a root [Run] with WithRetry, the middleware of scopedhttp and
+// the interceptors of scopedgrpc and scopedconnect with their WithRetry)
+// calls RetryRequested after the unit's code returned, and, when it is
+// not nil, rolls s back and runs the unit again in a fresh scope, even if
+// the code swallowed the error.
+//
+// A root scope that ends with a request nobody read was not run again:
+// it logs a warning with log/slog, once per call site of the Run.
+func (s *Scope) RetryRequested() error {
+	r := s.retryRequest()
+	if r == nil {
+		return nil
+	}
+	r.read.Store(true)
+	return r.err
+}
+
+func (s *Scope) retryRequest() *retryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unit == nil {
+		return nil
+	}
+	return s.unit.retry
+}
+
+// warnedRetry holds the call sites already warned about by
+// warnRetryUnread.
+var warnedRetry sync.Map // file:line -> struct{}
+
+// warnRetryUnread tells of a root scope ending with a request to run it
+// again that nothing read: its owner cannot retry. A scope whose context
+// ended is not warned about: nothing would retry it either way.
+func (s *Scope) warnRetryUnread() {
+	r := s.retryRequest()
+	if r == nil || r.read.Load() || s.parentCtx.Err() != nil {
+		return
+	}
+	f, _ := runtime.CallersFrames([]uintptr{r.pc}).Next()
+	at := fmt.Sprintf("%s:%d", f.File, f.Line)
+	if _, seen := warnedRetry.LoadOrStore(at, struct{}{}); seen {
+		return
+	}
+	slog.Default().Warn("scoped: a Run with WithRetry inside a unit of work failed with a retryable error, "+
+		"but nothing retries the outermost unit (a middleware or interceptor without WithRetry, "+
+		"scoped.Begin, or a Run without WithRetry): its error went to its caller, not retried",
+		"at", at, "function", f.Function, "err", r.err)
 }
 
 // MayRetry reports whether a unit of work that failed with err may be run
@@ -122,8 +223,20 @@ func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 //
 // fn must be safe to run again: everything it did in the database is
 // rolled back between attempts, but what it did elsewhere (sent a mail,
-// called a service) is not. A Run inside a scope is never retried on its
-// own: its outermost unit of work is what can be run again.
+// called a service) is not.
+//
+// A Run inside a scope (a service function called from a handler, a job,
+// another unit) is never retried on its own: the transaction it is a
+// savepoint of is aborted by a serialization failure, so only the
+// outermost unit of work can be run again. When it fails with an error
+// retryable accepts, it returns that error and asks its root to run
+// again (see [Scope.RetryRequested]); maxAttempts then only needs to be
+// above 1, the root's own bounds the attempts. Roots that retry: a root
+// Run with WithRetry, and the middleware of scopedhttp and the unary
+// interceptors of scopedgrpc and scopedconnect given their WithRetry.
+// Any other root (scoped.Begin, a Run without WithRetry, a middleware
+// without WithRetry) does not: the error goes to the caller as it is,
+// and a warning is logged, once per call site, when that root ends.
 func WithRetry(maxAttempts int, retryable func(error) bool) RunOption {
 	if maxAttempts < 1 {
 		panic("scoped: WithRetry with maxAttempts < 1")

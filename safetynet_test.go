@@ -243,3 +243,41 @@ func TestBeginWithoutSafetyNetRegistersNothing(t *testing.T) {
 		t.Fatalf("LiveScopes = %d, want %d", n, baseline)
 	}
 }
+
+// A safety net that finds nothing to end changes no outcome: after the
+// handler committed its session by hand (ScopedSession.Commit, the README's
+// pattern), the request's context ending leaves the scope open and its
+// Err nil, so that the request is not answered "not saved" for saved work.
+func TestNetWithNothingToEndChangesNoOutcome(t *testing.T) {
+	mctx := newManualCtx(context.Background())
+	var calls atomic.Int64
+	txs := txSession(nil, "tx", &calls)
+	ctx, scope := scoped.Begin(mctx)
+	defer scope.Remove()
+	tx := mustCurrent(t, txs, ctx)
+	if err := txs.Commit(ctx); err != nil || tx.commits.Load() != 1 {
+		t.Fatalf("hand commit: %v, %d commits", err, tx.commits.Load())
+	}
+	idle := make(chan struct{})
+	scoped.SetNetIdleHook(func(s *scoped.Scope) {
+		if s == scope {
+			close(idle)
+		}
+	})
+	defer scoped.SetNetIdleHook(nil)
+	mctx.cancel()
+	testkit.Eventually(t, "the safety net to run", func() bool {
+		select {
+		case <-idle:
+			return true
+		default:
+			return scope.Err() != nil // a net that ended the emptied scope
+		}
+	})
+	if err := scope.Err(); err != nil {
+		t.Fatalf("Err after the net found nothing to end: %v, want nil", err)
+	}
+	if err := scope.Commit(); err != nil {
+		t.Fatalf("Commit of the emptied scope: %v, want nil", err)
+	}
+}

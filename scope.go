@@ -42,13 +42,16 @@ type Scope struct {
 	// below. No user code runs while it is held.
 	mu       sync.Mutex
 	state    atomic.Uint32 // stEnded (set under mu), stFinished, stWaited
-	flags    uint8         // noNet ... tracked, below
+	flags    uint8         // noNet ... hookHeld, below
 	creating *link         // creations in flight: their factories run
 	stop     func() bool   // unregisters the safety net
 	children *Scope        // open child scopes, newest first
 	sibling  *Scope        // the next child of parent; under parent.mu
-	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
-	waitEnd  chan struct{} // made by a second ender, closed by the first when it has finished
+	// busy is closed when a teardown running elsewhere has finished: a
+	// safety net ending part of the scope, or, once a second ender waits
+	// (stWaited), the first ender's.
+	busy chan struct{}
+	unit *unitState // hooks and a request to run again, made on first need (hooks.go)
 }
 
 // A link is a cell of a scope's list of sessions (or of creations).
@@ -61,7 +64,7 @@ type link struct {
 const (
 	stEnded    uint32 = 1 << iota // Remove or Commit began; no session is created any more
 	stFinished                    // its teardown is complete
-	stWaited                      // a second ender waits on waitEnd
+	stWaited                      // a second ender waits on busy
 )
 
 // Bits of Scope.flags.
@@ -72,6 +75,7 @@ const (
 	netFired                   // the safety net ended the sessions it may end; the scope is still open
 	byNet                      // the safety net ended the whole scope
 	tracked                    // recorded by a Tracker; set before the scope is shared
+	hookHeld                   // the owner runs the hooks after answering (hooks.go)
 )
 
 func newScope(ctx context.Context, parent *Scope, flags uint8) *Scope {
@@ -335,7 +339,7 @@ func (s *Scope) end(commit bool) error {
 	// moment it exists (net.go).
 	var fb [2]*node
 	fired := s.fireBounds(fb[:0], true)
-	netFiredBefore, netBusy, stop := s.flags&netFired != 0, s.netBusy, s.stop
+	netFiredBefore, netBusy, stop := s.flags&netFired != 0, s.busy, s.stop
 	s.stop = nil
 	var kids [4]*Scope
 	children := kids[:0]
@@ -352,7 +356,7 @@ func (s *Scope) end(commit bool) error {
 			nodes = append(nodes, c.n)
 		}
 		s.sessions.Store(nil)
-	} else if len(fired) == 0 && stop == nil && netBusy == nil && len(children) == 0 {
+	} else if len(fired) == 0 && stop == nil && netBusy == nil && len(children) == 0 && s.unit == nil {
 		// A scope that never held anything ends with its own release:
 		// no one saw it ending, so no one waits for it.
 		s.state.Store(stEnded | stFinished)
@@ -362,6 +366,9 @@ func (s *Scope) end(commit bool) error {
 	}
 	s.state.Or(stEnded)
 	s.mu.Unlock()
+	if s.parent == nil {
+		s.warnRetryUnread()
+	}
 	runBounds(fired)
 	if stop != nil {
 		stop()
@@ -377,9 +384,20 @@ func (s *Scope) end(commit bool) error {
 		// would save half of the work.
 		errs = append(errs, errNetFired(s))
 		err := endNodes(s.teardownContext(), nodes, false, errs)
-		return s.finish(fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
+		return s.finishHooks(true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
 	}
-	return s.finish(endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
+	return s.finishHooks(commit, endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
+}
+
+// finishHooks finishes an end whose sessions ended with err, then runs
+// the unit hooks its outcome calls for (hooks.go).
+func (s *Scope) finishHooks(commit bool, err error, netBusy chan struct{}) error {
+	list, which := s.settleHooks(commit, err)
+	err = s.finish(err, netBusy)
+	if list != nil {
+		runHooks(list, which)
+	}
+	return err
 }
 
 // finish completes an end: the scope leaves its parent and the count of
@@ -393,7 +411,7 @@ func (s *Scope) finish(err error, netBusy chan struct{}) error {
 	s.release()
 	if s.state.Or(stFinished)&stWaited != 0 {
 		s.mu.Lock()
-		close(s.waitEnd)
+		close(s.busy)
 		s.mu.Unlock()
 	}
 	return err
@@ -415,10 +433,10 @@ func (s *Scope) release() {
 // so that every ender returns with the scope fully torn down.
 func (s *Scope) awaitEnd() {
 	s.mu.Lock()
-	if s.waitEnd == nil {
-		s.waitEnd = make(chan struct{})
+	if s.state.Load()&stWaited == 0 {
+		s.busy = make(chan struct{}) // the net's, if any, is the first ender's to wait for
 	}
-	w := s.waitEnd
+	w := s.busy
 	finished := s.state.Or(stWaited)&stFinished != 0
 	s.mu.Unlock()
 	if !finished {

@@ -172,12 +172,12 @@ func WithTeardownTimeout(d time.Duration) Option {
 
 // commitLost wraps a database/sql-style commit error in ErrCommitUnknown
 // when it says the connection was lost rather than that the server refused
-// the commit: such a commit may have reached the server and committed. The
-// core knows the standard library's errors (a broken connection, EOF, a
-// network error that is not the caller's context); scopedsql adds the
-// drivers' own (internal/connlost).
+// the commit (or that the server itself does not know the outcome): such a
+// commit may have been saved. The core knows the standard library's errors
+// (a broken connection, EOF, a network error that is not the caller's
+// context); scopedsql adds the drivers' own (internal/connlost).
 func commitLost(err error) error {
-	if err != nil && (connlost.Driver(err) || stdlibLost(err)) {
+	if err != nil && (connlost.CommitUnknown(err) || stdlibLost(err)) {
 		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
 	}
 	return err

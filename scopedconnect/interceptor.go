@@ -2,12 +2,14 @@ package scopedconnect
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
-	"github.com/go-scoped/scoped/internal/rpcscope"
+	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
 // NewInterceptor returns a handler interceptor that runs every call, unary
@@ -33,26 +35,56 @@ func NewInterceptor(opts ...Option) connect.Interceptor {
 type interceptor struct{ cfg *config }
 
 func (i *interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (resp connect.AnyResponse, err error) {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		ctx, scope := i.cfg.begin(ctx)
-		returned := false
-		defer func() {
-			if !returned {
-				// A panic (or runtime.Goexit): roll back and let it go on,
-				// unrecovered, to connect's recover option or net/http.
-				_ = scope.Remove()
+		for attempt := 1; ; attempt++ {
+			again, resp, err := i.cfg.unary(ctx, req, next, attempt)
+			if !again {
+				return resp, err
 			}
-		}()
-		resp, err = next(ctx, req)
-		returned = true
-		if ferr := i.cfg.finish(ctx, scope, err); ferr != nil {
-			return nil, ferr
+			if !rpcscope.Pause(ctx, attempt) {
+				return nil, i.cfg.onError(ctx, fmt.Errorf("%w: %w", errEndedEarly, ctx.Err()))
+			}
 		}
-		return resp, err
 	}
+}
+
+// unary runs one attempt of a unary call in a scope of its own. Under
+// WithRetry it returns again, having ended the scope, when the attempt
+// failed retryably and another may follow.
+func (c *config) unary(ctx context.Context, req connect.AnyRequest, next connect.UnaryFunc, attempt int) (again bool, resp connect.AnyResponse, err error) {
+	callCtx := ctx
+	ctx, scope := c.begin(ctx)
+	returned := false
+	defer func() {
+		if !returned {
+			// A panic (or runtime.Goexit): roll back and let it go on,
+			// unrecovered, to connect's recover option or net/http.
+			_ = scope.Remove()
+		}
+	}()
+	resp, err = next(ctx, req)
+	returned = true
+	retry := attempt < c.attempts && callCtx.Err() == nil
+	if c.attempts > 0 {
+		// A unit inside asked for a retry, or the handler returned a
+		// retryable error: roll back and run again.
+		asked := scope.RetryRequested() != nil
+		if retry && scope.Err() == nil && (asked || scoped.MayRetry(err, c.retryable)) {
+			_ = scope.Remove()
+			return true, nil, nil
+		}
+	}
+	cause := c.end(ctx, scope, err)
+	if cause == nil {
+		return false, resp, err
+	}
+	if retry && !errors.Is(cause, errEndedEarly) && scoped.MayRetry(cause, c.retryable) {
+		return true, nil, nil
+	}
+	return false, nil, c.onError(ctx, cause)
 }
 
 func (i *interceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
@@ -91,13 +123,19 @@ func (c *config) begin(ctx context.Context) (context.Context, *scoped.Scope) {
 // commit point). It returns nil when the call may end as the handler
 // said, or the error that replaces the handler's outcome.
 func (c *config) finish(ctx context.Context, scope *scoped.Scope, err error) error {
+	if cause := c.end(ctx, scope, err); cause != nil {
+		return c.onError(ctx, cause)
+	}
+	return nil
+}
+
+// end ends the scope as finish does, and returns the cause for the error
+// handler, or nil.
+func (c *config) end(ctx context.Context, scope *scoped.Scope, err error) error {
 	code := OK
 	if err != nil {
 		code = connect.CodeOf(err)
 	}
 	commit := c.commit != nil && c.commit(code)
-	if cause := rpcscope.Finish(ctx, scope, commit, "scopedconnect", errEndedEarly); cause != nil {
-		return c.onError(ctx, cause)
-	}
-	return nil
+	return rpcscope.Finish(ctx, scope, commit, "scopedconnect", errEndedEarly)
 }

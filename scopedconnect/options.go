@@ -2,11 +2,12 @@ package scopedconnect
 
 import (
 	"context"
+	"fmt"
 
 	"connectrpc.com/connect"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 // An Option configures [NewInterceptor].
@@ -20,6 +21,9 @@ type config struct {
 	commit  func(connect.Code) bool // nil: Manual
 	onError func(ctx context.Context, err error) error
 	binds   []bindings.Binding
+
+	attempts  int              // WithRetry; 0: none
+	retryable func(error) bool // WithRetry
 }
 
 func newConfig(opts []Option) *config {
@@ -27,7 +31,43 @@ func newConfig(opts []Option) *config {
 	for _, o := range opts {
 		o.apply(c)
 	}
+	if c.attempts > 0 && c.commit == nil {
+		panic("scopedconnect: WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
+			"in Manual mode the handler commits, and a call run again would save that twice")
+	}
 	return c
+}
+
+// WithRetry runs a unary call again, in a fresh scope, when its unit of
+// work failed with an error retryable accepts and nothing of it was saved
+// (see [scoped.MayRetry]): when the handler returned such an error, when
+// its commit failed that way (PostgreSQL reports many serialization
+// failures at COMMIT), or when a unit inside it (a [scoped.Run] with
+// [scoped.WithRetry], such as a service function the handler called)
+// failed that way and asked its root to run again (see
+// [scoped.Scope.RetryRequested]), even if the handler swallowed that
+// error. scopedsql.Retryable and scopedpgx.Retryable are the classifiers
+// for serialization failures and deadlocks.
+//
+// The call runs at most maxAttempts times in all, with a jittered
+// exponential pause between runs, within the call's context, whatever
+// the protocol (Connect, gRPC, gRPC-Web). Each run gets the same request,
+// which the handler must not modify; nothing of a failed run reaches the
+// client (a unary response is sent only when the interceptor returns).
+// Streaming calls are never run again: WithRetry does not apply to them.
+//
+// A commit that fails retryably on the last run is answered CodeAborted
+// by [DefaultErrorHandler]; a retryable error the handler returned on the
+// last run reaches the client as the handler returned it. WithRetry needs
+// an automatic commit mode: [NewInterceptor] panics in [Manual] mode.
+func WithRetry(maxAttempts int, retryable func(error) bool) Option {
+	if maxAttempts < 1 {
+		panic(fmt.Sprintf("scopedconnect: WithRetry(%d, ...): maxAttempts must be at least 1", maxAttempts))
+	}
+	if retryable == nil {
+		panic("scopedconnect: WithRetry with nil retryable")
+	}
+	return optionFunc(func(c *config) { c.attempts, c.retryable = maxAttempts, retryable })
 }
 
 // WithCommitMode sets when a call's scope is committed. The default is

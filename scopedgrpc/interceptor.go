@@ -2,13 +2,15 @@ package scopedgrpc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
-	"github.com/go-scoped/scoped/internal/rpcscope"
+	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
 // UnaryServerInterceptor returns an interceptor that runs every unary call
@@ -25,23 +27,54 @@ import (
 // so that a panic rolls back here and is then turned into a status there.
 func UnaryServerInterceptor(opts ...Option) grpc.UnaryServerInterceptor {
 	cfg := newConfig(opts)
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		ctx, scope := cfg.begin(ctx)
-		returned := false
-		defer func() {
-			if !returned {
-				// A panic (or runtime.Goexit): roll back and let it go on,
-				// unrecovered, to a recovery interceptor or the server.
-				_ = scope.Remove()
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		for attempt := 1; ; attempt++ {
+			again, resp, err := cfg.unary(ctx, req, handler, attempt)
+			if !again {
+				return resp, err
 			}
-		}()
-		resp, err = handler(ctx, req)
-		returned = true
-		if ferr := cfg.finish(ctx, scope, err); ferr != nil {
-			return nil, ferr
+			if !rpcscope.Pause(ctx, attempt) {
+				return nil, cfg.onError(ctx, fmt.Errorf("%w: %w", errEndedEarly, ctx.Err()))
+			}
 		}
-		return resp, err
 	}
+}
+
+// unary runs one attempt of a unary call in a scope of its own. Under
+// WithRetry it returns again, having ended the scope, when the attempt
+// failed retryably and another may follow.
+func (c *config) unary(ctx context.Context, req any, handler grpc.UnaryHandler, attempt int) (again bool, resp any, err error) {
+	callCtx := ctx
+	ctx, scope := c.begin(ctx)
+	returned := false
+	defer func() {
+		if !returned {
+			// A panic (or runtime.Goexit): roll back and let it go on,
+			// unrecovered, to a recovery interceptor or the server.
+			_ = scope.Remove()
+		}
+	}()
+	resp, err = handler(ctx, req)
+	returned = true
+	retry := attempt < c.attempts && callCtx.Err() == nil
+	if c.attempts > 0 {
+		// A unit inside asked for a retry, or the handler returned a
+		// retryable error: roll back and run again.
+		asked := scope.RetryRequested() != nil
+		if retry && scope.Err() == nil && (asked || scoped.MayRetry(err, c.retryable)) {
+			_ = scope.Remove()
+			return true, nil, nil
+		}
+	}
+	commit := c.commit != nil && c.commit(status.Code(err))
+	cause := rpcscope.Finish(ctx, scope, commit, "scopedgrpc", errEndedEarly)
+	if cause == nil {
+		return false, resp, err
+	}
+	if retry && !errors.Is(cause, errEndedEarly) && scoped.MayRetry(cause, c.retryable) {
+		return true, nil, nil
+	}
+	return false, nil, c.onError(ctx, cause)
 }
 
 // StreamServerInterceptor returns an interceptor that runs every streaming

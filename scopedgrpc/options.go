@@ -2,11 +2,12 @@ package scopedgrpc
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 // An Option configures [UnaryServerInterceptor] and [StreamServerInterceptor].
@@ -20,6 +21,9 @@ type config struct {
 	commit  func(codes.Code) bool // nil: Manual
 	onError func(ctx context.Context, err error) error
 	binds   []bindings.Binding
+
+	attempts  int              // WithRetry; 0: none
+	retryable func(error) bool // WithRetry
 }
 
 func newConfig(opts []Option) *config {
@@ -27,7 +31,45 @@ func newConfig(opts []Option) *config {
 	for _, o := range opts {
 		o.apply(c)
 	}
+	if c.attempts > 0 && c.commit == nil {
+		panic("scopedgrpc: WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
+			"in Manual mode the handler commits, and a call run again would save that twice")
+	}
 	return c
+}
+
+// WithRetry runs a unary call again, in a fresh scope, when its unit of
+// work failed with an error retryable accepts and nothing of it was saved
+// (see [scoped.MayRetry]): when the handler returned such an error, when
+// its commit failed that way (PostgreSQL reports many serialization
+// failures at COMMIT), or when a unit inside it (a [scoped.Run] with
+// [scoped.WithRetry], such as a service function the handler called)
+// failed that way and asked its root to run again (see
+// [scoped.Scope.RetryRequested]), even if the handler swallowed that
+// error. scopedsql.Retryable and scopedpgx.Retryable are the classifiers
+// for serialization failures and deadlocks.
+//
+// The call runs at most maxAttempts times in all, with a jittered
+// exponential pause between runs, within the call's context. Each run
+// gets the same request message, which the handler must not modify, and
+// nothing of a failed run reaches the client, except headers it sent
+// itself with grpc.SendHeader, or set with grpc.SetHeader (which the next
+// run's add to). Streaming calls are never run again: the
+// [StreamServerInterceptor] ignores WithRetry.
+//
+// A commit that fails retryably on the last run is answered Aborted by
+// [DefaultErrorHandler]; a retryable error the handler returned on the
+// last run reaches the client as the handler returned it. WithRetry needs
+// an automatic commit mode: building an interceptor panics in [Manual]
+// mode.
+func WithRetry(maxAttempts int, retryable func(error) bool) Option {
+	if maxAttempts < 1 {
+		panic(fmt.Sprintf("scopedgrpc: WithRetry(%d, ...): maxAttempts must be at least 1", maxAttempts))
+	}
+	if retryable == nil {
+		panic("scopedgrpc: WithRetry with nil retryable")
+	}
+	return optionFunc(func(c *config) { c.attempts, c.retryable = maxAttempts, retryable })
 }
 
 // WithCommitMode sets when a call's scope is committed. The default is

@@ -40,7 +40,8 @@
 // is committed, or rolled back, together, by the status it set. When the
 // handler returns, the middleware commits and only then sends the
 // response. If the commit fails, the client gets the error handler's
-// response (by default 500, see [DefaultErrorHandler]) with none of the
+// response (by default 500, or 503 for a conflict the client may retry,
+// see [DefaultErrorHandler]) with none of the
 // handler's body or headers; a close that fails after a successful commit
 // ([scoped.ErrCommittedCloseFailed]) is no failure: the work is saved,
 // the handler's response goes out and the close error reaches the
@@ -68,6 +69,30 @@
 // [scoped.ErrScopeClosed]; ScopedSession.Commit commits that session, and
 // a session asked for afterwards is a new one, decided at the return),
 // then streams; see the example.
+//
+// # Retries
+//
+// Under SERIALIZABLE isolation, and on CockroachDB-style engines, units
+// of work fail routinely on conflicts with concurrent ones (serialization
+// failures, deadlocks), and the cure is to run them again. A
+// [scoped.Run] inside a request cannot run again on its own (the
+// request's transaction is aborted by then); with [scoped.WithRetry] it
+// asks its root to. [WithRetry] makes the middleware that root: a request
+// whose commit failed retryably, or inside which such a unit asked, is
+// run again in a fresh scope, its held response discarded and its body
+// replayed, before anything of it reaches the client:
+//
+//	mw := scopedhttp.Middleware(
+//		scopedhttp.WithCommitMode(scopedhttp.Autocommit),
+//		scopedhttp.WithRetry(5, scopedsql.Retryable),
+//		scopedhttp.Bind(users),
+//	)
+//
+// Without WithRetry such a unit's error goes to the handler as it is, and
+// a warning is logged once per call site. A retryable commit failure that
+// reaches the client (no WithRetry, or the last attempt) is answered 503
+// with Retry-After, so that the client can tell "try again" from a
+// failure.
 //
 // # Requests that end early
 //

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/scopedsql"
 )
 
 // DefaultErrorHandler answers a request whose scope could not be
@@ -19,6 +20,12 @@ import (
 //   - 500, or 503 when the request's deadline passed, "not saved", when
 //     nothing was ([scoped.ErrNotCommitted], or a request that ended
 //     before the commit);
+//   - 503 with Retry-After: 1, "not saved, conflicted with concurrent
+//     work; retry", when the commit failed with an error the
+//     [WithRetry] classifier accepts (after the last run), or
+//     scopedsql.Retryable does (a serialization failure or deadlock, on
+//     any engine it knows), and nothing was saved: the client may send
+//     the request again;
 //   - 500, "may not have been saved", for a failure it cannot classify.
 //
 // It drops the headers that describe the response the handler meant to
@@ -37,6 +44,10 @@ func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 		what = "the request's changes may have been saved; check before retrying"
 	case errors.Is(err, scoped.ErrPartiallyCommitted):
 		what = "the request's changes were partially saved"
+	case errors.Is(err, errRetryable) || scoped.MayRetry(err, scopedsql.Retryable):
+		what = "the request conflicted with concurrent changes and was not saved; retry it"
+		code = http.StatusServiceUnavailable
+		h.Set("Retry-After", "1")
 	case errors.Is(err, scoped.ErrNotCommitted):
 		what = "the request's changes were not saved"
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -48,6 +59,10 @@ func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	h.Set("Cache-Control", "no-store")
 	http.Error(w, http.StatusText(code)+": "+what, code)
 }
+
+// errRetryable marks a commit error the WithRetry classifier accepted,
+// for [DefaultErrorHandler].
+var errRetryable = errors.New("scopedhttp: the request's unit of work failed with a retryable error, nothing was saved")
 
 // responseHeaders belong to the handler's intended response, not to the
 // error that replaces it.

@@ -9,7 +9,8 @@ import (
 	"sync"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
+	"github.com/go-scoped/scoped/shared/rpcscope"
 )
 
 // Middleware returns a middleware that gives every request its own
@@ -21,9 +22,13 @@ import (
 // It panics if two [Bind] options name different ScopedSessions of the
 // same session type.
 func Middleware(opts ...Option) func(http.Handler) http.Handler {
-	cfg := config{onError: DefaultErrorHandler, limit: DefaultBufferLimit, uncommitted: logUncommitted}
+	cfg := config{onError: DefaultErrorHandler, limit: DefaultBufferLimit, uncommitted: logUncommitted, bodyLimit: DefaultRetryBodyLimit}
 	for _, o := range opts {
 		o.apply(&cfg)
+	}
+	if cfg.attempts > 0 && cfg.commit == nil {
+		panic("scopedhttp: WithRetry needs an automatic commit mode (WithCommitMode(Autocommit) or WithCommitPolicy): " +
+			"in Manual mode the response is not held, so a failed run's response cannot be discarded")
 	}
 	return func(next http.Handler) http.Handler {
 		if next == nil {
@@ -49,6 +54,31 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, h.cfg.timeout)
 		defer cancel()
 	}
+	if h.cfg.attempts == 0 {
+		h.serve(ctx, w, r, nil)
+		return
+	}
+	rt := &retrier{}
+	if r.Body != nil && r.Body != http.NoBody {
+		rt.body = &replay{src: r.Body, limit: h.cfg.bodyLimit}
+	}
+	for rt.attempt = 1; ; rt.attempt++ {
+		if !h.serve(ctx, w, r, rt) {
+			return
+		}
+		if !rpcscope.Pause(ctx, rt.attempt) {
+			// The failed run's response is gone; the request ended before
+			// another could commit.
+			h.cfg.onError(w, r, notSaved(ctx))
+			return
+		}
+	}
+}
+
+// serve runs the handler once, in a scope of its own, and ends it. Under
+// WithRetry (rt not nil) it returns true, having answered nothing, when
+// the run must be followed by another.
+func (h *handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Request, rt *retrier) (again bool) {
 	// Begin, not BeginWithoutSafetyNet: when the client goes away (or the
 	// timeout passes), the core rolls back at once the sessions that may
 	// be ended from another goroutine, so their locks and connections are
@@ -57,6 +87,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, scope := scoped.Begin(ctx)
 	ctx = bindings.Apply(ctx, h.cfg.bound)
 	r = r.WithContext(ctx)
+	if rt != nil && rt.body != nil {
+		r.Body = rt.body.reader()
+	}
 	base := writer{req: r, scope: scope, h: h}
 	if h.cfg.commit != nil {
 		base.held = h.pool.Get().(*held)
@@ -77,9 +110,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	returned = true
 	if sw.held == nil {
 		sw.finishManual()
-		return
+		return false
 	}
-	sw.finish()
+	return sw.finish(rt)
 }
 
 // release returns the held buffer to the pool, unless it has grown past
@@ -118,24 +151,34 @@ func (w *writer) finishManual() {
 // by the status it set, commits or rolls back, then sends the held
 // response, the error handler's, or, for a response already streaming
 // whose commit failed, aborts it.
-func (w *writer) finish() {
+func (w *writer) finish(rt *retrier) (again bool) {
 	defer w.release()
 	if w.state == hijacked {
 		_ = w.scope.Remove() // already done at the hijack
-		return
+		return false
+	}
+	ctx := w.req.Context()
+	// Under WithRetry, a run may be followed by another while nothing of
+	// its response left the server and the handler did not end the scope.
+	retry := rt.again(&w.h.cfg) && w.state == holding && w.scope.Err() == nil && ctx.Err() == nil
+	if rt != nil && w.scope.RetryRequested() != nil && retry {
+		// A unit inside asked for the request to run again: whatever the
+		// handler answered, its work is rolled back and its answer dropped.
+		_ = w.scope.Remove()
+		w.held.restore(w.ResponseWriter.Header())
+		return true
 	}
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK // what net/http sends for a handler that wrote nothing
 	}
 	commit, abort := w.h.cfg.commit(status), false
-	if commit && w.scope.Err() == nil && w.scope.Len() > 0 && isGRPC(w.ResponseWriter.Header()) {
+	if commit && w.scope.Err() == nil && w.scope.Committable() > 0 && isGRPC(w.ResponseWriter.Header()) {
 		// Only an RPC with something to commit is looked into: one that
 		// used no session goes out as it is, whatever its protocol.
 		commit, abort = w.grpcCommit()
 	}
 	var err error
-	ctx := w.req.Context()
 	switch {
 	case w.scope.Err() != nil:
 		// The scope ended before the handler returned: the handler ended
@@ -150,20 +193,29 @@ func (w *writer) finish() {
 		}
 	case !commit:
 		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
-	case ctx.Err() != nil && w.scope.Len() > 0:
+	// Only sessions with a commit have changes to lose: a pinned
+	// connection saved its statements as they ran.
+	case ctx.Err() != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
 		err = notSaved(ctx)
-	case w.broken != nil && w.scope.Len() > 0:
+	case w.broken != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
 		err = fmt.Errorf("scopedhttp: the streamed response could not be sent (%w), changes rolled back: %w", w.broken, scoped.ErrNotCommitted)
 	default:
 		if cerr := w.scope.Commit(); cerr != nil {
+			if rt != nil && scoped.MayRetry(cerr, w.h.cfg.retryable) {
+				if retry {
+					w.held.restore(w.ResponseWriter.Header())
+					return true
+				}
+				cerr = fmt.Errorf("%w: %w", errRetryable, cerr)
+			}
 			err = commitError(ctx, cerr)
 		}
 	}
 	if err == nil && !abort {
 		w.send()
-		return
+		return false
 	}
 	if w.state == streaming {
 		// The status and part of the body are out: all that is left is to
@@ -178,6 +230,7 @@ func (w *writer) finish() {
 	}
 	w.held.restore(w.ResponseWriter.Header())
 	w.h.cfg.onError(w.ResponseWriter, w.req, err)
+	return false
 }
 
 // commitError words the outcome of a failed Scope.Commit. A commit the

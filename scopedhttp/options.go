@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 // An Option configures [Middleware].
@@ -23,6 +23,9 @@ type config struct {
 	limit       int
 	timeout     time.Duration
 	uncommitted func(r *http.Request, status int)
+	attempts    int              // WithRetry; 0: none
+	retryable   func(error) bool // WithRetry
+	bodyLimit   int              // WithRetryBodyLimit
 }
 
 // DefaultBufferLimit is the default of [WithBufferLimit]: 1 MiB. It holds
@@ -68,7 +71,9 @@ func WithBufferLimit(n int) Option {
 // If it passes before the commit starts, the sessions that may be ended
 // from another goroutine are rolled back at once, the rest when the
 // handler returns, and the client gets the error handler's 503 (nothing
-// was saved). If it passes while the commit runs, the commit is not
+// was saved); a request that holds nothing to commit (only a pinned
+// connection, whose statements were saved as they ran) gets its own
+// answer. If it passes while the commit runs, the commit is not
 // interrupted: the answer waits for its outcome and tells it.
 //
 // The handler is not pre-empted (Go cannot stop a goroutine): the answer

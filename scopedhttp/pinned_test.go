@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
@@ -209,6 +210,43 @@ func TestClientGoneWhilePinnedConnIsBusyIsQuiet(t *testing.T) {
 					testkit.Eventually(t, "the pinned connection's release", func() bool { return db.Stats().InUse == 0 })
 				})
 			}
+		}
+	})
+}
+
+// In Autocommit, a request whose deadline passed before the commit point
+// is answered "not saved" only if it holds something to commit: a
+// handler that used only a NewConn connection saved its statements as
+// they ran, and gets its own answer.
+func TestAutocommitPinnedConnPastItsDeadlineKeepsItsAnswer(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		db := openDB(t, s)
+		table := dbtest.CreateIDTable(t, db, "http_pinned_deadline")
+		conns := scopedsql.NewConn(db)
+		h := scopedhttp.Middleware(scopedhttp.Bind(conns), scopedhttp.WithCommitMode(scopedhttp.Autocommit),
+			// Long enough to take the connection: the factory gets the
+			// request's context, deadline included.
+			scopedhttp.WithTimeout(500*time.Millisecond))(
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := conns.Current(r.Context())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := c.ExecContext(context.WithoutCancel(r.Context()), s.InsertID(table), 1); err != nil {
+					t.Error(err)
+					return
+				}
+				<-r.Context().Done()
+				w.WriteHeader(http.StatusCreated)
+			}))
+		ts := serve(t, h)
+		res := do(dbtest.Ctx(t), ts, http.MethodPost, "/items")
+		if res.err != nil || res.status != http.StatusCreated {
+			t.Fatalf("client got %d %q, %v; want the handler's 201 (its insert was saved)", res.status, res.body, res.err)
+		}
+		if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
+			t.Errorf("ids %v, want [1]", got)
 		}
 	})
 }

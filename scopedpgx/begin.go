@@ -5,7 +5,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/go-scoped/scoped/internal/xact"
+	"github.com/go-scoped/scoped/shared/xact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -34,7 +34,7 @@ func beginSQL(opts pgx.TxOptions) string {
 }
 
 // xidSQL reads the transaction's id, NULL until it has written, and when
-// it began (see internal/xact).
+// it began (see shared/xact).
 const xidSQL = xact.ReadSQL
 
 // errFallback says that the first pipeline failed before BEGIN ran (a

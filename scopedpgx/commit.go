@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/xact"
+	"github.com/go-scoped/scoped/shared/xact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -44,6 +44,9 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 		// pgx finishes closing it in the background.
 		t.s.h.giveBackWaiting(t.c, false)
 		t.c = nil
+		if completionUnknown(err) {
+			return fmt.Errorf("scopedpgx: commit: %w: the server does not know whether COMMIT took effect: %w", scoped.ErrCommitUnknown, err)
+		}
 		if !verify || !outcomeUnknown(err) {
 			return err
 		}
@@ -82,7 +85,7 @@ func (t *tx) commitReadingXid(ctx context.Context, c *pgx.Conn) (pgconn.CommandT
 // resolve asks the server, on another connection of the pool, whether the
 // transaction xid, begun at began and whose COMMIT failed with cause,
 // committed, until it knows or the resolve timeout has passed. See
-// internal/xact for what an answer proves after a crash.
+// shared/xact for what an answer proves after a crash.
 func (s *txShared) resolve(xid, began string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.resolveTimeout)
 	defer cancel()

@@ -28,17 +28,24 @@ var errBusy = errors.New("scopedpgx: transaction is busy with another call (a pg
 // [pgx.ErrTxClosed] without touching a connection that may already serve
 // another request.
 type guard struct {
-	mu    sync.Mutex    // guards the fields below
-	inUse bool          // a call is running on the connection
-	ended bool          // the transaction was committed or rolled back
-	idle  chan struct{} // made by an end waiting for inUse to clear; closed when it does
+	mu     sync.Mutex    // guards the fields below
+	inUse  bool          // a call is running on the connection
+	ending bool          // that call is the teardown of a savepoint (see claimPart)
+	ended  bool          // the transaction was committed or rolled back
+	idle   chan struct{} // made by one waiting for inUse to clear; closed when it does
 }
 
-// enter claims the connection for one call. It does not wait: a second
-// concurrent call is a misuse of pgx.Tx and gets errBusy.
+// enter claims the connection for one call. It does not wait for another
+// call: a second concurrent call is a misuse of pgx.Tx and gets errBusy.
+// It waits for the teardown of a savepoint, which the scope's safety net
+// may run on its own goroutine while the handler is between two calls
+// (reading rows): that is the library's doing, not the handler's.
 func (g *guard) enter() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for g.inUse && g.ending {
+		g.waitIdle()
+	}
 	switch {
 	case g.ended:
 		return pgx.ErrTxClosed
@@ -54,7 +61,7 @@ func (g *guard) enter() error {
 func (g *guard) leave() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.inUse = false
+	g.inUse, g.ending = false, false
 	if g.idle != nil {
 		close(g.idle)
 		g.idle = nil
@@ -69,17 +76,40 @@ func (g *guard) claimEnd() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for g.inUse {
-		if g.idle == nil {
-			g.idle = make(chan struct{})
-		}
-		idle := g.idle
-		g.mu.Unlock()
-		<-idle
-		g.mu.Lock()
+		g.waitIdle()
 	}
 	if g.ended {
 		return false
 	}
 	g.ended, g.inUse = true, true
 	return true
+}
+
+// claimPart is claimEnd for the teardown of a savepoint: it waits for the
+// call in progress, then claims the connection without ending the
+// transaction; calls made meanwhile wait for it. It returns false if the
+// transaction has ended. The caller calls leave when done.
+func (g *guard) claimPart() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.inUse {
+		g.waitIdle()
+	}
+	if g.ended {
+		return false
+	}
+	g.inUse, g.ending = true, true
+	return true
+}
+
+// waitIdle waits, with mu held and released meanwhile, for the call in
+// progress to leave.
+func (g *guard) waitIdle() {
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
+	g.mu.Unlock()
+	<-idle
+	g.mu.Lock()
 }

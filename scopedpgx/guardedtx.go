@@ -34,7 +34,7 @@ type tx struct {
 
 	// The fields below are read and written with the guard held.
 	began     bool
-	failed    error  // why the transaction could not begin; sticky
+	failed    error  // why the transaction could not begin, or was lost (see lose); sticky
 	xid       string // the transaction's id, once it has one
 	xidBegan  string // when it began, as xact.ReadSQL reads it
 	xidUnsure bool   // something may have given it an id we have not read

@@ -143,3 +143,45 @@ func TestChildSerializationFailureIsReportedAlone(t *testing.T) {
 		t.Errorf("teardown errors: %v", hooked)
 	}
 }
+
+// Issue 20 item 3 on pgx: a child that handles its own failed statement
+// and returns nil cannot be released (PostgreSQL refuses RELEASE in an
+// aborted transaction): it is rolled back to its savepoint, reports that
+// nothing of it was saved, and the caller goes on and commits its work.
+func TestChildWhoseReleaseFailsIsRolledBack(t *testing.T) {
+	pool := newPool(t, 2)
+	table := newTable(t, pool, "pgx_relfail")
+	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
+	var childErr error
+	err := scoped.Run(dbtest.Ctx(t), func(ctx context.Context) error {
+		tx, err := txs.Current(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES (1)"); err != nil {
+			return err
+		}
+		childErr = scoped.Run(ctx, func(ctx context.Context) error {
+			tx, err := txs.Current(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES (2)"); err != nil {
+				return err
+			}
+			_, _ = tx.Exec(ctx, "SELECT 1/0") // fails; the child handles it
+			return nil
+		})
+		_, err = tx.Exec(ctx, "INSERT INTO "+table+" (id) VALUES (3)")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("caller after a child whose release failed: %v", err)
+	}
+	if !errors.Is(childErr, scoped.ErrNotCommitted) {
+		t.Fatalf("child: %v, want ErrNotCommitted", childErr)
+	}
+	if got := ids(t, pool, table); !slices.Equal(got, []int{1, 3}) {
+		t.Fatalf("rows %v, want [1 3]: the caller's work, not the child's", got)
+	}
+}

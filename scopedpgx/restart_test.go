@@ -10,7 +10,7 @@ import (
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/internal/testkit"
-	"github.com/go-scoped/scoped/internal/xact"
+	"github.com/go-scoped/scoped/shared/xact"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )

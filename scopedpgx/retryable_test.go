@@ -20,7 +20,7 @@ func TestRetryableSerializationFailure(t *testing.T) {
 	if _, err := pool.Exec(context.Background(), "INSERT INTO "+table+" (id, n) VALUES (1, 0), (2, 0)"); err != nil {
 		t.Fatal(err)
 	}
-	txs := NewTx(pool, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	txs := NewTx(pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, scoped.WithTeardownErrorHook(nil))
 	ctxA, a := scoped.Begin(context.Background())
 	defer a.Remove()
 	ctxB, b := scoped.Begin(context.Background())

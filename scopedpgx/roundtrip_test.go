@@ -228,7 +228,7 @@ func TestTxPrepareSendsNoBegin(t *testing.T) {
 // and every later call; the scope still ends and gives its connection back.
 func TestTxBeginFailureSurfacesAtFirstStatement(t *testing.T) {
 	pool := newPool(t, 2)
-	txs := NewTx(pool, pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL NONSENSE"})
+	txs := NewTx(pool, pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL NONSENSE"}, scoped.WithTeardownErrorHook(nil)) // the failed commit is asserted below
 	ctx, scope := scoped.Begin(context.Background())
 	defer scope.Remove()
 	tx, err := txs.Current(ctx)
@@ -257,7 +257,7 @@ func TestTxBeginFailureSurfacesAtFirstStatement(t *testing.T) {
 func TestTxFirstStatementErrorsAsPgx(t *testing.T) {
 	pool := newPool(t, 2)
 	table := newTable(t, pool, "rtfail")
-	txs := NewTx(pool, pgx.TxOptions{})
+	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil)) // failed commits are asserted below
 	check := func(name string, tx pgx.Tx, end func() error) {
 		ctx := context.Background()
 		_, err := tx.Exec(ctx, "INSERT INTO "+table+" (id, nope) VALUES ($1, 1)", 1)

@@ -2,6 +2,8 @@ package scopedpgx
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -46,12 +48,62 @@ func (sp *savepoint) end(ctx context.Context, how string) error {
 	}
 	defer sp.t.g.leave()
 	_, err := sp.t.exec(ctx, how+" savepoint sp_"+strconv.FormatInt(sp.num, 10), nil)
-	sp.closed = true
+	// A RELEASE that failed (refused in an aborted transaction) leaves the
+	// savepoint open, unlike pgx's own: a Rollback after it rolls back to
+	// it, and the enclosing transaction is usable again.
+	sp.closed = err == nil || how != "release"
 	return err
 }
 
 func (sp *savepoint) Commit(ctx context.Context) error   { return sp.end(ctx, "release") }
 func (sp *savepoint) Rollback(ctx context.Context) error { return sp.end(ctx, "rollback to") }
+
+// teardown rolls the savepoint back for [Rollback], which a child scope's
+// end calls, perhaps on the safety net's goroutine while the handler is
+// inside a call or between two (streaming rows to a client that left).
+// It waits for a call in progress, and calls made meanwhile wait for it.
+// Nothing is left to undo, and it reports nothing, when the savepoint or
+// the transaction has ended, or when the connection is closed or still
+// busy with rows nobody closed: the connection is then closed, and the
+// server rolls back the whole transaction with its session, so that the
+// enclosing transaction's later calls and its commit fail.
+func (sp *savepoint) teardown(ctx context.Context) error {
+	t := sp.t
+	if !t.g.claimPart() {
+		return nil // the transaction has ended
+	}
+	defer t.g.leave()
+	if sp.closed || t.c == nil {
+		return nil
+	}
+	sp.closed = true
+	c := t.conn()
+	name := "sp_" + strconv.FormatInt(sp.num, 10)
+	if c.IsClosed() || c.PgConn().IsBusy() {
+		closeNow(c)
+		t.lose(name)
+		return nil
+	}
+	_, err := t.exec(ctx, "rollback to savepoint "+name, nil)
+	if err != nil && c.IsClosed() {
+		t.lose(name)
+		return nil
+	}
+	return err
+}
+
+// lose records that the transaction's connection was closed when
+// savepoint name ended: the server rolled the whole transaction back, and
+// every later call, and the commit, say so.
+func (t *tx) lose(name string) {
+	if t.failed == nil {
+		t.failed = fmt.Errorf("%w: its connection was closed when savepoint %s was rolled back (busy with rows nobody closed, or lost)", errRolledBack, name)
+	}
+}
+
+// errRolledBack is wrapped by the calls on a transaction that its
+// savepoint's teardown found unusable.
+var errRolledBack = errors.New("scopedpgx: the transaction was rolled back")
 
 func (sp *savepoint) CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error) {
 	if err := sp.enter(); err != nil {

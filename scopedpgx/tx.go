@@ -90,8 +90,16 @@ func NewTx(pool *pgxpool.Pool, txOpts pgx.TxOptions, opts ...scoped.Option) *sco
 // the connection is then closed, PostgreSQL aborts the transaction of a
 // closed session, and nothing is left to undo and nothing stays acquired.
 // For a transaction from [Tx] it first waits for a call in progress to
-// return.
+// return. A child scope's savepoint of such a transaction is rolled back
+// to the same rules, on the safety net's goroutine too: a client that
+// leaves while a nested unit of work streams rows logs nothing. When its
+// connection is busy with rows nobody closed, the connection is closed,
+// which rolls back the whole transaction: the enclosing unit's later
+// calls and its commit fail, saying so.
 func Rollback(ctx context.Context, t pgx.Tx) error {
+	if sp, ok := t.(*savepoint); ok {
+		return sp.teardown(ctx)
+	}
 	g, ok := t.(*tx)
 	if !ok {
 		if err := t.Rollback(ctx); !errors.Is(err, pgx.ErrTxClosed) {

@@ -9,7 +9,8 @@ import (
 
 // NewConn returns a ScopedSession of connections pinned to their scope, as
 // [Conn] takes them, that the scope's safety net leaves to the scope's
-// end: scoped.New(Conn(db), scoped.WithoutSafetyNet()).
+// end: scoped.New(Conn(db), scoped.WithoutSafetyNet()), with a teardown
+// that resets the connection's session first (see below).
 //
 // The teardown of a pinned connection, scoped's default for *sql.Conn,
 // never waits for what the scope's code left open on it.
@@ -39,9 +40,20 @@ import (
 // connection then goes back to the pool once that query returns, as Close
 // does.
 //
-// Session state (SET, advisory locks, temporary tables) is not reset: as
-// with [Conn], undo it, use transaction-local forms, or give scoped.WithClose
-// a function that resets and then calls [CloseConn].
+// The connection goes back to the pool with none of its scope's session
+// state (SET ROLE, SET, search_path, temporary tables, advisory locks,
+// prepared statements), so that the next scope never inherits another
+// tenant's role. On PostgreSQL through lib/pq the teardown sends
+// DISCARD ALL first (a round trip per scope that pinned a connection); a
+// connection whose reset fails is discarded. Statements prepared with
+// (*sql.DB).Prepare that ran on the connection are deallocated on the
+// server too, so they fail there afterwards: prepare on the pinned
+// connection, or pass [WithoutSessionReset]. Other drivers are not reset
+// in place: go-sql-driver/mysql sends no COM_RESET_CONNECTION, and MySQL
+// and MariaDB have no statement that resets a session, so the connection
+// is closed instead of pooled, and the next scope dials a new one. A scope
+// that leaves no session state behind says so with [WithoutSessionReset],
+// and its connection is pooled as it is.
 //
 // Without a safety net, a connection whose request's client went away
 // mid-query goes back to the pool when the handler has returned and the
@@ -50,8 +62,8 @@ import (
 // healthy connection. End the scope with defer scope.Remove(), as always.
 // opts come after NewConn's own and may override them.
 func NewConn(db *sql.DB, opts ...scoped.Option) *scoped.ScopedSession[*sql.Conn] {
-	all := make([]scoped.Option, 0, 1+len(opts))
-	all = append(all, scoped.WithoutSafetyNet())
+	all := make([]scoped.Option, 0, 2+len(opts))
+	all = append(all, scoped.WithoutSafetyNet(), scoped.WithClose(resetClose(resetOf(db))))
 	return scoped.New(Conn(db), append(all, opts...)...)
 }
 

@@ -24,6 +24,19 @@
 // an unclosed *sql.Rows or a transaction left open on the connection, but
 // discards the connection and says so ([ErrConnInUse]).
 //
+// # Per-unit setup and options
+//
+// [NewTx] runs [WithSetup] functions right after BEGIN, once per
+// transaction, before Current returns it: row-level security
+// (SELECT set_config('app.tenant_id', $1, true)), SET LOCAL ROLE,
+// [StatementTimeout]. A failing setup fails Current with its error and
+// rolls back (fail closed). Each setup statement is a round trip of its
+// own; scopedpgx sends them with BEGIN and the first statement instead.
+// [WithTxOptions] (read-only, isolation level) and [WithDeferrable] set a
+// unit's transaction options on the context it begins with; set inside a
+// scope they are [ErrTxOptionsLate]. scopedhttp.ReadOnlySafeMethods makes
+// GET and HEAD units read-only in one line.
+//
 // # Outcomes and faults
 //
 //   - A BEGIN that fails because the pooled connection was already dead

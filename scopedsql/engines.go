@@ -43,10 +43,7 @@ type engine struct {
 // the overlay. It never modifies defaults, engines, or anything they point
 // to, and keeps no reference to them.
 func Open(ctx context.Context, defaults EngineConfig, engines map[string]EngineConfig, opts ...Option) (*Engines, error) {
-	o := defaultOpenOptions()
-	for _, opt := range opts {
-		opt.apply(&o)
-	}
+	o := openOptionsOf(opts)
 	names := make([]string, 0, len(engines))
 	for name := range engines {
 		names = append(names, name)

@@ -10,8 +10,9 @@ import (
 )
 
 // Tx returns a factory for scoped.New that begins one transaction on db
-// per scope, with opts (nil: the driver's defaults). opts is copied: later
-// changes to it have no effect.
+// per scope, with opts (nil: the driver's defaults) under the unit's own
+// options ([WithTxOptions]). opts is copied: later changes to it have no
+// effect. [NewTx] also runs a setup after BEGIN.
 //
 //	txs := scoped.New(scopedsql.Tx(db, nil))
 //
@@ -37,7 +38,7 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 		panic("scopedsql: Tx with nil *sql.DB")
 	}
 	opts = cloneTxOptions(opts)
-	return func(ctx context.Context) (*sql.Tx, error) { return begin(ctx, db, opts) }
+	return func(ctx context.Context) (*sql.Tx, error) { return beginUnit(ctx, db, opts) }
 }
 
 // Conn returns a factory for scoped.New that takes one connection from

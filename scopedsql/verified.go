@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/xact"
+	"github.com/go-scoped/scoped/shared/xact"
 )
 
 // VerifiedCommit returns a scoped.Option for a ScopedSession of *sql.Tx
@@ -111,7 +111,7 @@ func commitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, cfg verifyConfi
 
 // resolve asks db whether transaction xid, begun at began and whose
 // COMMIT lost its connection with commitErr, committed, until it knows or
-// timeout has passed. See internal/xact for what an answer proves after a
+// timeout has passed. See shared/xact for what an answer proves after a
 // crash.
 func resolve(ctx context.Context, db *sql.DB, xid, began string, commitErr error, timeout time.Duration) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

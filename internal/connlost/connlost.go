@@ -1,12 +1,13 @@
 // Package connlost lets scopedsql tell the core which errors of a
-// database/sql commit say that the connection was lost, so that the
-// core's default commit of a *sql.Tx reports them as scoped.ErrCommitUnknown
-// (the commit may have landed) rather than as a refusal. The core knows the
+// database/sql commit leave its outcome unknown (the connection was lost
+// after COMMIT was sent, or the server itself does not know), so that the
+// core's default commit of a *sql.Tx reports them as
+// scoped.ErrCommitUnknown rather than as a refusal. The core knows the
 // standard library's errors only; the drivers' own (SQLSTATE, driver
 // texts) are scopedsql's, and live there once.
 package connlost
 
-// Driver reports whether err says the connection was lost, by the rules
-// of the drivers scopedsql knows. scopedsql sets it in its init; until
-// then it knows nothing.
-var Driver = func(error) bool { return false }
+// CommitUnknown reports whether a commit that failed with err may have
+// been saved, by the rules of the drivers scopedsql knows. scopedsql sets
+// it in its init; until then it knows nothing.
+var CommitUnknown = func(error) bool { return false }

@@ -67,7 +67,7 @@ type RestartFigures struct {
 	Unknown          int      `json:"unknown"`
 	UnknownSaved     int      `json:"unknown_saved"`
 	// UnknownCheckpoint are the unknown answers given because the server
-	// had checkpointed since the transaction began (internal/xact's rule),
+	// had checkpointed since the transaction began (shared/xact's rule),
 	// not because the resolve timeout passed.
 	UnknownCheckpoint int   `json:"unknown_checkpoint"`
 	Lost              int   `json:"lost"`

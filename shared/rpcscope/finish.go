@@ -1,6 +1,8 @@
 // Package rpcscope holds how the RPC interceptors (scopedgrpc,
 // scopedconnect) end a call's scope: the commit point is the guarantee
 // both packages give, and one copy of it cannot drift from the other.
+//
+// It is not for applications: see package bindings for why it is public.
 package rpcscope
 
 import (

@@ -1,8 +1,12 @@
 // Package bindings holds what the middleware packages (scopedhttp,
 // scopedgrpc, scopedconnect) share about their Bind options: one rule for
 // which Binds may go together, one panic message, one way to apply them.
-// It lives in the root module so that the three stay the same when one
-// of them changes.
+//
+// It is not for applications. It is public only because scopedgrpc and
+// scopedconnect are modules of their own, and Go lets no module import
+// another's internal packages; like every package of the root module it
+// keeps its API within a major version, so that an integration module
+// built against one version of the root builds against every later one.
 package bindings
 
 import (

@@ -13,6 +13,9 @@
 // checkpointed since the transaction began; when it has, "committed" is
 // not proof ([Unknown]), while "aborted" still is, and so is an id the
 // server says is in the future ([Forgotten]): it forgot it.
+//
+// It is not for applications: it is public only because scopedpgx is a
+// module of its own (see package bindings).
 package xact
 
 import (

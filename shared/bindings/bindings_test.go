@@ -9,8 +9,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/go-scoped/scoped"
-	"github.com/go-scoped/scoped/internal/bindings"
 	"github.com/go-scoped/scoped/scopedtest"
+	"github.com/go-scoped/scoped/shared/bindings"
 )
 
 func TestMain(m *testing.M) {

@@ -1,0 +1,245 @@
+package scoped
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/go-scoped/scoped/internal/unithooks"
+)
+
+// Unit hooks: side effects tied to the outcome of a unit of work (spec
+// §12). A scope holds its hooks in one list, in registration order; its
+// end decides which of them run. A unit that registers none pays nothing
+// but one lock at its end.
+
+// OnCommit registers fn to run once the unit of work of ctx's scope has
+// been saved: after the outermost unit committed every session, for a
+// hook registered in a child unit (a nested [Run] or [Begin]) whose
+// savepoint was then released. Use it for work that must happen only if
+// the unit's writes are saved: send the e-mail, publish the event, drop
+// a cache entry. A hook registered in a child unit that rolls back is
+// dropped.
+//
+// Hooks run after the sessions have ended, in registration order, on the
+// goroutine that ended the scope (the one that called [Scope.Commit]),
+// with a context that has the values of ctx but neither its cancellation
+// nor its scope: a session asked for there is [ErrNoScope], never the
+// ended one. A hook that panics is logged with log/slog and stops no
+// other hook; no hook changes the unit's result. When the outcome is not
+// known ([ErrCommitUnknown]) or only part of the unit was saved
+// ([ErrPartiallyCommitted]), neither OnCommit nor [OnRollback] hooks run,
+// and that is logged: running either would claim an outcome nobody knows.
+//
+// A hook is lost if the process dies between the commit and the hook.
+// For work that must not be lost, write it in the unit's own transaction
+// instead: scopedriver.Insert enqueues a River job that exists if and
+// only if the unit committed.
+//
+// scopedhttp, scopedgrpc and scopedconnect run the hooks after the
+// response has been sent; a [Run] with [WithRetry] drops the OnCommit
+// hooks of a failed attempt. Outside a scope OnCommit returns
+// [ErrNoScope]; in a scope that has ended, [ErrScopeClosed].
+func OnCommit(ctx context.Context, fn func(ctx context.Context)) error {
+	return addHook(ctx, fn, false)
+}
+
+// OnRollback registers fn to run when the work of ctx's unit is undone:
+// when a child unit rolls back to its savepoint, when the outermost unit
+// rolls back (or its commit fails) after the child was released, when
+// its scope is removed, by the safety net too. Use it to compensate for
+// what the unit did outside the database. It runs as [OnCommit] hooks do
+// (after the sessions have ended, in registration order, with ctx's
+// values only), on the goroutine that ended the scope: the safety net's,
+// for a scope it ended. Outside a scope it returns [ErrNoScope].
+func OnRollback(ctx context.Context, fn func(ctx context.Context)) error {
+	return addHook(ctx, fn, true)
+}
+
+// unitHook is one registered hook and the context it was registered
+// with, whose values its run keeps.
+type unitHook struct {
+	fn       func(context.Context)
+	ctx      context.Context
+	rollback bool
+}
+
+// unitState is what a unit of work holds beyond its sessions, made on
+// first need: its hooks, and a request of a Run inside to run it again
+// (run.go). Guarded by the scope's mu.
+type unitState struct {
+	hooks []unitHook
+	// Once the scope ended under hold (internal/unithooks): what to run
+	// when the owner asks.
+	decided  bool
+	rollback bool
+	retry    *retryRequest
+}
+
+// unitOf returns s's unit state, made on first need. Under s.mu.
+func (s *Scope) unitOf() *unitState {
+	if s.unit == nil {
+		s.unit = &unitState{}
+	}
+	return s.unit
+}
+
+func addHook(ctx context.Context, fn func(context.Context), rollback bool) error {
+	if fn == nil {
+		panic("scoped: nil hook")
+	}
+	s := scopeFrom(ctx)
+	if s == nil {
+		return ErrNoScope
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended() {
+		return ErrScopeClosed
+	}
+	u := s.unitOf()
+	u.hooks = append(u.hooks, unitHook{fn: fn, ctx: ctx, rollback: rollback})
+	return nil
+}
+
+// Hook outcomes of an end.
+const (
+	hooksNone     = iota // nothing to run: none registered, moved up, or outcome unknown
+	hooksCommit          // run the OnCommit hooks
+	hooksRollback        // run the OnRollback hooks
+)
+
+// settleHooks decides, once s's sessions have ended with err (commit
+// says whether the end was asked to commit), what becomes of its hooks:
+// a released child hands them all to its parent; otherwise the ones of
+// the outcome are returned to run, unless the owner holds them (see
+// internal/unithooks), in which case they stay on s, decided.
+func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int) {
+	s.mu.Lock()
+	u := s.unit
+	if u == nil || u.hooks == nil {
+		s.mu.Unlock()
+		return nil, hooksNone
+	}
+	list, u.hooks = u.hooks, nil
+	held := s.flags&hookHeld != 0
+	s.mu.Unlock()
+
+	switch {
+	case !commit:
+		which = hooksRollback
+	case errors.Is(err, ErrPartiallyCommitted) || errors.Is(err, ErrCommitUnknown):
+		reportSkipped(s.parentCtx, list, err)
+		return nil, hooksNone
+	case err == nil || errors.Is(err, ErrCommittedCloseFailed) && !errors.Is(err, ErrNotCommitted):
+		which = hooksCommit
+	default:
+		which = hooksRollback
+	}
+	if which == hooksCommit && s.parent != nil {
+		// Released: the child's work is now its parent's, and so are its
+		// hooks, of both kinds. The parent ends after its children have
+		// finished, so it has not yet taken its own hooks.
+		p := s.parent
+		p.mu.Lock()
+		pu := p.unitOf()
+		pu.hooks = append(pu.hooks, list...)
+		p.mu.Unlock()
+		return nil, hooksNone
+	}
+	if held {
+		s.mu.Lock()
+		u.hooks, u.decided, u.rollback = list, true, which == hooksRollback
+		s.mu.Unlock()
+		return nil, hooksNone
+	}
+	return list, which
+}
+
+// runHooks runs the hooks of one kind, in registration order.
+func runHooks(list []unitHook, which int) {
+	for _, h := range list {
+		if h.rollback == (which == hooksRollback) {
+			runHook(h)
+		}
+	}
+}
+
+// runHook runs one hook with its context's values, no cancellation and
+// no scope; a panic is logged and stops nothing.
+func runHook(h unitHook) {
+	ctx := hookContext{context.WithoutCancel(h.ctx)}
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Default().ErrorContext(ctx, "scoped: unit hook panicked", "hook", hookKind(h), "panic", fmt.Sprint(p))
+		}
+	}()
+	h.fn(ctx)
+}
+
+func hookKind(h unitHook) string {
+	if h.rollback {
+		return "OnRollback"
+	}
+	return "OnCommit"
+}
+
+// reportSkipped logs the hooks not run because the unit's outcome is
+// unknown or partial.
+func reportSkipped(ctx context.Context, list []unitHook, err error) {
+	slog.Default().ErrorContext(ctx, "scoped: unit hooks not run: whether the unit's work was saved is not known, or only part of it was",
+		"hooks", len(list), "error", err)
+}
+
+// hookContext is a hook's context: its registration context's values
+// without its cancellation, and without any scope, so that Current there
+// is ErrNoScope rather than the ended session.
+type hookContext struct{ context.Context }
+
+func (c hookContext) Value(key any) any {
+	if _, ok := key.(scopeKey); ok {
+		return nil
+	}
+	return c.Context.Value(key)
+}
+
+func (c hookContext) String() string { return fmt.Sprint(c.Context) + ".WithoutScope" }
+
+// hold makes s's end keep the hooks it decides to run, for runHeld.
+func (s *Scope) hold() {
+	s.mu.Lock()
+	s.flags |= hookHeld
+	s.mu.Unlock()
+}
+
+// runHeld runs the hooks s's end kept under hold, once.
+func (s *Scope) runHeld() {
+	s.mu.Lock()
+	u := s.unit
+	if u == nil || !u.decided {
+		s.mu.Unlock()
+		return
+	}
+	list, rollback := u.hooks, u.rollback
+	u.hooks, u.decided = nil, false
+	s.mu.Unlock()
+	which := hooksCommit
+	if rollback {
+		which = hooksRollback
+	}
+	runHooks(list, which)
+}
+
+// heldPending reports whether s's end kept hooks that runHeld would run.
+func (s *Scope) heldPending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unit != nil && s.unit.decided
+}
+
+func init() {
+	unithooks.Hold = func(s any) { s.(*Scope).hold() }
+	unithooks.Run = func(s any) { s.(*Scope).runHeld() }
+	unithooks.Pending = func(s any) bool { return s.(*Scope).heldPending() }
+}

@@ -1,0 +1,112 @@
+package dbtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Replicated is a primary and a hot standby that streams from it, each a
+// [Cluster] of the test's own on a port of its own: the read replica of a
+// production setup, made with pg_createcluster and pg_basebackup. Both
+// are dropped when the test ends, failed or not, the standby first.
+//
+// Making one takes a few seconds: a test binary makes one and runs its
+// replica tests as subtests of the test that made it.
+type Replicated struct {
+	Primary *Cluster
+	Standby *Cluster
+}
+
+// NewReplicated makes a primary (wal_level=replica, PostgreSQL's default)
+// and a hot standby from pg_basebackup with a replication slot of its own
+// on the primary, so the primary keeps the WAL the standby still needs.
+// It returns when the standby accepts connections. It skips or fails t as
+// [NewCluster] does without SCOPED_TEST_PG_CLUSTER=1.
+func NewReplicated(t testing.TB) *Replicated {
+	t.Helper()
+	primary := NewCluster(t)
+	s := &Cluster{t: t, Version: primary.Version, Name: clusterName()}
+	t.Cleanup(s.drop) // runs before the primary's drop
+	var err error
+	for attempt := 1; ; attempt++ {
+		if s.Port, err = freePort(); err != nil {
+			t.Fatal(err)
+		}
+		if err = s.makeStandby(primary); err == nil {
+			break
+		}
+		s.drop()
+		// A backup that failed before pg_createcluster adopted it.
+		_ = os.RemoveAll(filepath.Join("/var/lib/postgresql", s.Version, s.Name))
+		if attempt == 3 {
+			t.Fatalf("make standby %s of %s: %v", s.Name, primary.Name, err)
+		}
+		s.Name = clusterName()
+	}
+	s.DSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test?sslmode=disable", s.Port)
+	return &Replicated{Primary: primary, Standby: s}
+}
+
+// makeStandby makes s a base backup of primary that starts as a standby
+// (-R: standby.signal and the primary_conninfo) and starts it. The backup
+// is taken into the data directory first, with the primary's
+// configuration files, and pg_createcluster then adopts it (it sets the
+// port, the paths and the name): no initdb, which takes seconds here.
+func (s *Cluster) makeStandby(primary *Cluster) error {
+	data := filepath.Join("/var/lib/postgresql", s.Version, s.Name)
+	if err := os.Mkdir(data, 0o700); err != nil {
+		return err
+	}
+	asPostgres := func(cmd ...string) []string { return cmd }
+	if os.Geteuid() == 0 {
+		// The server runs as postgres and owns its data directory.
+		if _, err := run("chown", "postgres:postgres", data); err != nil {
+			return err
+		}
+		asPostgres = func(cmd ...string) []string { return append([]string{"runuser", "-u", "postgres", "--"}, cmd...) }
+	}
+	// The slot's name is the cluster's: unique, and a valid name.
+	backup := asPostgres(filepath.Join("/usr/lib/postgresql", s.Version, "bin", "pg_basebackup"),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port), "-U", "postgres",
+		"-D", data, "-X", "stream", "-R", "-C", "-S", s.Name, "--checkpoint=fast")
+	if _, err := run(backup[0], backup[1:]...); err != nil {
+		return err
+	}
+	etc := filepath.Join("/etc/postgresql", primary.Version, primary.Name)
+	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
+		cp := asPostgres("cp", filepath.Join(etc, f), filepath.Join(data, f))
+		if _, err := run(cp[0], cp[1:]...); err != nil {
+			return err
+		}
+	}
+	if _, err := run("pg_createcluster", "--start-conf=manual", "--port", strconv.Itoa(s.Port), s.Version, s.Name); err != nil {
+		return err
+	}
+	_, err := run("pg_ctlcluster", s.Version, s.Name, "start")
+	return err
+}
+
+// SetApplyDelay sets the standby's recovery_min_apply_delay: it applies a
+// commit only d after the primary made it, a replica that lags on demand.
+// Zero turns the delay off. It fails the test on error.
+func (r *Replicated) SetApplyDelay(d time.Duration) {
+	r.Standby.t.Helper()
+	r.Standby.psql(fmt.Sprintf("ALTER SYSTEM SET recovery_min_apply_delay = '%dms'", d.Milliseconds()))
+	r.Standby.psql("SELECT pg_reload_conf()")
+}
+
+// psql runs one statement on c's database test, failing the test on error.
+func (c *Cluster) psql(sql string) string {
+	c.t.Helper()
+	out, err := run(filepath.Join("/usr/lib/postgresql", c.Version, "bin", "psql"), "-X", "-q", "-A", "-t",
+		"-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres", "-d", "test", "-c", sql)
+	if err != nil {
+		c.t.Fatalf("cluster %s: %v", c.Name, err)
+	}
+	return strings.TrimSpace(string(out))
+}

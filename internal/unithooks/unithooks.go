@@ -1,0 +1,19 @@
+// Package unithooks lets the owners of a unit of work in this module
+// (scopedhttp, shared/rpcscope) run the unit's hooks (scoped.OnCommit,
+// scoped.OnRollback) after they have answered, rather than when the
+// scope ends, which is before the answer: a hook must never delay the
+// client. Package scoped sets the functions; the scope is passed as any
+// because scoped imports this package.
+package unithooks
+
+var (
+	// Hold makes the end of the *scoped.Scope keep the hooks it decides
+	// to run instead of running them. Call it before ending the scope,
+	// and Run after answering, on every path.
+	Hold func(scope any)
+	// Run runs the hooks kept by a held scope's end, once; nothing if
+	// there are none or the scope has not ended.
+	Run func(scope any)
+	// Pending reports whether a held scope's end kept hooks to run.
+	Pending func(scope any) bool
+)
