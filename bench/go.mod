@@ -1,10 +1,14 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/bench
 
 go 1.25.0
 
 require (
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
-	github.com/go-scoped/scoped/scopedpgx v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
+	github.com/go-scoped/scoped/scopedpgx v0.1.0
 	github.com/jackc/pgx/v5 v5.9.1
 	github.com/lib/pq v1.12.3
 	go.uber.org/goleak v1.3.0
@@ -18,8 +22,3 @@ require (
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/text v0.29.0 // indirect
 )
-
-// The benchmark measures the library in this checkout.
-replace github.com/go-scoped/scoped => ../
-
-replace github.com/go-scoped/scoped/scopedpgx => ../scopedpgx

@@ -1,3 +1,7 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/examples
 
 go 1.24.0
@@ -5,7 +9,7 @@ go 1.24.0
 require (
 	github.com/DATA-DOG/go-sqlmock v1.5.2
 	github.com/go-chi/chi/v5 v5.5.0
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/lib/pq v1.12.3
@@ -38,6 +42,3 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.11.0 // indirect
 )
-
-// The examples are developed against the library in this checkout.
-replace github.com/go-scoped/scoped => ../

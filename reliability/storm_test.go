@@ -118,9 +118,10 @@ type stormServer struct {
 
 	commitGate sync.RWMutex // held for writing while connections are killed
 
-	ctx        context.Context // ends when the storm's budget is spent
-	liveTx     sync.Map        // *sql.Tx -> id of the request using it
-	crossScope atomic.Int64
+	ctx        context.Context  // ends when the storm's budget is spent
+	holders    holders[*sql.Tx] // which live requests hold each transaction
+	notOwnMu   sync.Mutex
+	notOwn     []string     // requests that did not see their own session
 	notNoticed atomic.Int64 // handlers that never saw their client go
 	injected   atomic.Int64 // commits failed on purpose
 	recovered  atomic.Int64
@@ -305,9 +306,12 @@ func runStorm(t *testing.T, s dbtest.Server, n int, seed uint64) {
 	if int(ss.injected.Load()) > fig.ByKind["commit-fail"] {
 		t.Errorf("%d commits failed on purpose, for %d requests that asked", ss.injected.Load(), fig.ByKind["commit-fail"])
 	}
-	fig.CrossScopeSessions = int(ss.crossScope.Load())
-	if fig.CrossScopeSessions != 0 {
-		t.Errorf("%d times a request saw a session of another request, or not its own", fig.CrossScopeSessions)
+	ss.notOwnMu.Lock()
+	wrong := append(ss.holders.sharings(), ss.notOwn...)
+	ss.notOwnMu.Unlock()
+	fig.CrossScopeSessions = len(wrong)
+	for _, w := range wrong {
+		t.Errorf("a request saw a session of another request, or not its own: %s", w)
 	}
 	if k := ss.notNoticed.Load(); k != 0 {
 		t.Errorf("%d handlers never saw their client go away", k)
@@ -470,12 +474,24 @@ func (ss *stormServer) serve(w http.ResponseWriter, r *http.Request) {
 		stormDBError(w, ctx, err)
 		return
 	}
-	if other, loaded := ss.liveTx.LoadOrStore(tx, id); loaded && other.(int) != id {
-		ss.crossScope.Add(1)
-	}
-	defer ss.liveTx.Delete(tx)
-	if again, err := ss.txs.Current(ctx); err != nil || again != tx {
-		ss.crossScope.Add(1)
+	defer ss.holders.enter(tx, id)()
+	switch again, err := ss.txs.Current(ctx); {
+	case errors.Is(err, scoped.ErrScopeClosed):
+		// The request's deadline (or its client) ended its context after
+		// its session began, and the safety net ended the scope: Current
+		// says so (spec §2) rather than create another session. That is
+		// no sharing, but only the end of the context may cause it.
+		if !ss.contextEnds(ctx) {
+			ss.notOwnf("request %d (%v): the scope ended under a live handler whose context never ended", id, k)
+		}
+		stormDBError(w, ctx, err)
+		return
+	case err != nil:
+		ss.notOwnf("request %d (%v): a second Current failed: %v", id, k, err)
+		stormDBError(w, ctx, err)
+		return
+	case again != tx:
+		ss.notOwnf("request %d (%v): a second Current gave another session", id, k)
 	}
 	if _, err := tx.ExecContext(ctx, sqlFor(ss.s, "INSERT INTO "+ss.table+" (id, kind) VALUES ($1, $2)"), id, k.String()); err != nil {
 		stormDBError(w, ctx, err)
@@ -487,7 +503,7 @@ func (ss *stormServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if seen != 1 {
-		ss.crossScope.Add(1) // the request does not see its own write
+		ss.notOwnf("request %d (%v): its transaction holds its row %d times, want 1", id, k, seen)
 	}
 	hooked()
 	switch k {
@@ -511,6 +527,26 @@ func (ss *stormServer) serve(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		w.WriteHeader(http.StatusCreated)
+	}
+}
+
+// notOwnf records a request that did not see its own session.
+func (ss *stormServer) notOwnf(format string, args ...any) {
+	ss.notOwnMu.Lock()
+	defer ss.notOwnMu.Unlock()
+	ss.notOwn = append(ss.notOwn, fmt.Sprintf(format, args...))
+}
+
+// contextEnds reports whether ctx ends within the bound. The safety net
+// runs on a goroutine that context.AfterFunc starts as the request's
+// context is cancelled, which may be before ctx, a context derived from
+// it, reports it: so the handler waits for it rather than look once.
+func (ss *stormServer) contextEnds(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-time.After(dbtest.Bound):
+		return false
 	}
 }
 

@@ -3,10 +3,12 @@ package scopedconnect_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -37,6 +39,27 @@ func (b *barrier) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-time.After(bound): // a request that never arrived (no connection?) fails the test, not hangs it
+		return errors.New("barrier: not every request arrived")
+	}
+}
+
+// warm opens n connections of db before the test, so that a server short
+// of connections fails it here rather than leaving requests at a barrier.
+func warm(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	db.SetMaxOpenConns(n + 2)
+	db.SetMaxIdleConns(n + 2)
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		c, err := db.Conn(dbtest.Ctx(t))
+		if err != nil {
+			t.Fatalf("opening connection %d of %d: %v", i+1, n, err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }
 
@@ -47,7 +70,7 @@ func (b *barrier) wait(ctx context.Context) error {
 func TestUnaryRetryConcurrentIncrements(t *testing.T) {
 	const n = 32
 	db, _ := openDB(t)
-	db.SetMaxOpenConns(n + 2)
+	warm(t, db, n)
 	table := dbtest.Table("connect_retry")
 	ctx := dbtest.Ctx(t)
 	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id INT PRIMARY KEY, n BIGINT NOT NULL)"); err != nil {

@@ -1,9 +1,13 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/scopedgrpc
 
 go 1.24.0
 
 require (
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.0.1
 	github.com/jackc/pgx/v5 v5.8.0
@@ -24,5 +28,3 @@ require (
 	google.golang.org/genproto v0.0.0-20230110181048-76db0878b65f // indirect
 	google.golang.org/protobuf v1.31.0 // indirect
 )
-
-replace github.com/go-scoped/scoped => ../

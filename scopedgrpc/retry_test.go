@@ -3,11 +3,13 @@ package scopedgrpc_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,6 +43,27 @@ func (b *barrier) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-time.After(bound): // a request that never arrived (no connection?) fails the test, not hangs it
+		return errors.New("barrier: not every request arrived")
+	}
+}
+
+// warm opens n connections of db before the test, so that a server short
+// of connections fails it here rather than leaving requests at a barrier.
+func warm(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	db.SetMaxOpenConns(n + 2)
+	db.SetMaxIdleConns(n + 2)
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		c, err := db.Conn(dbtest.Ctx(t))
+		if err != nil {
+			t.Fatalf("opening connection %d of %d: %v", i+1, n, err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }
 
@@ -66,7 +89,7 @@ func counterTable(t *testing.T, db *sql.DB) string {
 func TestUnaryRetryConcurrentIncrements(t *testing.T) {
 	const n = 32
 	db, _ := openDB(t)
-	db.SetMaxOpenConns(n + 2)
+	warm(t, db, n)
 	table := counterTable(t, db)
 	txs := scoped.New(scopedsql.Tx(db, &sql.TxOptions{Isolation: sql.LevelSerializable}), scoped.WithTeardownErrorHook(nil))
 	b := newBarrier(n)

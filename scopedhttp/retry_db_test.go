@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
@@ -61,6 +62,27 @@ func (b *barrier) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-time.After(bound): // a request that never arrived (no connection?) fails the test, not hangs it
+		return errors.New("barrier: not every request arrived")
+	}
+}
+
+// warm opens n connections of db before the test, so that a server short
+// of connections fails it here rather than leaving requests at a barrier.
+func warm(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	db.SetMaxOpenConns(n + 2)
+	db.SetMaxIdleConns(n + 2)
+	conns := make([]*sql.Conn, n)
+	for i := range conns {
+		c, err := db.Conn(dbtest.Ctx(t))
+		if err != nil {
+			t.Fatalf("opening connection %d of %d: %v", i+1, n, err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }
 
@@ -104,7 +126,7 @@ func TestDBConcurrentIncrementsWithRetryAllSucceed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := c.server(t)
 			db := openDB(t, s)
-			db.SetMaxOpenConns(c.n + 2)
+			warm(t, db, c.n)
 			table := counter(t, db, "http_retry")
 			txs := scoped.New(scopedsql.Tx(db, c.opts), scoped.WithTeardownErrorHook(nil))
 			b := newBarrier(c.n)
@@ -170,7 +192,7 @@ func TestDBConcurrentIncrementsWithoutRetryFail(t *testing.T) {
 	s := dbtest.Postgres(t)
 	db := openDB(t, s)
 	const n = 16
-	db.SetMaxOpenConns(n + 2)
+	warm(t, db, n)
 	table := counter(t, db, "http_noretry")
 	txs := scoped.New(scopedsql.Tx(db, &sql.TxOptions{Isolation: sql.LevelSerializable}), scoped.WithTeardownErrorHook(nil))
 	b := newBarrier(n)

@@ -51,7 +51,9 @@ func echo(t *testing.T, runs *atomic.Int32) http.Handler {
 
 func post(t *testing.T, ts interface{ Client() *http.Client }, url, body string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

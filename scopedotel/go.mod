@@ -1,9 +1,13 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/scopedotel
 
 go 1.24.0
 
 require (
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.42.0
 	go.opentelemetry.io/otel v1.20.0
 	go.opentelemetry.io/otel/metric v1.20.0
@@ -21,5 +25,3 @@ require (
 	golang.org/x/sys v0.14.0 // indirect
 	golang.org/x/tools v0.6.0 // indirect
 )
-
-replace github.com/go-scoped/scoped => ../

@@ -57,6 +57,7 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 		b := &pgx.Batch{}
 		if first {
 			b.Queue(t.s.begin)
+			t.queueCheck(b)
 		}
 		queue(b)
 		if readXid {
@@ -68,10 +69,20 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch), readXid bool) (pg
 		}
 		_, err := br.Exec()
 		if err == nil {
+			err = t.readCheck(br)
+		}
+		if err == nil {
 			t.began = true
 			return br, nil
 		}
 		_ = br.Close()
+		if moved, err := t.offReplica(ctx, err); moved {
+			if err != nil {
+				return nil, t.fail(err)
+			}
+			retries = -1
+			continue
+		}
 		c := t.conn()
 		if connectionLost(ctx, c, err) {
 			if retries < t.s.beginRetries {
@@ -124,10 +135,17 @@ func (t *tx) untouched(ctx context.Context) bool {
 func (t *tx) beginAlone(ctx context.Context) error {
 	for retries := 0; ; retries++ {
 		c := t.conn()
-		_, err := c.Exec(ctx, t.s.begin)
+		err := t.beginOn(ctx, c)
 		if err == nil {
 			t.began = true
 			return nil
+		}
+		if moved, err := t.offReplica(ctx, err); moved {
+			if err != nil {
+				return err
+			}
+			retries = -1
+			continue
 		}
 		if retries < t.s.beginRetries && connectionLost(ctx, c, err) {
 			if rerr := t.reacquire(ctx); rerr != nil {

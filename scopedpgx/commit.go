@@ -30,8 +30,8 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 	verify := t.s.verify && c.PgConn().TxStatus() == 'T'
 	var tag pgconn.CommandTag
 	var err error
-	if verify && t.xid == "" && t.xidUnsure {
-		tag, err = t.commitReadingXid(ctx, c)
+	if readXid, pos := verify && t.xid == "" && t.xidUnsure, t.wantsPosition(); readXid || pos {
+		tag, err = t.commitPipelined(ctx, c, readXid, pos)
 	} else {
 		tag, err = c.Exec(ctx, t.s.commit)
 	}
@@ -44,6 +44,9 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 		// pgx finishes closing it in the background.
 		t.s.h.giveBackWaiting(t.c, false)
 		t.c = nil
+		if t.s.replica != nil && outcomeUnknown(err) {
+			return nil // a read-only transaction on a replica: nothing to save
+		}
 		if completionUnknown(err) {
 			return fmt.Errorf("scopedpgx: commit: %w: the server does not know whether COMMIT took effect: %w", scoped.ErrCommitUnknown, err)
 		}
@@ -64,18 +67,29 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 	return nil
 }
 
-// commitReadingXid sends the read of the transaction's id and COMMIT in
-// one pipeline.
-func (t *tx) commitReadingXid(ctx context.Context, c *pgx.Conn) (pgconn.CommandTag, error) {
+// commitPipelined sends COMMIT in one pipeline with the read of the
+// transaction's id before it if readXid, and the read of the position it
+// ends at after it if pos (see WithReadAfter).
+func (t *tx) commitPipelined(ctx context.Context, c *pgx.Conn, readXid, pos bool) (pgconn.CommandTag, error) {
 	b := &pgx.Batch{}
-	b.Queue(xidSQL)
+	if readXid {
+		b.Queue(xidSQL)
+	}
 	b.Queue(t.s.commit)
+	if pos {
+		b.Queue(positionSQL)
+	}
 	br := c.SendBatch(ctx, b)
-	var xid, began *string
-	if err := br.QueryRow().Scan(&xid, &began); err == nil && xid != nil && began != nil {
-		t.xid, t.xidBegan = *xid, *began
+	if readXid {
+		var xid, began *string
+		if err := br.QueryRow().Scan(&xid, &began); err == nil && xid != nil && began != nil {
+			t.xid, t.xidBegan = *xid, *began
+		}
 	}
 	tag, err := br.Exec()
+	if pos && err == nil && tag.String() != "ROLLBACK" {
+		t.readPosition(br)
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}

@@ -1,9 +1,13 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/scopedpgx
 
 go 1.25.0
 
 require (
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
 	github.com/jackc/pgx/v5 v5.9.1
 	go.uber.org/goleak v1.1.10
 )
@@ -12,10 +16,9 @@ require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.2 // indirect
+	github.com/jinzhu/copier v0.3.5 // indirect
 	golang.org/x/lint v0.0.0-20190930215403-16217165b5de // indirect
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/text v0.29.0 // indirect
 	golang.org/x/tools v0.36.0 // indirect
 )
-
-replace github.com/go-scoped/scoped => ../

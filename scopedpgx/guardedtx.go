@@ -15,9 +15,11 @@ type txShared struct {
 	pool          *pgxpool.Pool
 	h             *home
 	cfg           config
-	begin, commit string // the statements that begin and commit
-	verify        bool   // read the transaction's id to resolve a lost commit
-	beginRetries  int    // see beginRetries
+	begin, commit string   // the statements that begin and commit
+	verify        bool     // read the transaction's id to resolve a lost commit
+	beginRetries  int      // see beginRetries
+	router        *router  // WithReplicas; nil without
+	replica       *replica // the replica these transactions are on; nil: the primary
 }
 
 // tx is the pgx.Tx that [Tx] hands out. It holds a connection from the
@@ -40,6 +42,7 @@ type tx struct {
 	xidUnsure bool   // something may have given it an id we have not read
 	spNum     int64  // savepoints begun, for their names
 	inner     pgx.Tx // pgx's own transaction, made for LargeObjects only
+	reads     reads  // read-your-writes (WithReadAfter)
 }
 
 var _ pgx.Tx = (*tx)(nil)

@@ -1,6 +1,10 @@
 package scopedpgx
 
-import "time"
+import (
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
 
 // Option configures the transactions of [Tx].
 type Option interface{ apply(*config) }
@@ -13,6 +17,8 @@ type config struct {
 	eager          bool
 	verify         bool
 	resolveTimeout time.Duration
+	replicas       []*pgxpool.Pool // WithReplicas
+	maxLag         time.Duration   // WithMaxReplicaLag; 0: no bound
 }
 
 func defaultConfig() config {

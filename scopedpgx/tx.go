@@ -47,13 +47,14 @@ func Tx(pool *pgxpool.Pool, opts pgx.TxOptions, options ...Option) func(ctx cont
 		// A read-only transaction can write only temporary tables, which
 		// die with its connection: nothing to resolve.
 		verify: cfg.verify && opts.AccessMode != pgx.ReadOnly}
+	s.router = newRouter(s, opts)
 	return func(ctx context.Context) (pgx.Tx, error) {
-		c, err := pool.Acquire(ctx)
+		t := &tx{s: s}
+		t.g = &t.own
+		c, err := s.acquire(ctx, t) // from a replica, for a read-only unit
 		if err != nil {
 			return nil, err
 		}
-		t := &tx{s: s}
-		t.g = &t.own
 		t.hold(c)
 		if cfg.eager {
 			if err := t.beginAlone(ctx); err != nil {

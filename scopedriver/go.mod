@@ -1,10 +1,14 @@
+// This module requires the others of this repository at the version they
+// are released at together (.ci/release-version). In this checkout go.work
+// resolves it; outside the workspace (GOWORK=off), run go through .ci/alone,
+// which serves this checkout at that version: .ci/alone DIR go test ./...
 module github.com/go-scoped/scoped/scopedriver
 
 go 1.25.0
 
 require (
-	github.com/go-scoped/scoped v0.0.0-00010101000000-000000000000
-	github.com/go-scoped/scoped/scopedpgx v0.0.0-00010101000000-000000000000
+	github.com/go-scoped/scoped v0.1.0
+	github.com/go-scoped/scoped/scopedpgx v0.1.0
 	github.com/jackc/pgx/v5 v5.9.1
 	github.com/riverqueue/river v0.25.0
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.25.0
@@ -29,7 +33,3 @@ require (
 	golang.org/x/text v0.29.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
-
-replace github.com/go-scoped/scoped => ../
-
-replace github.com/go-scoped/scoped/scopedpgx => ../scopedpgx

@@ -13,13 +13,16 @@ import (
 
 // serverExamples need PostgreSQL. Tests skip without it, through dbtest;
 // an example cannot, so TestMain skips these with -test.skip instead.
-const serverExamples = "^ExampleNewMiddleware$"
+const serverExamples = "^(ExampleNewMiddleware|ExampleInsert)$"
 
 func TestMain(m *testing.M) {
 	// The crash tests re-execute this binary as a worker process that they
 	// kill; it runs the worker instead of the tests.
 	if mode := os.Getenv(workerModeEnv); mode != "" {
 		os.Exit(workerProcess(mode))
+	}
+	if os.Getenv(outboxProcEnv) != "" {
+		os.Exit(outboxProcess())
 	}
 	flag.Parse()
 	if os.Getenv(dbtest.PostgresEnv) == "" && os.Getenv(dbtest.RequireEnv) == "" {

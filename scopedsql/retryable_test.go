@@ -10,7 +10,6 @@ import (
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedsql"
-	"github.com/jackc/pgx/v5"
 )
 
 // counterTable creates a table of rows (id, n) with ids 1 and 2.
@@ -116,10 +115,6 @@ func TestRetryableRecognisesRealDeadlocksAndSerializationFailures(t *testing.T) 
 		errs := map[string]error{"deadlock": deadlock(t, db, s)}
 		if s.Name == "postgres" {
 			errs["serialization failure"] = serializationFailure(t, db, s)
-		} else {
-			// 1205, with the default innodb_rollback_on_timeout=OFF: the
-			// statement alone was rolled back (see Retryable).
-			errs["lock wait timeout"] = lockWaitTimeout(t, db, s)
 		}
 		for what, err := range errs {
 			t.Logf("%s: %v", what, err)
@@ -137,8 +132,7 @@ func TestRetryableRecognisesRealDeadlocksAndSerializationFailures(t *testing.T) 
 }
 
 // Errors that are not collisions: retrying them repeats the failure or,
-// for PostgreSQL's lock timeout (55P03, which the application set),
-// holds the request longer.
+// for a lock wait timeout, holds the request longer.
 func TestRetryableRejectsOtherErrors(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
@@ -151,14 +145,11 @@ func TestRetryableRejectsOtherErrors(t *testing.T) {
 		}
 		_, dup := db.ExecContext(ctx, s.InsertID(table), 1)
 		_, syntax := db.ExecContext(ctx, "SELEKT 1")
-		errs := map[string]error{
-			"unique violation": dup, "syntax error": syntax,
+		lockTimeout := lockWaitTimeout(t, db, s)
+		for what, err := range map[string]error{
+			"unique violation": dup, "syntax error": syntax, "lock wait timeout": lockTimeout,
 			"nil": nil, "context canceled": context.Canceled, "no rows": sql.ErrNoRows,
-		}
-		if s.Name == "postgres" {
-			errs["lock wait timeout"] = lockWaitTimeout(t, db, s)
-		}
-		for what, err := range errs {
+		} {
 			if what != "nil" && what != "context canceled" && what != "no rows" && err == nil {
 				t.Fatalf("%s: no error", what)
 			}
@@ -195,44 +186,6 @@ func lockWaitTimeout(t *testing.T, db *sql.DB, s dbtest.Server) error {
 	}
 	_, err = waiter.ExecContext(ctx, bump(s, table), 1)
 	return err
-}
-
-// pgx's *pgconn.PgError is matched by its SQLState method, without
-// scopedsql importing pgx.
-func TestRetryableRecognisesPgxErrors(t *testing.T) {
-	t.Parallel()
-	s := dbtest.Postgres(t)
-	ctx := dbtest.Ctx(t)
-	db := openDB(t, s)
-	table := counterTable(t, db, "scopedsql_pgxserial")
-	conn, err := pgx.Connect(ctx, s.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	var n int
-	if err := tx.QueryRow(ctx, "SELECT n FROM "+table+" WHERE id = 1").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, bump(s, table), 1); err != nil {
-		t.Fatal(err)
-	}
-	_, err = tx.Exec(ctx, bump(s, table), 1)
-	if err == nil {
-		t.Fatal("no serialization failure")
-	}
-	if !scopedsql.Retryable(fmt.Errorf("wrapped: %w", err)) {
-		t.Errorf("Retryable(%v) = false", err)
-	}
-	_, syntax := conn.Exec(ctx, "SELEKT 1")
-	if syntax == nil || scopedsql.Retryable(syntax) {
-		t.Errorf("Retryable(%v) = true", syntax)
-	}
 }
 
 // PostgreSQL reports many serialization failures at COMMIT (write skew

@@ -1,0 +1,127 @@
+package scopedpgx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// WithReplicas gives [Tx] read replicas of its pool, streaming replicas
+// (hot standbys) of the same primary: a read-only unit of work runs its
+// transaction on one of them, in turn; every other unit on the primary.
+// A unit is read-only when its transaction options say so, those of Tx or
+// those set on the unit's context; a SERIALIZABLE one stays on the
+// primary, as a hot standby cannot run it.
+//
+// A replica is never a reason for a unit to fail. One that cannot give a
+// connection, or whose BEGIN fails, is skipped for [ReplicaRecheck] and
+// the unit runs on the primary. So is one that lags past the bound of
+// [WithMaxReplicaLag], or that has not replayed the position the unit's
+// context asks for ([WithReadAfter]); both are checked in the pipeline of
+// BEGIN, at no extra round trip when the replica is up to date. Once the
+// transaction has begun on a replica it stays there: a replica lost in the
+// middle of a unit fails that unit's next statement, as the primary's
+// loss would; but its COMMIT, which has nothing to save, does not fail.
+func WithReplicas(pools ...*pgxpool.Pool) Option {
+	for _, p := range pools {
+		if p == nil {
+			panic("scopedpgx: WithReplicas with a nil pool")
+		}
+	}
+	return optionFunc(func(c *config) { c.replicas = append(c.replicas, pools...) })
+}
+
+// WithMaxReplicaLag makes a read-only unit skip a replica whose last
+// replayed commit is older than d while it has received more to replay
+// (pg_last_xact_replay_timestamp; a replica that has replayed all it
+// received does not lag, however old its last commit). It panics if d is
+// not positive.
+func WithMaxReplicaLag(d time.Duration) Option {
+	if d <= 0 {
+		panic("scopedpgx: WithMaxReplicaLag with a duration that is not positive")
+	}
+	return optionFunc(func(c *config) { c.maxLag = d })
+}
+
+// ReplicaRecheck is how long a replica that failed, or lagged past the
+// bound of [WithMaxReplicaLag], is skipped before a unit tries it again.
+const ReplicaRecheck = time.Second
+
+// Position is a point in the primary's write-ahead log (an LSN), such as
+// the end of a commit. The zero Position is none.
+type Position uint64
+
+// String returns p as PostgreSQL writes an LSN: two hexadecimal numbers
+// separated by a slash.
+func (p Position) String() string {
+	return strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16)
+}
+
+// ErrBadPosition is returned by [ParsePosition] for a string that is not
+// an LSN.
+var ErrBadPosition = errors.New("scopedpgx: not a WAL position (an LSN such as 16/B374D848)")
+
+// ParsePosition parses an LSN as [Position.String] and PostgreSQL write
+// it.
+func ParsePosition(s string) (Position, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok || hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 {
+		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
+	}
+	return Position(h<<32 | l), nil
+}
+
+// positions is what [WithReadAfter] puts in a context: the position
+// reads must see, raised by the commits of the units begun under it.
+type positions struct{ p atomic.Uint64 }
+
+func (c *positions) raise(p Position) {
+	for {
+		old := c.p.Load()
+		if uint64(p) <= old || c.p.CompareAndSwap(old, uint64(p)) {
+			return
+		}
+	}
+}
+
+type positionsKey struct{}
+
+// WithReadAfter returns ctx carrying pos for read-your-writes: a
+// read-only unit of work begun with ctx (or a context derived from it)
+// runs on a replica only if that replica has replayed pos, and on the
+// primary otherwise; and every unit begun with it that commits a write
+// raises the position to that commit's, read in the COMMIT's pipeline.
+// [CommitPosition] returns it, for the client to send back with its next
+// request ([ReadYourWrites] does that over HTTP). Set it before the unit
+// begins: a unit reads it when its transaction is created.
+func WithReadAfter(ctx context.Context, pos Position) context.Context {
+	c := &positions{}
+	c.p.Store(uint64(pos))
+	return context.WithValue(ctx, positionsKey{}, c)
+}
+
+// CommitPosition returns the position of ctx's [WithReadAfter], raised by
+// the commits of the units begun under it since: a position after every
+// write they committed. It returns zero for a context without one.
+func CommitPosition(ctx context.Context) Position {
+	if c := positionsOf(ctx); c != nil {
+		return Position(c.p.Load())
+	}
+	return 0
+}
+
+func positionsOf(ctx context.Context) *positions {
+	c, _ := ctx.Value(positionsKey{}).(*positions)
+	return c
+}

@@ -1,0 +1,395 @@
+package scopedpgx
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
+	"github.com/go-scoped/scoped/internal/testkit"
+	"github.com/go-scoped/scoped/shared/txopts"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// replicaSetup is a primary and a streaming replica of the test's own,
+// each behind a proxy that counts round trips, with a table (id int
+// primary key, n int) on the primary that the replica has replayed.
+type replicaSetup struct {
+	r                *dbtest.Replicated
+	primary, replica *pgxpool.Pool
+	pp, rp           *proxy // their proxies
+	table            string
+}
+
+// proxyTo is newProxy to the server at dsn.
+func proxyTo(t testing.TB, dsn string) *proxy {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{t: t, ln: ln, conns: map[net.Conn]struct{}{},
+		target: net.JoinHostPort(cfg.ConnConfig.Host, itoa(int(cfg.ConnConfig.Port)))}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+// TestReplica runs the replica tests as subtests, on one primary and hot
+// standby made for them (seconds to make).
+func TestReplica(t *testing.T) {
+	dbtest.Postgres(t) // the proxies' pools read its user and database
+	r := dbtest.NewReplicated(t)
+	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN), rp: proxyTo(t, r.Standby.DSN)}
+	s.primary, s.replica = s.pp.pool(t, 16), s.rp.pool(t, 16)
+	s.table = pgx.Identifier{dbtest.Table("scopedpgx_replica")}.Sanitize()
+	if _, err := s.primary.Exec(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitReplayed(t, s.primaryPosition(t))
+
+	t.Run("RoutesReadOnlyUnits", s.testRoutes)
+	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)
+	t.Run("ReadYourWritesUnderLoad", s.testReadYourWritesUnderLoad)
+	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
+	t.Run("ReplicaStoppedMidLoad", s.testStoppedMidLoad) // last: it stops the replica
+}
+
+// readOnly returns ctx, outside any scope, marking the unit begun with it
+// read-only, as scopedhttp.ReadOnlySafeMethods does.
+func readOnly(ctx context.Context) context.Context {
+	ctx, err := txopts.With(ctx, txopts.Options{ReadOnly: txopts.On})
+	if err != nil {
+		panic(err)
+	}
+	return ctx
+}
+
+func (s *replicaSetup) txs(opts ...Option) *scoped.ScopedSession[pgx.Tx] {
+	return scoped.New(Tx(s.primary, pgx.TxOptions{}, append([]Option{WithReplicas(s.replica)}, opts...)...),
+		scoped.WithRollback(Rollback))
+}
+
+func (s *replicaSetup) primaryPosition(t testing.TB) Position {
+	t.Helper()
+	var lsn string
+	if err := s.primary.QueryRow(dbtest.Ctx(t), "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePosition(lsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// awaitStandby polls the standby, on a connection of its own, until cond
+// (an SQL boolean of $1, a position) holds. The test's bound bounds it.
+func (s *replicaSetup) awaitStandby(t testing.TB, cond string, p Position) {
+	t.Helper()
+	ctx := dbtest.Ctx(t)
+	c, err := pgx.Connect(ctx, s.r.Standby.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for {
+		var ok bool
+		if err := c.QueryRow(ctx, "SELECT coalesce("+cond+", false)", p.String()).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("standby: %s not true for %s within %v", cond, p, testkit.Bound)
+		case <-time.After(5 * time.Millisecond): // polling a server: no event to wait on
+		}
+	}
+}
+
+func (s *replicaSetup) awaitReplayed(t testing.TB, p Position) {
+	t.Helper()
+	s.awaitStandby(t, "pg_last_wal_replay_lsn() >= $1::text::pg_lsn", p)
+}
+
+// read runs a read-only unit reading row id, and says where it ran.
+func (s *replicaSetup) read(ctx context.Context, txs *scoped.ScopedSession[pgx.Tx], id int) (n int, onReplica bool, err error) {
+	err = scoped.Run(ctx, func(ctx context.Context) error {
+		tx, err := txs.Current(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT coalesce((SELECT n FROM "+s.table+" WHERE id = $1), -1), pg_is_in_recovery()", id).
+			Scan(&n, &onReplica)
+	})
+	return n, onReplica, err
+}
+
+// write sets row id's n in a unit of its own.
+func (s *replicaSetup) write(ctx context.Context, txs *scoped.ScopedSession[pgx.Tx], id, n int) error {
+	return scoped.Run(ctx, func(ctx context.Context) error {
+		tx, err := txs.Current(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "INSERT INTO "+s.table+" (id, n) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET n = excluded.n", id, n)
+		return err
+	})
+}
+
+// testRoutes: a read-only unit runs on the replica, any other on the
+// primary, each at the round trips of a unit without replicas (one for
+// the statement with BEGIN, one for COMMIT).
+func (s *replicaSetup) testRoutes(t *testing.T) {
+	txs := s.txs()
+	ctx := dbtest.Ctx(t)
+	for i := range 3 { // the first units prepare their statements
+		if _, on, err := s.read(readOnly(ctx), txs, 1); err != nil || !on {
+			t.Fatalf("read-only unit %d: on replica %v, err %v; want the replica", i, on, err)
+		}
+		if _, on, err := s.read(ctx, txs, 1); err != nil || on {
+			t.Fatalf("unit %d: on replica %v, err %v; want the primary", i, on, err)
+		}
+	}
+	p0, r0 := s.pp.roundTrips.Load(), s.rp.roundTrips.Load()
+	if _, _, err := s.read(readOnly(ctx), txs, 1); err != nil {
+		t.Fatal(err)
+	}
+	p1, r1 := s.pp.roundTrips.Load(), s.rp.roundTrips.Load()
+	if _, _, err := s.read(ctx, txs, 1); err != nil {
+		t.Fatal(err)
+	}
+	p2, r2 := s.pp.roundTrips.Load(), s.rp.roundTrips.Load()
+	t.Logf("round trips: read-only unit %d on the replica, %d on the primary; other unit %d on the primary, %d on the replica",
+		r1-r0, p1-p0, p2-p1, r2-r1)
+	if r1-r0 != 2 || p1-p0 != 0 || p2-p1 != 2 || r2-r1 != 0 {
+		t.Errorf("want 2 round trips on the unit's server and none on the other")
+	}
+
+	// A read-only transaction factory routes all its units.
+	ro := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}, WithReplicas(s.replica)), scoped.WithRollback(Rollback))
+	if _, on, err := s.read(ctx, ro, 1); err != nil || !on {
+		t.Errorf("unit of a read-only factory: on replica %v, err %v; want the replica", on, err)
+	}
+	// Unless the unit says it is not read-only.
+	rw, err := txopts.With(ctx, txopts.Options{ReadOnly: txopts.Off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, on, err := s.read(rw, ro, 1); err != nil || on {
+		t.Errorf("unit set read-write: on replica %v, err %v; want the primary", on, err)
+	}
+	// A SERIALIZABLE one stays on the primary: a hot standby refuses it.
+	serial := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.Serializable}, WithReplicas(s.replica)),
+		scoped.WithRollback(Rollback))
+	if _, on, err := s.read(ctx, serial, 1); err != nil || on {
+		t.Errorf("serializable read-only unit: on replica %v, err %v; want the primary", on, err)
+	}
+}
+
+// testReadYourWritesWithLag: with the replica applying commits late, a
+// read that carries the position of the client's write runs on the
+// primary and sees it, at the round trips a replica in time would cost
+// plus the replica's ROLLBACK; once the replica has replayed it, the same
+// read runs on the replica. A read without the position runs on the
+// replica and does not see the write: the test can see a stale read.
+func (s *replicaSetup) testReadYourWritesWithLag(t *testing.T) {
+	s.r.SetApplyDelay(time.Hour) // released below, whatever happens
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	txs := s.txs()
+	client := WithReadAfter(dbtest.Ctx(t), 0)
+	if err := s.write(client, txs, 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	pos := CommitPosition(client)
+	if pos == 0 {
+		t.Fatal("no commit position after a unit that wrote")
+	}
+	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
+
+	n, on, err := s.read(readOnly(dbtest.Ctx(t)), txs, 100)
+	if err != nil || !on || n != -1 {
+		t.Fatalf("read without the position: n %d on replica %v, err %v; want the replica's stale -1", n, on, err)
+	}
+	r0, p0 := s.rp.roundTrips.Load(), s.pp.roundTrips.Load()
+	n, on, err = s.read(readOnly(client), txs, 100)
+	if err != nil || on || n != 1 {
+		t.Fatalf("read with the position: n %d on replica %v, err %v; want the primary's 1", n, on, err)
+	}
+	t.Logf("round trips of a read whose position the replica has not replayed: %d on the replica, %d on the primary",
+		s.rp.roundTrips.Load()-r0, s.pp.roundTrips.Load()-p0)
+	if CommitPosition(client) != pos {
+		t.Errorf("a read-only unit moved the position from %s to %s", pos, CommitPosition(client))
+	}
+
+	s.r.SetApplyDelay(0)
+	s.awaitReplayed(t, pos)
+	// The first read on the connection the failed check ran on prepares
+	// its statements again: pgx forgets those of a batch that failed.
+	for i := range 2 {
+		r0, p0 = s.rp.roundTrips.Load(), s.pp.roundTrips.Load()
+		n, on, err = s.read(readOnly(client), txs, 100)
+		if err != nil || !on || n != 1 {
+			t.Fatalf("read with a replayed position: n %d on replica %v, err %v; want the replica's 1", n, on, err)
+		}
+		t.Logf("round trips of read %d with a replayed position: %d on the replica, %d on the primary", i, s.rp.roundTrips.Load()-r0, s.pp.roundTrips.Load()-p0)
+	}
+	if r, p := s.rp.roundTrips.Load()-r0, s.pp.roundTrips.Load()-p0; r != 2 || p != 0 {
+		t.Errorf("read with a replayed position: %d round trips on the replica, %d on the primary; want 2 and 0", r, p)
+	}
+}
+
+// testReadYourWritesUnderLoad: clients write their row and read it back
+// at once, concurrently, each carrying its position: no read is stale,
+// while the replica serves the reads whose position it has replayed.
+func (s *replicaSetup) testReadYourWritesUnderLoad(t *testing.T) {
+	const clients, rounds = 8, 40
+	txs := s.txs()
+	var onReplica, stale atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := WithReadAfter(dbtest.Ctx(t), 0)
+			id := 200 + c
+			for i := 1; i <= rounds; i++ {
+				if err := s.write(client, txs, id, i); err != nil {
+					errs <- err
+					return
+				}
+				// The next request of the same client: its position only.
+				n, on, err := s.read(readOnly(WithReadAfter(dbtest.Ctx(t), CommitPosition(client))), txs, id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if n != i {
+					stale.Add(1)
+				}
+				if on {
+					onReplica.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d reads after their client's write: %d stale, %d served by the replica", clients*rounds, stale.Load(), onReplica.Load())
+	if stale.Load() != 0 {
+		t.Errorf("%d stale reads", stale.Load())
+	}
+}
+
+// testLaggingSkipped: a replica that lags past WithMaxReplicaLag does not
+// serve a read-only unit, and is then skipped without being asked.
+func (s *replicaSetup) testLaggingSkipped(t *testing.T) {
+	s.r.SetApplyDelay(time.Hour)
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	txs := s.txs(WithMaxReplicaLag(50 * time.Millisecond))
+	ctx := dbtest.Ctx(t)
+	if err := s.write(ctx, txs, 300, 1); err != nil {
+		t.Fatal(err)
+	}
+	pos := s.primaryPosition(t)
+	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos)
+	// Lagging: received more than it replayed, last replay older than the bound.
+	s.awaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
+	if n, on, err := s.read(readOnly(ctx), txs, 300); err != nil || on || n != 1 {
+		t.Fatalf("read with a lagging replica: n %d on replica %v, err %v; want the primary's 1", n, on, err)
+	}
+	r0 := s.rp.roundTrips.Load()
+	if _, on, err := s.read(readOnly(ctx), txs, 300); err != nil || on {
+		t.Fatalf("next read: on replica %v, err %v; want the primary", on, err)
+	}
+	if r := s.rp.roundTrips.Load() - r0; r != 0 {
+		t.Errorf("the lagging replica was asked again at once: %d round trips", r)
+	}
+}
+
+// testStoppedMidLoad: readers run read-only units while the replica is
+// stopped: none fails; after the stop the primary serves them.
+func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
+	const readers = 8
+	txs := s.txs()
+	var done atomic.Int64
+	var onReplica, onPrimary atomic.Int64
+	var failed []error
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	warm := make(chan struct{}, readers)
+	after := make(chan struct{}, readers)
+	stopped := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := readOnly(context.Background())
+			for i := 0; ; i++ {
+				var afterStop bool
+				select {
+				case <-stopped:
+					afterStop = true
+				default:
+				}
+				_, on, err := s.read(ctx, txs, r)
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, fmt.Errorf("reader %d unit %d: %w", r, i, err))
+					mu.Unlock()
+				} else if on {
+					onReplica.Add(1)
+				} else {
+					onPrimary.Add(1)
+				}
+				done.Add(1)
+				if i == 10 {
+					warm <- struct{}{}
+				}
+				if afterStop {
+					after <- struct{}{}
+					<-stop
+					return
+				}
+			}
+		}()
+	}
+	for range readers {
+		<-warm
+	}
+	s.r.Standby.Stop(dbtest.Fast)
+	close(stopped)
+	for range readers {
+		<-after
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d read-only units: %d on the replica, %d on the primary, %d failed", done.Load(), onReplica.Load(), onPrimary.Load(), len(failed))
+	for _, err := range failed {
+		t.Error(err)
+	}
+	if onPrimary.Load() == 0 {
+		t.Error("no unit ran on the primary after the replica stopped")
+	}
+	if n := s.replica.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d replica connections left acquired", n)
+	}
+}
