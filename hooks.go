@@ -70,6 +70,7 @@ type unitHook struct {
 // (run.go). Guarded by the scope's mu.
 type unitState struct {
 	hooks []unitHook
+	buf   [2]unitHook // hooks' first array: most units register one or two
 	// Once the scope ended under hold (internal/unithooks): what to run
 	// when the owner asks.
 	decided  bool
@@ -80,7 +81,9 @@ type unitState struct {
 // unitOf returns s's unit state, made on first need. Under s.mu.
 func (s *Scope) unitOf() *unitState {
 	if s.unit == nil {
-		s.unit = &unitState{}
+		u := &unitState{}
+		u.hooks = u.buf[:0]
+		s.unit = u
 	}
 	return s.unit
 }
@@ -118,7 +121,7 @@ const (
 func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int) {
 	s.mu.Lock()
 	u := s.unit
-	if u == nil || u.hooks == nil {
+	if u == nil || len(u.hooks) == 0 {
 		s.mu.Unlock()
 		return nil, hooksNone
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -397,4 +398,26 @@ func TestHookMayRunAUnitOfItsOwn(t *testing.T) {
 	if got, want := rec.List(), []string{"begin tx", "commit tx", "inner <nil>"}; !slices.Equal(got, want) {
 		t.Errorf("events %q, want %q", got, want)
 	}
+}
+
+// A side effect only for saved work: the cache entry is dropped once the
+// order is committed; the nested unit that failed had its OnCommit hook
+// dropped and its OnRollback hook run when it was undone.
+func ExampleOnCommit() {
+	err := scoped.Run(context.Background(), func(ctx context.Context) error {
+		// ... insert the order in the unit's transaction ...
+		_ = scoped.OnCommit(ctx, func(context.Context) { fmt.Println("order saved: drop customer 7's cached orders") })
+		_ = scoped.Run(ctx, func(ctx context.Context) error {
+			// ... reserve the gift wrapping, which fails ...
+			_ = scoped.OnCommit(ctx, func(context.Context) { fmt.Println("never: the nested unit rolled back") })
+			_ = scoped.OnRollback(ctx, func(context.Context) { fmt.Println("gift wrapping undone: release the hold") })
+			return errors.New("out of gift wrap")
+		})
+		return nil // the order stands without the wrapping
+	})
+	fmt.Println("Run:", err)
+	// Output:
+	// gift wrapping undone: release the hold
+	// order saved: drop customer 7's cached orders
+	// Run: <nil>
 }

@@ -43,6 +43,7 @@ type Scope struct {
 	mu       sync.Mutex
 	state    atomic.Uint32 // stEnded (set under mu), stFinished, stWaited
 	flags    uint8         // noNet ... hookHeld, below
+	tracked  bool          // recorded by a Tracker; set before the scope is shared, then only read
 	creating *link         // creations in flight: their factories run
 	stop     func() bool   // unregisters the safety net
 	children *Scope        // open child scopes, newest first
@@ -74,7 +75,6 @@ const (
 	netHeld                    // a session the net may end was created: armed for it, not only for a begin
 	netFired                   // the safety net ended the sessions it may end; the scope is still open
 	byNet                      // the safety net ended the whole scope
-	tracked                    // recorded by a Tracker; set before the scope is shared
 	hookHeld                   // the owner runs the hooks after answering (hooks.go)
 )
 
@@ -85,9 +85,7 @@ func newScope(ctx context.Context, parent *Scope, flags uint8) *Scope {
 		return s
 	}
 	liveScopes.Add(1)
-	if track(s, "scope") {
-		s.flags |= tracked
-	}
+	s.tracked = track(s, "scope")
 	return s
 }
 
@@ -424,7 +422,7 @@ func (s *Scope) release() {
 		s.parent.orphan(s)
 	}
 	liveScopes.Add(-1)
-	if s.flags&tracked != 0 {
+	if s.tracked {
 		untrack(s)
 	}
 }

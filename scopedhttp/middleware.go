@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/unithooks"
 	"github.com/go-scoped/scoped/shared/bindings"
 	"github.com/go-scoped/scoped/shared/rpcscope"
 )
@@ -108,6 +109,8 @@ func (h *handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}()
 	h.next.ServeHTTP(rw, r)
 	returned = true
+	unithooks.Hold(scope) // the unit's hooks run after the answer (hooks.go)
+	defer func() { sw.runHooks(again) }()
 	if sw.held == nil {
 		sw.finishManual()
 		return false
@@ -264,6 +267,7 @@ func (w *writer) send() {
 	if w.state != holding {
 		return
 	}
+	w.lengthForHooks()
 	if w.status != 0 {
 		w.ResponseWriter.WriteHeader(w.status)
 	}

@@ -2,6 +2,7 @@ package scopedhttp_test
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -65,4 +66,15 @@ func TestReadOnlySafeMethodsInsideTheScopePanics(t *testing.T) {
 		}
 	}()
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx))
+}
+
+// GET and HEAD requests read-only, in one line: ReadOnlySafeMethods
+// wraps the middleware that begins the request's unit of work.
+func ExampleReadOnlySafeMethods() {
+	var db *sql.DB // sql.Open(...)
+	txs := scopedsql.NewTx(db, nil)
+	mux := http.NewServeMux() // the application's handlers
+	handler := scopedhttp.ReadOnlySafeMethods(scopedhttp.Middleware(
+		scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(mux))
+	_ = handler // http.ListenAndServe(addr, handler)
 }

@@ -125,13 +125,25 @@ type batchRows struct {
 	br    pgx.BatchResults
 	piggy bool // the transaction's id follows the rows
 	done  bool
+	// again, set for the first statement on a replica, runs it again on
+	// the primary if the replica was lost before its first row; nil if
+	// it was not lost (see tx.queryAgain).
+	again func(err error) pgx.Rows
 }
 
 func (r *batchRows) Next() bool {
 	if r.Rows.Next() {
+		r.again = nil
 		return true
 	}
 	r.end()
+	if again := r.again; again != nil && r.Rows.Err() != nil {
+		r.again = nil
+		if nr := again(r.Rows.Err()); nr != nil {
+			r.Rows = nr // its pipeline is its own; this one has ended
+			return nr.Next()
+		}
+	}
 	return false
 }
 

@@ -18,7 +18,7 @@ type txShared struct {
 	begin, commit string   // the statements that begin and commit
 	verify        bool     // read the transaction's id to resolve a lost commit
 	beginRetries  int      // see beginRetries
-	router        *router  // WithReplicas; nil without
+	router        *router  // which units go to which pool (WithReplicas)
 	replica       *replica // the replica these transactions are on; nil: the primary
 }
 
@@ -309,6 +309,7 @@ func (t *tx) exec(ctx context.Context, sql string, args []any) (pgconn.CommandTa
 	if t.began && !piggy {
 		return t.conn().Exec(ctx, sql, args...)
 	}
+	first := !t.began
 	br, err := t.send(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, piggy)
 	switch {
 	case err == errFallback:
@@ -321,6 +322,14 @@ func (t *tx) exec(ctx context.Context, sql string, args []any) (pgconn.CommandTa
 	}
 	tag, err := br.Exec()
 	t.finish(br, piggy && err == nil)
+	if first && err != nil {
+		if moved, merr := t.failover(ctx, err); moved {
+			if merr != nil {
+				return tag, merr
+			}
+			return t.exec(ctx, sql, args)
+		}
+	}
 	return tag, err
 }
 
@@ -348,6 +357,7 @@ func (t *tx) query(ctx context.Context, sql string, args []any) (pgx.Rows, error
 	if t.began && !piggy {
 		return t.conn().Query(ctx, sql, args...)
 	}
+	first := !t.began
 	br, err := t.send(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, piggy)
 	switch {
 	case err == errFallback:
@@ -359,7 +369,17 @@ func (t *tx) query(ctx context.Context, sql string, args []any) (pgx.Rows, error
 		return &rows{err: err}, err
 	}
 	r, err := br.Query()
-	return &batchRows{Rows: r, t: t, br: br, piggy: piggy}, err
+	rs := &batchRows{Rows: r, t: t, br: br, piggy: piggy}
+	if first && t.s.replica != nil {
+		rs.again = func(err error) pgx.Rows { return t.queryAgain(ctx, sql, args, err) }
+		if err != nil {
+			rs.end()
+			if again := rs.again(err); again != nil {
+				return again, again.Err()
+			}
+		}
+	}
+	return rs, err
 }
 
 func (t *tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {

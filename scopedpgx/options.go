@@ -19,6 +19,7 @@ type config struct {
 	resolveTimeout time.Duration
 	replicas       []*pgxpool.Pool // WithReplicas
 	maxLag         time.Duration   // WithMaxReplicaLag; 0: no bound
+	replicaWait    time.Duration   // WithReplicaWait; 0: no wait
 }
 
 func defaultConfig() config {

@@ -16,18 +16,30 @@ import (
 // (hot standbys) of the same primary: a read-only unit of work runs its
 // transaction on one of them, in turn; every other unit on the primary.
 // A unit is read-only when its transaction options say so, those of Tx or
-// those set on the unit's context; a SERIALIZABLE one stays on the
-// primary, as a hot standby cannot run it.
+// those set on the unit's context. A SERIALIZABLE one stays on the
+// primary, as a hot standby cannot run it; so does a REPEATABLE READ one
+// (or one begun by a BeginQuery of Tx's) given a position to read after,
+// as its snapshot could predate the check of the position. The check
+// assumes the replica's default isolation is READ COMMITTED, as
+// PostgreSQL's is.
 //
 // A replica is never a reason for a unit to fail. One that cannot give a
-// connection, or whose BEGIN fails, is skipped for [ReplicaRecheck] and
-// the unit runs on the primary. So is one that lags past the bound of
-// [WithMaxReplicaLag], or that has not replayed the position the unit's
-// context asks for ([WithReadAfter]); both are checked in the pipeline of
-// BEGIN, at no extra round trip when the replica is up to date. Once the
-// transaction has begun on a replica it stays there: a replica lost in the
-// middle of a unit fails that unit's next statement, as the primary's
-// loss would; but its COMMIT, which has nothing to save, does not fail.
+// connection, whose BEGIN fails, or that lags past the bound of
+// [WithMaxReplicaLag], is skipped for [ReplicaRecheck], and the unit runs
+// on the primary. A unit whose context asks for a position
+// ([WithReadAfter]) that the replica has not replayed runs on the primary
+// too (unless the replica replays it within [WithReplicaWait]). Lag and
+// position are checked by a statement in the pipeline of BEGIN, at no
+// extra round trip when the replica is in time; when it is not, the
+// replica's ROLLBACK costs one, and pgx prepares the pipeline's
+// statements again on that connection's next use. A replica lost while
+// it runs the unit's first statement, before its first row, is lost
+// before anything was read: the statement is sent again, with BEGIN, on
+// the primary. Later, the transaction stays where it began: a replica
+// lost in the middle of a unit fails that unit's next statement, as the
+// primary's loss would; but its COMMIT, which has nothing to save, does
+// not fail. A first statement sent with SendBatch, CopyFrom or the Conn
+// escape hatch is not sent again.
 func WithReplicas(pools ...*pgxpool.Pool) Option {
 	for _, p := range pools {
 		if p == nil {
@@ -49,6 +61,21 @@ func WithMaxReplicaLag(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.maxLag = d })
 }
 
+// WithReplicaWait makes a read-only unit whose position ([WithReadAfter])
+// a replica has not replayed wait up to d for it, on the replica, before
+// it goes to the primary: the wait is part of the replica's BEGIN
+// pipeline (the server polls its replay position every millisecond), so
+// it costs no round trip, and a unit whose position the replica replays
+// within d runs there. It suits a primary that must be spared reads more
+// than a client's reads must be quick after its writes. It panics if d is
+// not positive.
+func WithReplicaWait(d time.Duration) Option {
+	if d <= 0 {
+		panic("scopedpgx: WithReplicaWait with a duration that is not positive")
+	}
+	return optionFunc(func(c *config) { c.replicaWait = d })
+}
+
 // ReplicaRecheck is how long a replica that failed, or lagged past the
 // bound of [WithMaxReplicaLag], is skipped before a unit tries it again.
 const ReplicaRecheck = time.Second
@@ -60,7 +87,7 @@ type Position uint64
 // String returns p as PostgreSQL writes an LSN: two hexadecimal numbers
 // separated by a slash.
 func (p Position) String() string {
-	return strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16)
+	return strings.ToUpper(strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16))
 }
 
 // ErrBadPosition is returned by [ParsePosition] for a string that is not

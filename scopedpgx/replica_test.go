@@ -3,7 +3,11 @@ package scopedpgx
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +16,7 @@ import (
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/internal/testkit"
+	"github.com/go-scoped/scoped/scopedhttp"
 	"github.com/go-scoped/scoped/shared/txopts"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,7 +33,7 @@ type replicaSetup struct {
 }
 
 // proxyTo is newProxy to the server at dsn.
-func proxyTo(t testing.TB, dsn string) *proxy {
+func proxyTo(t testing.TB, dsn string, delay time.Duration) *proxy {
 	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -38,7 +43,7 @@ func proxyTo(t testing.TB, dsn string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{t: t, ln: ln, conns: map[net.Conn]struct{}{},
+	p := &proxy{t: t, ln: ln, delay: delay, conns: map[net.Conn]struct{}{},
 		target: net.JoinHostPort(cfg.ConnConfig.Host, itoa(int(cfg.ConnConfig.Port)))}
 	p.wg.Add(1)
 	go p.accept()
@@ -51,7 +56,7 @@ func proxyTo(t testing.TB, dsn string) *proxy {
 func TestReplica(t *testing.T) {
 	dbtest.Postgres(t) // the proxies' pools read its user and database
 	r := dbtest.NewReplicated(t)
-	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN), rp: proxyTo(t, r.Standby.DSN)}
+	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN, 0), rp: proxyTo(t, r.Standby.DSN, 0)}
 	s.primary, s.replica = s.pp.pool(t, 16), s.rp.pool(t, 16)
 	s.table = pgx.Identifier{dbtest.Table("scopedpgx_replica")}.Sanitize()
 	if _, err := s.primary.Exec(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
@@ -62,8 +67,16 @@ func TestReplica(t *testing.T) {
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)
 	t.Run("ReadYourWritesUnderLoad", s.testReadYourWritesUnderLoad)
+	t.Run("ReplicaWait", s.testWait)
+	t.Run("HTTPReadYourWrites", s.testHTTP)
 	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
-	t.Run("ReplicaStoppedMidLoad", s.testStoppedMidLoad) // last: it stops the replica
+	t.Run("Measure", s.measure)
+	// Last: they stop the replica.
+	t.Run("ReplicaStoppedMidLoad", func(t *testing.T) {
+		s.testStoppedMidLoad(t, dbtest.Fast)
+		r.Standby.Start()
+	})
+	t.Run("ReplicaCrashedMidLoad", func(t *testing.T) { s.testStoppedMidLoad(t, dbtest.Immediate) })
 }
 
 // readOnly returns ctx, outside any scope, marking the unit begun with it
@@ -179,6 +192,33 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 		t.Errorf("want 2 round trips on the unit's server and none on the other")
 	}
 
+	// A write that yields its position costs no round trip more: the
+	// position is read in the COMMIT's pipeline.
+	for _, client := range []context.Context{ctx, WithReadAfter(ctx, 0)} {
+		var trips int64
+		for i := range 3 { // the first units prepare their statements
+			p0 := s.pp.roundTrips.Load()
+			if err := s.write(client, txs, 10, i); err != nil {
+				t.Fatal(err)
+			}
+			trips = s.pp.roundTrips.Load() - p0
+		}
+		if trips != 2 || (CommitPosition(client) == 0) != (client == ctx) {
+			t.Errorf("write unit: %d round trips, position %s; want 2, and a position only with WithReadAfter", trips, CommitPosition(client))
+		}
+	}
+
+	// A read-only unit yields no position, wherever it ran.
+	for _, txs := range []*scoped.ScopedSession[pgx.Tx]{
+		scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}), scoped.WithRollback(Rollback)),
+		txs,
+	} {
+		client := WithReadAfter(readOnly(ctx), 0)
+		if _, _, err := s.read(client, txs, 1); err != nil || CommitPosition(client) != 0 {
+			t.Errorf("read-only unit: err %v, position %s; want none", err, CommitPosition(client))
+		}
+	}
+
 	// A read-only transaction factory routes all its units.
 	ro := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly}, WithReplicas(s.replica)), scoped.WithRollback(Rollback))
 	if _, on, err := s.read(ctx, ro, 1); err != nil || !on {
@@ -191,6 +231,16 @@ func (s *replicaSetup) testRoutes(t *testing.T) {
 	}
 	if _, on, err := s.read(rw, ro, 1); err != nil || on {
 		t.Errorf("unit set read-write: on replica %v, err %v; want the primary", on, err)
+	}
+	// A REPEATABLE READ one with a position stays on the primary: its
+	// snapshot would be taken as the check began.
+	rr := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, WithReplicas(s.replica)),
+		scoped.WithRollback(Rollback))
+	if _, on, err := s.read(ctx, rr, 1); err != nil || !on {
+		t.Errorf("repeatable read read-only unit: on replica %v, err %v; want the replica", on, err)
+	}
+	if _, on, err := s.read(WithReadAfter(ctx, 1), rr, 1); err != nil || on {
+		t.Errorf("repeatable read read-only unit with a position: on replica %v, err %v; want the primary", on, err)
 	}
 	// A SERIALIZABLE one stays on the primary: a hot standby refuses it.
 	serial := scoped.New(Tx(s.primary, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.Serializable}, WithReplicas(s.replica)),
@@ -326,7 +376,7 @@ func (s *replicaSetup) testLaggingSkipped(t *testing.T) {
 
 // testStoppedMidLoad: readers run read-only units while the replica is
 // stopped: none fails; after the stop the primary serves them.
-func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
+func (s *replicaSetup) testStoppedMidLoad(t *testing.T, mode dbtest.StopMode) {
 	const readers = 8
 	txs := s.txs()
 	var done atomic.Int64
@@ -375,7 +425,7 @@ func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
 	for range readers {
 		<-warm
 	}
-	s.r.Standby.Stop(dbtest.Fast)
+	s.r.Standby.Stop(mode)
 	close(stopped)
 	for range readers {
 		<-after
@@ -391,5 +441,103 @@ func (s *replicaSetup) testStoppedMidLoad(t *testing.T) {
 	}
 	if n := s.replica.Stat().AcquiredConns(); n != 0 {
 		t.Errorf("%d replica connections left acquired", n)
+	}
+}
+
+// testHTTP: over HTTP, with GET units read-only and the position in a
+// cookie, a client reads its own write at once while the replica applies
+// it late; a client without the cookie reads the replica's stale row.
+func (s *replicaSetup) testHTTP(t *testing.T) {
+	s.r.SetApplyDelay(time.Hour)
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	txs := s.txs()
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		tx, err := scoped.Current[pgx.Tx](ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if r.Method == http.MethodPost {
+			_, err = tx.Exec(ctx, "INSERT INTO "+s.table+" (id, n) VALUES (400, 1)")
+		} else {
+			var n int
+			var on bool
+			err = tx.QueryRow(ctx, "SELECT coalesce((SELECT n FROM "+s.table+" WHERE id = 400), -1), pg_is_in_recovery()").Scan(&n, &on)
+			fmt.Fprintf(w, "%d %v", n, on)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	h := ReadYourWrites("rp")(scopedhttp.ReadOnlySafeMethods(
+		scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(app)))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Jar: jar}
+	do := func(c *http.Client, method string) string {
+		req, err := http.NewRequestWithContext(dbtest.Ctx(t), method, srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s %v", method, res.StatusCode, body, err)
+		}
+		return string(body)
+	}
+	do(client, http.MethodPost)
+	if got := do(client, http.MethodGet); got != "1 false" {
+		t.Errorf("GET after the client's POST, with its cookie: %q, want the primary's \"1 false\"", got)
+	}
+	if got := do(&http.Client{}, http.MethodGet); got != "-1 true" {
+		t.Errorf("GET of another client: %q, want the replica's stale \"-1 true\"", got)
+	}
+	s.r.SetApplyDelay(0)
+	s.awaitReplayed(t, s.primaryPosition(t))
+	if got := do(client, http.MethodGet); got != "1 true" {
+		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
+	}
+}
+
+// testWait: with WithReplicaWait, a read whose position the replica
+// applies within the wait runs on the replica, at the round trips of a
+// replica in time; one it does not apply within the wait goes to the
+// primary.
+func (s *replicaSetup) testWait(t *testing.T) {
+	t.Cleanup(func() { s.r.SetApplyDelay(0) })
+	for _, c := range []struct {
+		delay, wait time.Duration
+		onReplica   bool
+	}{
+		{200 * time.Millisecond, testkit.Bound, true},
+		{time.Hour, 50 * time.Millisecond, false},
+	} {
+		s.r.SetApplyDelay(c.delay)
+		txs := s.txs(WithReplicaWait(c.wait))
+		client := WithReadAfter(dbtest.Ctx(t), 0)
+		for i := 1; i <= 2; i++ { // the first read prepares its statements
+			if err := s.write(client, txs, 500, i); err != nil {
+				t.Fatal(err)
+			}
+			r0, p0 := s.rp.roundTrips.Load(), s.pp.roundTrips.Load()
+			n, on, err := s.read(readOnly(client), txs, 500)
+			r, p := s.rp.roundTrips.Load()-r0, s.pp.roundTrips.Load()-p0
+			if err != nil || n != i || on != c.onReplica {
+				t.Fatalf("apply delay %v, wait %v: n %d on replica %v, err %v; want %d on replica %v", c.delay, c.wait, n, on, err, i, c.onReplica)
+			}
+			if c.onReplica && i == 2 && (r != 2 || p != 0) {
+				t.Errorf("apply delay %v, wait %v: %d round trips on the replica, %d on the primary; want 2 and 0", c.delay, c.wait, r, p)
+			}
+		}
 	}
 }

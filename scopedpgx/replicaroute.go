@@ -14,12 +14,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// router is what a factory given replicas ([WithReplicas]) routes by.
+// router is what a factory routes its units by: to its replicas
+// ([WithReplicas]), if any, the read-only ones.
 type router struct {
 	replicas []*replica
 	next     atomic.Uint32 // round robin
 	ro       bool          // the factory's own transactions are read-only
 	serial   bool          // SERIALIZABLE: a hot standby cannot run them
+	snap     bool          // REPEATABLE READ, or a BeginQuery of the factory's own
 }
 
 // replica is one read replica of a factory.
@@ -27,25 +29,24 @@ type replica struct {
 	s         *txShared // the transactions begun on it
 	primary   *txShared // where its units go when it cannot take them
 	maxLag    time.Duration
-	skipUntil atomic.Int64 // unix nanoseconds; see ReplicaRecheck
+	wait      time.Duration // WithReplicaWait
+	skipUntil atomic.Int64  // unix nanoseconds; see ReplicaRecheck
 }
 
 // reads is a unit's read-your-writes state, read from its context when
 // its transaction is created.
 type reads struct {
 	after Position   // what a replica must have replayed
-	cell  *positions // where its commit's position goes; nil: nowhere
+	cell  *positions // where its commit's position goes; nil: nowhere, or a read-only unit
 }
 
-// newRouter returns the router of the factory s with the replicas of its
-// configuration, or nil if it has none.
+// newRouter returns the router of the factory s, with the replicas of its
+// configuration.
 func newRouter(s *txShared, opts pgx.TxOptions) *router {
-	if len(s.cfg.replicas) == 0 {
-		return nil
-	}
-	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable}
+	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable,
+		snap: opts.IsoLevel == pgx.RepeatableRead || opts.BeginQuery != ""}
 	for _, p := range s.cfg.replicas {
-		rep := &replica{primary: s, maxLag: s.cfg.maxLag}
+		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait}
 		// A read-only transaction has nothing to resolve (see Tx), and
 		// its BEGIN is not retried on the replica: the primary takes it.
 		rep.s = &txShared{pool: p, h: newHome(p), cfg: s.cfg, begin: s.begin, commit: s.commit, replica: rep}
@@ -54,11 +55,17 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	return r
 }
 
-// readOnly reports whether the unit whose context is ctx is read-only: by
-// the options set on its context, or else by the factory's. This is the
-// one place that decides which units a replica may take.
-func (r *router) readOnlyUnit(ctx context.Context) bool {
-	ro, serial := r.ro, r.serial
+// unit reports whether the unit whose context is ctx, reading after the
+// position after, is read-only, by the options set on its context or
+// else by the factory's, and whether it may run on a replica: it is
+// read-only and its reads can be checked. A SERIALIZABLE transaction
+// cannot run on a hot standby. A REPEATABLE READ one takes its snapshot
+// at its first statement, which is the check: a snapshot taken as the
+// check began could miss the commit the check then saw replayed, so one
+// with a position stays on the primary. This is the one place that
+// decides which units a replica may take.
+func (r *router) unit(ctx context.Context, after Position) (readOnly, onReplica bool) {
+	ro, serial, snap := r.ro, r.serial, r.snap
 	if o, ok := txopts.From(ctx); ok {
 		switch o.ReadOnly {
 		case txopts.On:
@@ -67,21 +74,31 @@ func (r *router) readOnlyUnit(ctx context.Context) bool {
 			ro = false
 		}
 		if o.Isolation != sql.LevelDefault {
-			serial = o.Isolation == sql.LevelSerializable
+			serial = o.Isolation == sql.LevelSerializable || o.Isolation == sql.LevelLinearizable
+			snap = o.Isolation == sql.LevelRepeatableRead || o.Isolation == sql.LevelSnapshot
 		}
 	}
-	return ro && !serial
+	return ro, ro && !serial && !(snap && after != 0)
 }
 
 // acquire gives t a connection for the unit whose context is ctx: from a
-// replica that is not being skipped if the unit is read-only, from the
+// replica that is not being skipped if the unit may run there, from the
 // primary otherwise or if no replica can give one.
 func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
-	cell := positionsOf(ctx)
-	if cell != nil {
-		t.reads = reads{after: Position(cell.p.Load()), cell: cell}
+	r, cell := s.router, positionsOf(ctx)
+	if cell == nil && len(r.replicas) == 0 {
+		return s.pool.Acquire(ctx)
 	}
-	if r := s.router; r != nil && r.readOnlyUnit(ctx) {
+	var after Position
+	if cell != nil {
+		after = Position(cell.p.Load())
+	}
+	readOnly, onReplica := r.unit(ctx, after)
+	t.reads.after = after
+	if !readOnly {
+		t.reads.cell = cell // a read-only unit has no position to yield
+	}
+	if onReplica {
 		n := uint32(len(r.replicas))
 		start := r.next.Add(1)
 		for i := range n {
@@ -109,38 +126,55 @@ func (rep *replica) skip()         { rep.skipUntil.Store(time.Now().Add(ReplicaR
 // replicaCheckSQL fails, in a replica's BEGIN pipeline, when the replica
 // has not replayed the position $1 (NULL: none asked) or lags past $2
 // seconds (NULL: no bound): the statements queued after it do not run,
-// and the unit goes to the primary. It fails by a cast of its message to
-// int, which needs no function on the server; the message holds the
-// replayed position, so that the planner, folding constants, never
-// raises it for a unit that is in time.
-const replicaCheckSQL = `select case when p and l then 0 else ('` + replicaCheckPrefix + `' ||
+// and the unit goes to the primary. Before it checks, it waits up to $3
+// seconds (NULL: not at all) for the replica to replay $1, polling every
+// millisecond on the server. It fails by a cast of its message to int,
+// which needs no function on the server; the message holds the replayed
+// position, so that the planner, folding constants, never raises it for
+// a unit that is in time.
+const replicaCheckSQL = `with recursive wait(i) as (select 0 union all select i + 1 from wait
+	where clock_timestamp() < statement_timestamp() + make_interval(secs => $3::float8)
+	and coalesce(pg_last_wal_replay_lsn() < $1::text::pg_lsn, false) and pg_sleep(0.001) is not null)
+select case when p and l then 0 else ('` + replicaCheckPrefix + `' ||
 	case when p then 'lags' else 'has not replayed ' || $1::text end || ' (replayed: ' ||
 	coalesce(pg_last_wal_replay_lsn()::text, 'none, not a standby') || ')')::int end
-from (select $1::text is null or pg_last_wal_replay_lsn() >= $1::text::pg_lsn as p,
+from (select count(*) from wait) waited(n), lateral (select n >= 0 and ($1::text is null or pg_last_wal_replay_lsn() >= $1::text::pg_lsn) as p,
 	$2::float8 is null or pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
 	or now() - pg_last_xact_replay_timestamp() <= make_interval(secs => $2::float8) as l) c`
 
 const replicaCheckPrefix = "scopedpgx: replica "
 
-// queueCheck queues the replica's check after BEGIN, on a replica only.
-func (t *tx) queueCheck(b *pgx.Batch) {
+// checked reports whether t's BEGIN is followed by the replica's check:
+// on a replica, for a unit with a position to read after or with a bound
+// on lag. Other units have nothing to check: a replica that fails fails
+// their BEGIN or first statement, and they go to the primary all the same.
+func (t *tx) checked() bool {
 	rep := t.s.replica
-	if rep == nil {
+	return rep != nil && (t.reads.after != 0 || rep.maxLag > 0)
+}
+
+// queueCheck queues the replica's check after BEGIN, if t is checked.
+func (t *tx) queueCheck(b *pgx.Batch) {
+	if !t.checked() {
 		return
 	}
-	var after, lag any
+	rep := t.s.replica
+	var after, lag, wait any
 	if t.reads.after != 0 {
 		after = t.reads.after.String()
+		if rep.wait > 0 {
+			wait = rep.wait.Seconds()
+		}
 	}
 	if rep.maxLag > 0 {
 		lag = rep.maxLag.Seconds()
 	}
-	b.Queue(replicaCheckSQL, after, lag)
+	b.Queue(replicaCheckSQL, after, lag, wait)
 }
 
 // readCheck reads the result of queueCheck, if it queued one.
 func (t *tx) readCheck(br pgx.BatchResults) error {
-	if t.s.replica == nil {
+	if !t.checked() {
 		return nil
 	}
 	_, err := br.Exec()
@@ -206,8 +240,8 @@ func lags(err error) bool {
 }
 
 // wantsPosition reports whether t's commit reads the position it ends
-// at: the unit's context asked for it ([WithReadAfter]), and t may have
-// written, on the primary.
+// at: the unit's context asked for it ([WithReadAfter]), the unit is not
+// read-only, and t may have written, on the primary.
 func (t *tx) wantsPosition() bool {
 	return t.reads.cell != nil && t.s.replica == nil && (t.xid != "" || t.xidUnsure || !t.s.verify)
 }
@@ -226,4 +260,36 @@ func (t *tx) readPosition(br pgx.BatchResults) {
 	if p, err := ParsePosition(s); err == nil {
 		t.reads.cell.raise(p)
 	}
+}
+
+// failover moves t to the primary when err, from the first statement of
+// its first pipeline on a replica, says that the replica's connection was
+// lost after BEGIN and the check went through (the replica stopping as
+// the statement ran): nothing was read, so the statement is sent again,
+// with BEGIN, on the primary. An error is the primary's.
+func (t *tx) failover(ctx context.Context, err error) (bool, error) {
+	if t.s.replica == nil || !connectionLost(ctx, t.conn(), err) {
+		return false, nil
+	}
+	t.began = false
+	moved, merr := t.offReplica(ctx, err)
+	if merr != nil {
+		merr = t.fail(merr)
+	}
+	return moved, merr
+}
+
+// queryAgain is failover for a query whose rows failed with err before
+// the first one: the rows of the query sent again on the primary, or nil
+// if t stays where it is.
+func (t *tx) queryAgain(ctx context.Context, sql string, args []any, err error) pgx.Rows {
+	moved, merr := t.failover(ctx, err)
+	switch {
+	case !moved:
+		return nil
+	case merr != nil:
+		return &rows{err: merr}
+	}
+	r, _ := t.query(ctx, sql, args)
+	return r
 }

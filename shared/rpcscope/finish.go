@@ -20,7 +20,11 @@ import (
 // the handler's outcome: endedEarly wrapping the context's error when the
 // call ended before the commit point, or the commit error prefixed with
 // pkg.
+//
+// With an after in ctx ([WithAfter]), the scope's hooks are left for
+// [RunAfter], to run once the response has been sent.
 func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, endedEarly error) error {
+	hold(ctx, scope)
 	if !commit {
 		_ = scope.Remove() // errors reach the sessions' teardown hooks
 		return nil

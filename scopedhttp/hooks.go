@@ -1,0 +1,46 @@
+package scopedhttp
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/go-scoped/scoped/internal/unithooks"
+)
+
+// The unit's hooks (scoped.OnCommit, scoped.OnRollback) run once the
+// response has left, so that they never delay the client and can never
+// turn a committed answer into an error: the scope's end keeps them
+// (unithooks.Hold) and the middleware runs them after answering.
+
+// lengthForHooks sets the Content-Length of a held response whose unit
+// has hooks to run, when the handler did not: the client then knows the
+// response complete once its last byte arrives, without waiting for the
+// end of the chunked body, which net/http writes only when the
+// middleware returns, after the hooks.
+func (w *writer) lengthForHooks() {
+	h := w.ResponseWriter.Header()
+	if !unithooks.Pending(w.scope) || h.Get("Content-Length") != "" || h.Get("Transfer-Encoding") != "" ||
+		w.req.Method == http.MethodHead || !bodyAllowed(w.status) {
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(w.held.body)))
+}
+
+// bodyAllowed reports whether a response with status may have a body
+// (RFC 9110: not 1xx, 204 or 304). 0 is the 200 net/http sends.
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status < 200 || status == http.StatusNoContent || status == http.StatusNotModified)
+}
+
+// runHooks runs the hooks the scope's end kept, after flushing the
+// response so that it has left first. A run followed by another
+// (WithRetry) answered nothing: its hooks run without a flush.
+func (w *writer) runHooks(again bool) {
+	if !unithooks.Pending(w.scope) {
+		return
+	}
+	if !again && w.state != hijacked {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	unithooks.Run(w.scope)
+}
