@@ -3,60 +3,29 @@
 // the end of the stream leaves the server, under all three protocols a
 // Connect handler serves: Connect, gRPC and gRPC-Web.
 //
-// # Usage
-//
-//	users := scoped.New(scopedsql.Tx(db, nil))
+//	txs := scopedsql.NewTx(db, nil)
 //	path, handler := userv1connect.NewUserServiceHandler(svc,
-//		connect.WithRecover(onPanic),
+//		connect.WithRecover(onPanic), // first, so that a panic rolls back here
 //		connect.WithInterceptors(scopedconnect.NewInterceptor(
 //			scopedconnect.WithCommitMode(scopedconnect.Autocommit),
-//			scopedconnect.Bind(users),
+//			scopedconnect.Bind(txs),
 //		)),
 //	)
 //
-// Handlers get the call's session with users.Current(ctx) or
-// scoped.Current[*sql.Tx](ctx); a call that never asks opens no
-// transaction.
+// A handler asks for the call's session with txs.Current(ctx); a call that
+// never asks opens nothing. [Manual] (the default) commits nothing but what
+// the handler commits; [Autocommit] commits when the handler returned no
+// error; [WithCommitPolicy] decides by code. A failed commit replaces the
+// outcome: Aborted for a serialization failure or deadlock,
+// DeadlineExceeded past the deadline, Internal otherwise
+// ([DefaultErrorHandler], [WithErrorHandler]). [WithRetry] runs a unary
+// call again in a fresh scope after a retryable failure; streams are never
+// retried. Hooks registered with scoped.OnCommit and scoped.OnRollback run
+// after the response.
 //
-// # Why not scopedhttp
+// Use this interceptor rather than scopedhttp for Connect handlers: the
+// gRPC and gRPC-Web protocols answer HTTP 200 to a failed call and carry
+// the error in a trailer, so a status-based HTTP commit would commit it.
 //
-// The gRPC and gRPC-Web protocols answer HTTP 200 to a call that failed
-// and carry the error in a trailer, so an HTTP middleware that commits on
-// 2xx would commit a handler that wrote and then returned an error. The
-// interceptor decides on the handler's error itself.
-//
-// # Commit modes
-//
-// [Manual] (the default) commits nothing: the handler commits what it
-// wants and everything else is rolled back when it returns. [Autocommit]
-// commits when the handler returns no error; [WithCommitPolicy] takes any
-// func(connect.Code) bool (the code is [OK] for no error). Any other
-// outcome, a panic, and a call whose context ended (client gone, deadline
-// passed) before the commit roll back.
-//
-// # The commit point
-//
-// A unary call commits after its handler returned and before the response
-// is written; a streaming call commits when its handler returned, before
-// the end of the stream (the gRPC trailers, or Connect's end-of-stream
-// message). If the commit fails, the call ends with the error handler's
-// error instead ([DefaultErrorHandler]: CodeAborted for a serialization
-// failure or deadlock, CodeDeadlineExceeded for a passed deadline,
-// CodeInternal otherwise), so a client never sees success for changes that
-// were not saved. Messages a streaming handler already sent stay sent and
-// are followed by that error; a stream that must commit before it sends
-// commits by hand.
-//
-// # Client gone
-//
-// The scope keeps the core's safety net (see [scoped.Scope]): when the
-// client cancels or the deadline passes, the sessions that may be ended
-// from another goroutine are rolled back at once. Sessions created
-// [scoped.WithoutSafetyNet] (a pinned pgx connection) are ended when the
-// handler returns.
-//
-// # Panics
-//
-// A panic rolls back the scope and goes on, unrecovered, to connect's
-// recover option (given before the interceptor) or to net/http.
+// The guide: docs/rpc.md in the repository.
 package scopedconnect

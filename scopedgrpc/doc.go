@@ -1,55 +1,31 @@
 // Package scopedgrpc runs every gRPC call in its own [scoped.Scope] and
 // commits it, or not, before the response or the final status leaves the
-// server.
+// server, so that a client never sees OK for work that was not saved.
 //
-// # Usage
-//
-//	users := scoped.New(scopedsql.Tx(db, nil))
+//	txs := scopedsql.NewTx(db, nil)
 //	opts := []scopedgrpc.Option{
-//		scopedgrpc.WithCommitMode(scopedgrpc.Autocommit),
-//		scopedgrpc.Bind(users),
+//		scopedgrpc.WithCommitMode(scopedgrpc.Autocommit), // commit when the handler returns no error
+//		scopedgrpc.Bind(txs),                             // scoped.Current[*sql.Tx](ctx) in handlers
 //	}
 //	srv := grpc.NewServer(
-//		grpc.ChainUnaryInterceptor(scopedgrpc.UnaryServerInterceptor(opts...)),
-//		grpc.ChainStreamInterceptor(scopedgrpc.StreamServerInterceptor(opts...)),
+//		grpc.StatsHandler(scopedgrpc.StatsHandler()), // unit hooks after the response
+//		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(), scopedgrpc.UnaryServerInterceptor(opts...)),
+//		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(), scopedgrpc.StreamServerInterceptor(opts...)),
 //	)
 //
-// Handlers get the call's session with users.Current(ctx) or
-// scoped.Current[*sql.Tx](ctx); a call that never asks opens no
-// transaction.
+// A handler asks for the call's session with txs.Current(ctx); a call that
+// never asks opens nothing. [Manual] (the default) commits nothing but what
+// the handler commits; [Autocommit] commits when the handler returned no
+// error; [WithCommitPolicy] decides by status code. A failed commit
+// replaces the outcome: Aborted for a serialization failure or deadlock,
+// DeadlineExceeded past the deadline, Internal otherwise
+// ([DefaultErrorHandler], [WithErrorHandler]). A panic, a cancelled call
+// and a passed deadline roll back. [WithRetry] runs a unary call again in a
+// fresh scope after a retryable failure; streams are never retried.
 //
-// # Commit modes
+// Put the interceptors inside a recovery interceptor, so that a panic rolls
+// back here first. Without [StatsHandler], scoped.OnCommit hooks run at the
+// commit point, before the response is sent.
 //
-// [Manual] (the default) commits nothing: the handler commits what it
-// wants and everything else is rolled back when it returns. [Autocommit]
-// commits when the handler returns no error; [WithCommitPolicy] takes any
-// func(codes.Code) bool. Any other outcome, a panic, and a call whose
-// context ended (client gone, deadline passed) before the commit roll back.
-//
-// # The commit point
-//
-// A unary call commits after its handler returned and before the
-// response is sent; a streaming call commits when its handler returned,
-// before the final status. If the commit fails, the call ends with the
-// error handler's status instead ([DefaultErrorHandler]: Aborted for a
-// serialization failure or deadlock, DeadlineExceeded for a passed
-// deadline, Internal otherwise), so a client never sees OK for changes that
-// were not saved. Messages a streaming handler already sent stay sent and
-// are followed by that status; a stream that must commit before it sends
-// commits by hand.
-//
-// # Client gone
-//
-// The scope keeps the core's safety net (see [scoped.Scope]): when the
-// client cancels or the deadline passes, the sessions that may be ended
-// from another goroutine are rolled back at once, and a handler that goes
-// on using them gets the driver's errors. Sessions created
-// [scoped.WithoutSafetyNet] (a pinned pgx connection) are ended when the
-// handler returns.
-//
-// # Panics
-//
-// A panic rolls back the scope and goes on, unrecovered, to a recovery
-// interceptor outside this one (go-grpc-middleware's recovery turns it
-// into a status) or to the server.
+// The guide: docs/rpc.md in the repository.
 package scopedgrpc

@@ -59,7 +59,11 @@ func (t *tx) commitClaimed(ctx context.Context) error {
 			}
 			return err // it wrote nothing: nothing was at stake
 		}
-		return t.s.resolve(t.xid, t.xidBegan, err)
+		err = t.s.resolve(t.xid, t.xidBegan, err)
+		if err == nil && t.reads.cell != nil {
+			t.s.positionAfterResolve(t.reads.cell)
+		}
+		return err
 	}
 	if tag.String() == "ROLLBACK" {
 		return pgx.ErrTxCommitRollback

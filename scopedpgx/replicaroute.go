@@ -223,6 +223,9 @@ func (t *tx) offReplica(ctx context.Context, err error) (bool, error) {
 	}
 	t.release()
 	t.s = rep.primary
+	// The pipeline now sent was built for the replica, without the read
+	// of the transaction's id: the commit reads it, if it is wanted.
+	t.unsure()
 	pc, aerr := t.s.pool.Acquire(ctx)
 	if aerr != nil {
 		return true, aerr
@@ -292,4 +295,22 @@ func (t *tx) queryAgain(ctx context.Context, sql string, args []any, err error) 
 	}
 	r, _ := t.query(ctx, sql, args)
 	return r
+}
+
+// positionAfterResolve raises cell to the primary's position after a
+// commit whose answer was lost and which the server then said committed:
+// read on another connection, at the cost of one round trip on a commit
+// that took several. The position is the primary's write-ahead log's end
+// now, after the commit's. If it cannot be read within the resolve
+// timeout, the unit's position stays where it was.
+func (s *txShared) positionAfterResolve(cell *positions) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.resolveTimeout)
+	defer cancel()
+	var lsn string
+	if err := s.pool.QueryRow(ctx, positionSQL).Scan(&lsn); err != nil {
+		return
+	}
+	if p, err := ParsePosition(lsn); err == nil {
+		cell.raise(p)
+	}
 }

@@ -6,7 +6,7 @@
 //	GET  /users                              -> 200 [{"id": 1, "username": "ada"}]
 //
 // By default it keeps its data in users.db, an SQLite file in the working
-// directory (pure Go, no server). -driver postgres or -driver mysql with
+// directory (github.com/ncruces/go-sqlite3: pure Go, no cgo, no server). -driver postgres or -driver mysql with
 // -dsn use a server instead.
 package main
 
@@ -26,7 +26,8 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/lib/pq"
-	_ "modernc.org/sqlite"
+	_ "github.com/ncruces/go-sqlite3/driver" // registers "sqlite3"
+	_ "github.com/ncruces/go-sqlite3/embed"  // SQLite itself, as WebAssembly run by wazero
 )
 
 func main() {
@@ -110,14 +111,24 @@ func openDB(ctx context.Context, driver, dsn string) (*sql.DB, error) {
 	default:
 		return nil, fmt.Errorf("unknown -driver %q: want sqlite, postgres or mysql", driver)
 	}
-	db, err := sql.Open(driver, dsn)
+	sqlDriver := driver
+	if driver == "sqlite" {
+		sqlDriver = "sqlite3" // the name ncruces/go-sqlite3 registers
+	}
+	db, err := sql.Open(sqlDriver, dsn)
 	if err != nil {
 		return nil, err
 	}
 	if driver == "sqlite" {
 		db.SetMaxOpenConns(1)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// The first SQLite connection of a process compiles SQLite's
+	// WebAssembly (about 2 s; far longer under the race detector).
+	pingTimeout := 10 * time.Second
+	if driver == "sqlite" {
+		pingTimeout = 2 * time.Minute
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lib/pq"
-	"modernc.org/sqlite"
+	"github.com/ncruces/go-sqlite3"
 )
 
 // User is the example's one model.
@@ -101,14 +101,14 @@ func (s store) bind(query string) string {
 func isUniqueViolation(err error) bool {
 	var pqErr *pq.Error
 	var myErr *mysql.MySQLError
-	var liteErr *sqlite.Error
+	var liteErr *sqlite3.Error
 	switch {
 	case errors.As(err, &pqErr):
 		return pqErr.Code == "23505" // unique_violation
 	case errors.As(err, &myErr):
 		return myErr.Number == 1062 // ER_DUP_ENTRY
 	case errors.As(err, &liteErr):
-		return liteErr.Code() == 2067 // SQLITE_CONSTRAINT_UNIQUE
+		return liteErr.ExtendedCode() == sqlite3.CONSTRAINT_UNIQUE
 	}
 	return false
 }

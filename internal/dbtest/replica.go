@@ -93,11 +93,46 @@ func (s *Cluster) makeStandby(primary *Cluster) error {
 
 // SetApplyDelay sets the standby's recovery_min_apply_delay: it applies a
 // commit only d after the primary made it, a replica that lags on demand.
-// Zero turns the delay off. It fails the test on error.
+// The standby reloads its configuration on its own time, so it returns
+// once the setting is seen in effect: for zero (no delay), once the
+// standby has replayed all the primary had written; for a second or more,
+// once the standby holds back a commit the primary made after the call.
+// A delay under a second is set and not awaited. It fails the test on
+// error, or if the setting is not in effect within [Bound].
 func (r *Replicated) SetApplyDelay(d time.Duration) {
-	r.Standby.t.Helper()
+	t := r.Standby.t
+	t.Helper()
 	r.Standby.psql(fmt.Sprintf("ALTER SYSTEM SET recovery_min_apply_delay = '%dms'", d.Milliseconds()))
 	r.Standby.psql("SELECT pg_reload_conf()")
+	deadline := time.Now().Add(Bound)
+	for probe := ""; ; {
+		switch {
+		case d == 0:
+			if probe == "" {
+				probe = r.Primary.psql("SELECT pg_current_wal_insert_lsn()")
+			}
+			if r.Standby.psql("SELECT pg_last_wal_replay_lsn() >= '"+probe+"'") == "t" {
+				return
+			}
+		case d >= time.Second:
+			if probe == "" || r.Standby.psql("SELECT pg_last_wal_replay_lsn() >= '"+probe+"'") == "t" {
+				// No probe yet, or the last one was applied at once: the
+				// standby had not reloaded. A transaction with an id
+				// writes a commit record.
+				probe = r.Primary.psql("SELECT txid_current(), pg_current_wal_insert_lsn()")
+				_, probe, _ = strings.Cut(probe, "|")
+			}
+			if r.Standby.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'startup' AND wait_event = 'RecoveryApplyDelay'") == "1" {
+				return
+			}
+		default:
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standby %s: recovery_min_apply_delay = %v not in effect within %v", r.Standby.Name, d, Bound)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a server: no event to wait on
+	}
 }
 
 // psql runs one statement on c's database test, failing the test on error.

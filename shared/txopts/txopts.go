@@ -6,7 +6,7 @@
 // transaction.
 //
 // It is not for applications: they call scopedsql.WithTxOptions,
-// scopedpgx.WithTxOptions or scopedsql.ReadOnly. It is public only because
+// scopedpgx.WithTxOptions or scopedhttp.ReadOnlySafeMethods. It is public only because
 // scopedpgx is a module of its own (see package bindings).
 package txopts
 
