@@ -47,10 +47,11 @@ func (s *Scope) cancelled() {
 		return
 	}
 	fired := s.fireBounds(fb[:0], false) // a begin still running gives up first
-	if s.flags&netHeld == 0 || s.sessions.Load() == nil {
+	if s.flags&netHeld == 0 || s.sessions.Load() == nil && s.creating == nil {
 		// Registered only to bound a begin, or every session the scope
-		// held was ended by hand (ScopedSession.Commit or Remove): the
-		// net finds nothing to end and changes no outcome. The scope
+		// held was ended by hand (ScopedSession.Commit or Remove) and none
+		// is being created: the net finds nothing to end and changes no
+		// outcome. The scope
 		// stays open, as if there had been no net; a session created
 		// later registers it again (and it fires at once).
 		s.flags &^= armed
