@@ -86,16 +86,12 @@
 //
 // # Layout
 //
-// Following [ScopedSession.Current] end to end takes three files:
-// current.go (Current, its slow paths, Bind), entry.go (one session's
-// entry: creation by the factory, end by its teardown) and registry.go
-// (where sessions live between the two: the scope's list and the keyed
-// store). Around them: scoped.go (ScopedSession, New, its other methods),
-// scope.go (Scope, Begin, Detach, ending a scope), context.go (the scope's
-// contexts), safetynet.go, creationbound.go (the safety net's watch
-// lent to an adapter's begin), nest.go (child scopes joining their ancestors'
-// sessions), run.go (Run, retries), teardown.go (how sessions end, and its
-// options), outcome.go (what a commit error means), options.go, observe.go
-// (events), leak.go (tracking), reentry.go, connlost.go, scopefunc.go,
-// stats.go and errors.go.
+// session.go holds ScopedSession: New, Current (its lock-free hit path and
+// the single flight of a first call), the creation of a session and the
+// other methods. scope.go holds Scope: Begin, Detach, the scope's
+// immutable list of sessions and the one mutex that guards it, ending a
+// scope, its contexts. net.go is the safety net (and the bound it lends
+// to an adapter's begin); teardown.go how a session ends and what the
+// outcome means; nest.go child scopes; run.go Run; keyed.go ScopeFunc and
+// the keyed store; observe.go options, events, Stats and Track.
 package scoped

@@ -1,6 +1,10 @@
 package scoped
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors, matched with [errors.Is]. Errors returned by this package
 // wrap them (and the underlying cause, where there is one) with %w.
@@ -73,3 +77,17 @@ var (
 	// resolve.
 	ErrCommitUnknown = errors.New("scoped: commit outcome unknown, the changes may have been saved")
 )
+
+// errNetFired is the error of committing in a scope whose safety net has
+// rolled back its sessions because its context was done.
+func errNetFired(s *Scope) error {
+	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, context.Cause(s.parentCtx))
+}
+
+func errOwnSession(name string) error {
+	return fmt.Errorf("%w: the factory of %s asked for its own session (directly or through another factory)", ErrReentrant, name)
+}
+
+// errOwnTeardown is returned by an end of a scope that is called from the
+// teardown of the same scope, which is still in progress.
+var errOwnTeardown = fmt.Errorf("%w: Remove or Commit called from a teardown of the scope being ended", ErrReentrant)

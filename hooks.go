@@ -65,20 +65,27 @@ type unitHook struct {
 	rollback bool
 }
 
-// unitHooks is what a scope holds once a hook is registered.
-type unitHooks struct {
-	list []unitHook
-	buf  [2]unitHook // list's first array: most units register one or two
+// unitState is what a unit of work holds beyond its sessions, made on
+// first need: its hooks, and a request of a Run inside to run it again
+// (run.go). Guarded by the scope's mu.
+type unitState struct {
+	hooks []unitHook
+	buf   [2]unitHook // hooks' first array: most units register one or two
 	// Once the scope ended under hold (internal/unithooks): what to run
 	// when the owner asks.
 	decided  bool
 	rollback bool
+	retry    *retryRequest
 }
 
-func newUnitHooks() *unitHooks {
-	h := &unitHooks{}
-	h.list = h.buf[:0]
-	return h
+// unitOf returns s's unit state, made on first need. Under s.mu.
+func (s *Scope) unitOf() *unitState {
+	if s.unit == nil {
+		u := &unitState{}
+		u.hooks = u.buf[:0]
+		s.unit = u
+	}
+	return s.unit
 }
 
 func addHook(ctx context.Context, fn func(context.Context), rollback bool) error {
@@ -91,13 +98,11 @@ func addHook(ctx context.Context, fn func(context.Context), rollback bool) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended.Load() {
+	if s.ended() {
 		return ErrScopeClosed
 	}
-	if s.hooks == nil {
-		s.hooks = newUnitHooks()
-	}
-	s.hooks.list = append(s.hooks.list, unitHook{fn: fn, ctx: ctx, rollback: rollback})
+	u := s.unitOf()
+	u.hooks = append(u.hooks, unitHook{fn: fn, ctx: ctx, rollback: rollback})
 	return nil
 }
 
@@ -115,20 +120,20 @@ const (
 // internal/unithooks), in which case they stay on s, decided.
 func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int) {
 	s.mu.Lock()
-	h := s.hooks
-	if h == nil {
+	u := s.unit
+	if u == nil || len(u.hooks) == 0 {
 		s.mu.Unlock()
 		return nil, hooksNone
 	}
-	s.hooks = nil
-	held := s.hookHeld
+	list, u.hooks = u.hooks, nil
+	held := s.flags&hookHeld != 0
 	s.mu.Unlock()
 
 	switch {
 	case !commit:
 		which = hooksRollback
 	case errors.Is(err, ErrPartiallyCommitted) || errors.Is(err, ErrCommitUnknown):
-		reportSkipped(s.parentCtx, h.list, err)
+		reportSkipped(s.parentCtx, list, err)
 		return nil, hooksNone
 	case err == nil || errors.Is(err, ErrCommittedCloseFailed) && !errors.Is(err, ErrNotCommitted):
 		which = hooksCommit
@@ -141,21 +146,18 @@ func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int)
 		// finished, so it has not yet taken its own hooks.
 		p := s.parent
 		p.mu.Lock()
-		if p.hooks == nil {
-			p.hooks = newUnitHooks()
-		}
-		p.hooks.list = append(p.hooks.list, h.list...)
+		pu := p.unitOf()
+		pu.hooks = append(pu.hooks, list...)
 		p.mu.Unlock()
 		return nil, hooksNone
 	}
 	if held {
 		s.mu.Lock()
-		h.decided, h.rollback = true, which == hooksRollback
-		s.hooks = h
+		u.hooks, u.decided, u.rollback = list, true, which == hooksRollback
 		s.mu.Unlock()
 		return nil, hooksNone
 	}
-	return h.list, which
+	return list, which
 }
 
 // runHooks runs the hooks of one kind, in registration order.
@@ -210,32 +212,33 @@ func (c hookContext) String() string { return fmt.Sprint(c.Context) + ".WithoutS
 // hold makes s's end keep the hooks it decides to run, for runHeld.
 func (s *Scope) hold() {
 	s.mu.Lock()
-	s.hookHeld = true
+	s.flags |= hookHeld
 	s.mu.Unlock()
 }
 
 // runHeld runs the hooks s's end kept under hold, once.
 func (s *Scope) runHeld() {
 	s.mu.Lock()
-	h := s.hooks
-	if h == nil || !h.decided {
+	u := s.unit
+	if u == nil || !u.decided {
 		s.mu.Unlock()
 		return
 	}
-	s.hooks = nil
+	list, rollback := u.hooks, u.rollback
+	u.hooks, u.decided = nil, false
 	s.mu.Unlock()
 	which := hooksCommit
-	if h.rollback {
+	if rollback {
 		which = hooksRollback
 	}
-	runHooks(h.list, which)
+	runHooks(list, which)
 }
 
 // heldPending reports whether s's end kept hooks that runHeld would run.
 func (s *Scope) heldPending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.hooks != nil && s.hooks.decided
+	return s.unit != nil && s.unit.decided
 }
 
 func init() {

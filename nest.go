@@ -112,7 +112,7 @@ func defaultNesting[S any](td teardown[S]) func(context.Context, S) (Nested[S], 
 // there, and so in the outermost scope, if need be), then nests on it or
 // shares it.
 func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
-	r := e.r
+	r := e.r()
 	var zero S
 	ps, err := r.Current(s.parent.context())
 	if err != nil {
@@ -129,7 +129,8 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		}
 		return zero, fmt.Errorf("%w: %s", ErrNestedBusy, r.name)
 	}
-	e.parentNode = pn
+	x := e.extraState()
+	x.parentNode = pn
 	nested, err := r.nest(ctx, ps)
 	if err != nil {
 		pn.openChild.Store(false)
@@ -137,7 +138,7 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		e.poison(err) // the SAVEPOINT failed: what its transaction holds is unknown
 		return zero, err
 	}
-	e.nested = &nested
+	x.nested, x.isNested = nested, true
 	return nested.Session, nil
 }
 
@@ -157,28 +158,29 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 	if e.shared {
 		return nil, false
 	}
-	defer e.parentNode.openChild.Store(false)
+	x := e.extra
+	defer x.parentNode.openChild.Store(false)
 	defer func() {
 		if p := recover(); p != nil {
-			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r.name, p))
+			err = errors.Join(err, fmt.Errorf("scoped: ending nested %s session panicked: %v", e.r().name, p))
 			e.poison(err)
 		}
 	}()
-	n := e.nested
+	n := &x.nested
 	if commit {
 		commitFailed = true
 		if err = n.Release(ctx); err == nil {
 			return nil, false
 		}
-		err = fmt.Errorf("scoped: release nested %s session: %w", e.r.name, err)
+		err = fmt.Errorf("scoped: release nested %s session: %w", e.r().name, err)
 		if rerr := n.Rollback(ctx); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session after its release failed: %w", e.r.name, rerr))
+			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session after its release failed: %w", e.r().name, rerr))
 			e.poison(err)
 		}
 		return err, true
 	}
 	if err = n.Rollback(ctx); err != nil {
-		err = fmt.Errorf("scoped: roll back nested %s session: %w", e.r.name, err)
+		err = fmt.Errorf("scoped: roll back nested %s session: %w", e.r().name, err)
 		e.poison(err)
 	}
 	return err, false
@@ -187,12 +189,12 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 // poison marks every transaction enclosing e's savepoint as one that must
 // not commit, because a savepoint operation in it failed: err says why.
 func (e *entry[S]) poison(err error) {
-	for p := e.parentNode; p != nil; {
+	for p := e.extra.parentNode; p != nil; {
 		p.poisoned.CompareAndSwap(nil, &err)
-		pe, ok := p.self.(*entry[S])
-		if !ok {
+		pe := entryOf[S](p) // an ancestor's part of the same ScopedSession's session
+		if pe.extra == nil {
 			return
 		}
-		p = pe.parentNode
+		p = pe.extra.parentNode
 	}
 }

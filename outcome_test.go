@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/internal/testkit"
+	_ "github.com/go-scoped/scoped/scopedsql" // its rules for lost connections
 )
 
 // The error of a commit says what it means for the work, so that a caller
@@ -143,7 +144,9 @@ func (t *lostTx) Rollback() error { return nil }
 
 // A database/sql commit that lost its connection may have landed: its
 // error says "unknown", never "nothing was committed"; a commit the server
-// refused still says nothing was.
+// refused still says nothing was. (The drivers' own errors, such as
+// go-sql-driver/mysql's "invalid connection", are scopedsql's rules, which
+// the default commit asks once scopedsql is linked, as it is here.)
 func TestLostConnectionAtCommitIsUnknown(t *testing.T) {
 	for _, c := range []struct {
 		err     error

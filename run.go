@@ -110,7 +110,11 @@ func askRetry(s *Scope, err error) {
 	runtime.Callers(3, pc[:]) // Run's caller
 	r := &retryRequest{err: err, pc: pc[0]}
 	for ; s != nil; s = s.parent {
-		s.retry.CompareAndSwap(nil, r)
+		s.mu.Lock()
+		if u := s.unitOf(); u.retry == nil {
+			u.retry = r
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -129,12 +133,21 @@ func askRetry(s *Scope, err error) {
 // A root scope that ends with a request nobody read was not run again:
 // it logs a warning with log/slog, once per call site of the Run.
 func (s *Scope) RetryRequested() error {
-	r := s.retry.Load()
+	r := s.retryRequest()
 	if r == nil {
 		return nil
 	}
 	r.read.Store(true)
 	return r.err
+}
+
+func (s *Scope) retryRequest() *retryRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unit == nil {
+		return nil
+	}
+	return s.unit.retry
 }
 
 // warnedRetry holds the call sites already warned about by
@@ -145,7 +158,7 @@ var warnedRetry sync.Map // file:line -> struct{}
 // again that nothing read: its owner cannot retry. A scope whose context
 // ended is not warned about: nothing would retry it either way.
 func (s *Scope) warnRetryUnread() {
-	r := s.retry.Load()
+	r := s.retryRequest()
 	if r == nil || r.read.Load() || s.parentCtx.Err() != nil {
 		return
 	}

@@ -2,10 +2,12 @@ package scoped
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // A Scope is one unit of work (a request, a job, a test) that owns the
@@ -27,83 +29,67 @@ import (
 // registers it early; if the context is cancelled then, the begin gives
 // up and the scope, holding nothing yet, stays open.)
 type Scope struct {
-	// Fields are ordered so that a Scope fits the 128-byte size class.
-
 	parentCtx context.Context // the context Begin was given
 	parent    *Scope
 
-	// head lists this scope's sessions, newest first. Readers walk it
-	// without a lock; it is written only under mu.
-	head  atomic.Pointer[node]
-	ended atomic.Bool // set under mu, once
+	// sessions lists the scope's ready sessions, newest first, which is
+	// the order of their creation. The list is immutable: Current reads
+	// it without a lock; under mu it is replaced, never changed.
+	sessions atomic.Pointer[link]
 
-	// finished is set when teardown is complete. A second ender that must
-	// wait for the first makes waitEnd (under mu), which the first closes.
-	finished atomic.Bool
-	waitEnd  atomic.Pointer[chan struct{}]
-
-	mu       sync.Mutex    // guards the fields below and writes to head and ended
-	stripe   uint8         // counter stripe, see stats.go; set once, before the scope is shared
-	noNet    bool          // no safety net: BeginWithoutSafetyNet
-	armed    bool          // the safety net is registered, or being registered
-	netHeld  bool          // a session the net may end was created: armed for it, not only for a begin
-	netFired bool          // the safety net ended the sessions it may end; the scope is still open
-	byNet    bool          // the safety net ended the whole scope
-	tracked  bool          // recorded by a leak tracker (leak.go); set before the scope is shared
-	hookHeld bool          // the owner runs the hooks after answering (hooks.go)
-	netBusy  chan struct{} // closed when a safety net ending part of the scope has finished
-	seq      uint64        // sessions created so far: the creation order of nodes
+	// mu protects the scope's sessions: it is held to replace sessions, to
+	// register and settle creations, to end the scope, and for every field
+	// below. No user code runs while it is held.
+	mu       sync.Mutex
+	state    atomic.Uint32 // stEnded (set under mu), stFinished, stWaited
+	flags    uint8         // noNet ... hookHeld, below
+	tracked  bool          // recorded by a Tracker; set before the scope is shared, then only read
+	creating *link         // creations in flight: their factories run
 	stop     func() bool   // unregisters the safety net
 	children *Scope        // open child scopes, newest first
-
-	// prevSib and nextSib link this scope into parent.children; guarded by parent.mu.
-	prevSib, nextSib *Scope
-
-	retry atomic.Pointer[retryRequest] // a Run inside asked to run this unit again (run.go)
-	hooks *unitHooks                   // OnCommit and OnRollback hooks (hooks.go); guarded by mu
+	sibling  *Scope        // the next child of parent; under parent.mu
+	// busy is closed when a teardown running elsewhere has finished: a
+	// safety net ending part of the scope, or, once a second ender waits
+	// (stWaited), the first ender's.
+	busy chan struct{}
+	unit *unitState // hooks and a request to run again, made on first need (hooks.go)
 }
 
-func newScope(ctx context.Context, parent *Scope) *Scope {
-	s := &Scope{parentCtx: ctx, parent: parent, stripe: uint8(newStripe() % stripes)}
+// A link is a cell of a scope's list of sessions (or of creations).
+type link struct {
+	n    *node
+	next *link
+}
+
+// Bits of Scope.state.
+const (
+	stEnded    uint32 = 1 << iota // Remove or Commit began; no session is created any more
+	stFinished                    // its teardown is complete
+	stWaited                      // a second ender waits on busy
+)
+
+// Bits of Scope.flags.
+const (
+	noNet    uint8 = 1 << iota // BeginWithoutSafetyNet
+	armed                      // the safety net is registered, or being registered
+	netHeld                    // a session the net may end was created: armed for it, not only for a begin
+	netFired                   // the safety net ended the sessions it may end; the scope is still open
+	byNet                      // the safety net ended the whole scope
+	hookHeld                   // the owner runs the hooks after answering (hooks.go)
+)
+
+func newScope(ctx context.Context, parent *Scope, flags uint8) *Scope {
+	s := &Scope{parentCtx: ctx, parent: parent, flags: flags}
 	if parent != nil && !parent.adopt(s) {
-		s.ended.Store(true)
-		s.finished.Store(true)
+		s.state.Store(stEnded | stFinished)
 		return s
 	}
-	liveScopes.add(uint32(s.stripe), 1)
+	liveScopes.Add(1)
 	s.tracked = track(s, "scope")
 	return s
 }
 
-// adopt links child into s's children, unless s has ended.
-func (s *Scope) adopt(child *Scope) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended.Load() {
-		return false
-	}
-	child.nextSib = s.children
-	if s.children != nil {
-		s.children.prevSib = child
-	}
-	s.children = child
-	return true
-}
-
-// orphan unlinks child from s's children.
-func (s *Scope) orphan(child *Scope) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if child.prevSib != nil {
-		child.prevSib.nextSib = child.nextSib
-	} else if s.children == child {
-		s.children = child.nextSib
-	}
-	if child.nextSib != nil {
-		child.nextSib.prevSib = child.prevSib
-	}
-	child.prevSib, child.nextSib = nil, nil
-}
+func (s *Scope) ended() bool { return s.state.Load()&stEnded != 0 }
 
 // Begin starts a scope and returns a context that carries it. Every
 // session a [ScopedSession] creates for this context (or one derived from
@@ -125,7 +111,7 @@ func Begin(ctx context.Context) (context.Context, *Scope) {
 	if ctx == nil {
 		panic("scoped: Begin with nil context")
 	}
-	s := newScope(ctx, scopeFrom(ctx))
+	s := newScope(ctx, scopeFrom(ctx), 0)
 	return s.context(), s
 }
 
@@ -138,7 +124,7 @@ func BeginIndependent(ctx context.Context) (context.Context, *Scope) {
 	if ctx == nil {
 		panic("scoped: BeginIndependent with nil context")
 	}
-	s := newScope(ctx, nil)
+	s := newScope(ctx, nil, 0)
 	return s.context(), s
 }
 
@@ -152,8 +138,7 @@ func BeginWithoutSafetyNet(ctx context.Context) (context.Context, *Scope) {
 	if ctx == nil {
 		panic("scoped: BeginWithoutSafetyNet with nil context")
 	}
-	s := newScope(ctx, scopeFrom(ctx))
-	s.noNet = true
+	s := newScope(ctx, scopeFrom(ctx), noNet)
 	return s.context(), s
 }
 
@@ -174,7 +159,7 @@ func Detach(ctx context.Context) (context.Context, *Scope) {
 	if ctx == nil {
 		panic("scoped: Detach with nil context")
 	}
-	s := newScope(context.WithoutCancel(ctx), nil)
+	s := newScope(context.WithoutCancel(ctx), nil, 0)
 	return s.context(), s
 }
 
@@ -182,6 +167,136 @@ func Detach(ctx context.Context) (context.Context, *Scope) {
 func FromContext(ctx context.Context) (*Scope, bool) {
 	s := scopeFrom(ctx)
 	return s, s != nil
+}
+
+// Len returns the number of sessions the scope holds now.
+func (s *Scope) Len() int {
+	n := 0
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		n++
+	}
+	return n
+}
+
+// Committable returns how many of the sessions the scope holds now
+// [Scope.Commit] would commit: those with a commit (a transaction), not a
+// pinned connection whose statements were saved as they ran, nor a child
+// scope's share of its parent's session. It tells a scope that holds
+// uncommitted work from one that has nothing to commit, as
+// scopedhttp's Manual mode must before it reports a forgotten commit.
+func (s *Scope) Committable() int {
+	n := 0
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		if c.n.owner.ends.committable(c.n) {
+			n++
+		}
+	}
+	return n
+}
+
+// Err reports whether the scope has ended: nil while it is open,
+// [ErrScopeClosed] after. After the safety net rolled the scope back
+// because its context ended, the error also wraps [ErrScopeCancelled] and
+// the context's cause.
+func (s *Scope) Err() error {
+	if !s.ended() {
+		return nil
+	}
+	s.mu.Lock()
+	net := s.flags&byNet != 0
+	s.mu.Unlock()
+	if net {
+		return errNetFired(s)
+	}
+	return ErrScopeClosed
+}
+
+// find returns the ready session of o in s, if any. Lock-free.
+func (s *Scope) find(o *owner) *node {
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		if c.n.owner == o {
+			return c.n
+		}
+	}
+	return nil
+}
+
+// startCreation registers n, whose factory is about to run. Under s.mu.
+func (s *Scope) startCreation(n *node) {
+	n.cell = link{n: n, next: s.creating}
+	s.creating = &n.cell
+}
+
+// endCreation unregisters n, whose factory has returned. Under s.mu.
+func (s *Scope) endCreation(n *node) {
+	for p := &s.creating; *p != nil; p = &(*p).next {
+		if (*p).n == n {
+			*p = n.cell.next
+			break
+		}
+	}
+	n.cell = link{}
+	n.settleBound()
+}
+
+func (s *Scope) publish(n *node) error {
+	s.mu.Lock()
+	s.endCreation(n)
+	if s.ended() {
+		n.settle(ErrScopeClosed)
+		s.mu.Unlock()
+		return ErrScopeClosed
+	}
+	n.settle(nil)
+	n.cell = link{n: n, next: s.sessions.Load()}
+	s.sessions.Store(&n.cell)
+	arm := false
+	if !n.owner.noNet && !n.shared && s.flags&noNet == 0 {
+		// The net is registered once the scope holds something it may end.
+		arm = s.flags&armed == 0
+		s.flags |= netHeld | armed
+	}
+	s.mu.Unlock()
+	if arm {
+		s.arm() // outside s.mu: a context may be the caller's own type
+	}
+	return nil
+}
+
+func (s *Scope) fail(n *node, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.endCreation(n)
+	n.settle(err)
+}
+
+// drop replaces the list of sessions by one without those drop selects,
+// and returns them. Under s.mu.
+func (s *Scope) drop(buf []*node, drop func(*node) bool) []*node {
+	var keep []*node
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		if drop(c.n) {
+			buf = append(buf, c.n)
+		} else {
+			keep = append(keep, c.n)
+		}
+	}
+	var l *link
+	for i := len(keep) - 1; i >= 0; i-- {
+		l = &link{n: keep[i], next: l}
+	}
+	s.sessions.Store(l)
+	return buf
+}
+
+// take removes the ready session n from the list. Under s.mu. Taking the
+// newest session, the common case, allocates nothing.
+func (s *Scope) take(n *node) {
+	if head := s.sessions.Load(); head != nil && head.n == n {
+		s.sessions.Store(head.next)
+		return
+	}
+	s.drop(nil, func(x *node) bool { return x == n })
 }
 
 // Remove ends the scope: open child scopes first, then every session the
@@ -203,39 +318,11 @@ func (s *Scope) Remove() error { return s.end(false) }
 // [ErrScopeClosed].
 func (s *Scope) Commit() error { return s.end(true) }
 
-// Len returns the number of sessions the scope holds now.
-func (s *Scope) Len() int {
-	n := 0
-	for e := s.head.Load(); e != nil; e = e.next.Load() {
-		if e.state.Load() == stateReady {
-			n++
-		}
-	}
-	return n
-}
-
-// Err reports whether the scope has ended: nil while it is open,
-// [ErrScopeClosed] after. After the safety net rolled the scope back
-// because its context ended, the error also wraps [ErrScopeCancelled] and
-// the context's cause.
-func (s *Scope) Err() error {
-	if !s.ended.Load() {
-		return nil
-	}
-	s.mu.Lock()
-	byNet := s.byNet
-	s.mu.Unlock()
-	if byNet {
-		return errNetFired(s)
-	}
-	return ErrScopeClosed
-}
-
 func (s *Scope) end(commit bool) error {
 	s.mu.Lock()
-	if s.ended.Load() {
+	if st := s.state.Load(); st&stEnded != 0 {
 		s.mu.Unlock()
-		if !s.finished.Load() && insideTeardown() {
+		if st&stFinished == 0 && onStack(endFunc) {
 			return errOwnTeardown
 		}
 		s.awaitEnd()
@@ -246,43 +333,41 @@ func (s *Scope) end(commit bool) error {
 		}
 		return nil
 	}
-	s.ended.Store(true)
 	// A begin still running is given up: its session would be ended the
-	// moment it exists (creationbound.go).
-	var fb [2]*factoryContext
-	fired := s.fireBounds(fb[:0], context.Canceled, ErrScopeClosed)
-	netFired, netBusy := s.netFired, s.netBusy
-	stop := s.stop
+	// moment it exists (net.go).
+	var fb [2]*node
+	fired := s.fireBounds(fb[:0], true)
+	netFiredBefore, netBusy, stop := s.flags&netFired != 0, s.busy, s.stop
 	s.stop = nil
 	var kids [4]*Scope
 	children := kids[:0]
-	for c := s.children; c != nil; {
-		next := c.nextSib
-		c.prevSib, c.nextSib = nil, nil
+	for c := s.children; c != nil; c = c.sibling {
 		children = append(children, c)
-		c = next
 	}
 	s.children = nil
 	// Only sessions whose creation finished are ours to end; a creation
-	// still in flight sees ended when it finishes and ends its own session.
+	// still in flight sees stEnded when it finishes and ends its own.
 	var buf [8]*node
 	nodes := buf[:0]
-	head := s.head.Load()
-	if head != nil { // a scope that never held a session skips the barriered store
-		s.head.Store(nil)
-	}
-	for n := head; n != nil; n = n.next.Load() {
-		if n.state.Load() == stateReady {
-			nodes = append(nodes, n)
+	if head := s.sessions.Load(); head != nil {
+		for c := head; c != nil; c = c.next {
+			nodes = append(nodes, c.n)
 		}
+		s.sessions.Store(nil)
+	} else if len(fired) == 0 && stop == nil && netBusy == nil && len(children) == 0 && s.unit == nil {
+		// A scope that never held anything ends with its own release:
+		// no one saw it ending, so no one waits for it.
+		s.state.Store(stEnded | stFinished)
+		s.mu.Unlock()
+		s.release()
+		return nil
 	}
+	s.state.Or(stEnded)
 	s.mu.Unlock()
 	if s.parent == nil {
 		s.warnRetryUnread()
 	}
 	runBounds(fired)
-	sortNewestFirst(nodes)
-
 	if stop != nil {
 		stop()
 	}
@@ -292,7 +377,7 @@ func (s *Scope) end(commit bool) error {
 			errs = append(errs, err)
 		}
 	}
-	if commit && netFired {
+	if commit && netFiredBefore {
 		// The net rolled back part of the scope: committing the rest
 		// would save half of the work.
 		errs = append(errs, errNetFired(s))
@@ -316,91 +401,185 @@ func (s *Scope) finishHooks(commit bool, err error, netBusy chan struct{}) error
 // finish completes an end: the scope leaves its parent and the count of
 // live scopes, and enders waiting for it are released.
 func (s *Scope) finish(err error, netBusy chan struct{}) error {
-	if netBusy != nil && !insideNet() {
+	if netBusy != nil && !onStack(netFunc) {
 		// Return with everything ended, including what the net is ending
 		// (unless this is a teardown the net runs, ending its own scope).
 		<-netBusy
 	}
+	s.release()
+	if s.state.Or(stFinished)&stWaited != 0 {
+		s.mu.Lock()
+		close(s.busy)
+		s.mu.Unlock()
+	}
+	return err
+}
 
+// release takes an ended scope out of its parent and the count of live
+// scopes.
+func (s *Scope) release() {
 	if s.parent != nil {
 		s.parent.orphan(s)
 	}
-	liveScopes.add(uint32(s.stripe), -1)
+	liveScopes.Add(-1)
 	if s.tracked {
 		untrack(s)
 	}
-	s.finished.Store(true)
-	if w := s.waitEnd.Load(); w != nil {
-		close(*w)
-	}
-	return err
 }
 
 // awaitEnd waits until the teardown another caller started has finished,
 // so that every ender returns with the scope fully torn down.
 func (s *Scope) awaitEnd() {
-	if s.finished.Load() {
-		return
-	}
 	s.mu.Lock()
-	w := s.waitEnd.Load()
-	if w == nil {
-		ch := make(chan struct{})
-		w = &ch
-		s.waitEnd.Store(w)
+	if s.state.Load()&stWaited == 0 {
+		s.busy = make(chan struct{}) // the net's, if any, is the first ender's to wait for
 	}
+	w := s.busy
+	finished := s.state.Or(stWaited)&stFinished != 0
 	s.mu.Unlock()
-	// The finisher stores finished before loading waitEnd: if it missed
-	// our channel, we see finished here and do not wait.
-	if s.finished.Load() {
-		return
+	if !finished {
+		<-w
 	}
-	<-*w
 }
 
-// endNodes ends sessions listed newest first. With commit, committable
-// sessions are committed in creation order until a commit fails;
-// everything not committed is then rolled back and closed, newest first.
-// The joined error says what the failure means for the work (classify).
-func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) error {
-	commitFailed, committed := false, false
-	if commit {
-		for i := len(nodes) - 1; i >= 0; i-- {
-			n := nodes[i]
-			if !n.self.committable() {
-				continue
-			}
-			n.ended = true
-			err := n.self.end(ctx, true)
-			if n.commitFailed {
-				errs = append(errs, err)
-				commitFailed = true
-				break
-			}
-			if err != nil {
-				errs = append(errs, err) // a close failing after a commit that succeeded stops nothing
-			}
-			committed = true
-		}
+// adopt links child into s's children, unless s has ended.
+func (s *Scope) adopt(child *Scope) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended() {
+		return false
 	}
-	for _, n := range nodes {
-		if n.ended {
-			continue
-		}
-		n.ended = true
-		if err := n.self.end(ctx, false); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return classify(errors.Join(errs...), commit, commitFailed, committed)
+	child.sibling = s.children
+	s.children = child
+	return true
 }
 
-// sortNewestFirst orders a scope's nodes by creation, newest first. Scopes
-// hold a handful of sessions: insertion sort, no allocation.
-func sortNewestFirst(nodes []*node) {
-	for i := 1; i < len(nodes); i++ {
-		for j := i; j > 0 && nodes[j].seq > nodes[j-1].seq; j-- {
-			nodes[j], nodes[j-1] = nodes[j-1], nodes[j]
+// orphan unlinks child from s's children.
+func (s *Scope) orphan(child *Scope) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := &s.children; *p != nil; p = &(*p).sibling {
+		if *p == child {
+			*p = child.sibling
+			break
+		}
+	}
+	child.sibling = nil
+}
+
+// scopePlace is the session of owner o in scope s, for lookup.
+type scopePlace struct {
+	s   *Scope
+	o   *owner
+	end int8 // what the lookup is for, below
+}
+
+const (
+	endNone   int8 = iota // Current
+	endRemove             // ScopedSession.Remove: an ended scope has nothing to remove
+	endCommit             // ScopedSession.Commit: an ended scope committed nothing
+)
+
+func (p scopePlace) lock()                       { p.s.mu.Lock() }
+func (p scopePlace) unlock()                     { p.s.mu.Unlock() }
+func (p scopePlace) take(n *node)                { p.s.take(n) }
+func (p scopePlace) endContext() context.Context { return p.s.teardownContext() }
+
+func (p scopePlace) get() *node {
+	if n := p.s.find(p.o); n != nil {
+		return n
+	}
+	for c := p.s.creating; c != nil; c = c.next {
+		if c.n.owner == p.o {
+			return c.n
+		}
+	}
+	return nil
+}
+
+func (p scopePlace) check() error {
+	ended := p.s.ended()
+	switch {
+	case p.end == endRemove || !ended && p.end == endNone:
+		return nil
+	case ended:
+		// For Commit: whatever the session held was rolled back with its
+		// scope, and nil would claim a commit that did not happen.
+		return ErrScopeClosed
+	case p.s.flags&netFired != 0 && !p.o.noNet:
+		return errNetFired(p.s)
+	}
+	return nil
+}
+
+// The contexts of a scope: the one Begin returns, which carries the scope,
+// and the one sessions are ended with, which keeps its values but is never
+// cancelled. Both are the Scope itself under another type: no allocation.
+
+// scopeKey finds the innermost Scope in a context.
+type scopeKey struct{}
+
+func scopeFrom(ctx context.Context) *Scope {
+	if c, ok := ctx.(*scopeContext); ok { // the common case: no layers above Begin's context
+		return (*Scope)(c)
+	}
+	s, _ := ctx.Value(scopeKey{}).(*Scope)
+	return s
+}
+
+// scopeContext is the context Begin returns: the parent context plus the
+// scope, without the allocation of a separate context.WithValue.
+type scopeContext Scope
+
+func (s *Scope) context() context.Context { return (*scopeContext)(s) }
+
+func (c *scopeContext) Deadline() (time.Time, bool) { return c.parentCtx.Deadline() }
+func (c *scopeContext) Done() <-chan struct{}       { return c.parentCtx.Done() }
+func (c *scopeContext) Err() error                  { return c.parentCtx.Err() }
+func (c *scopeContext) String() string              { return fmt.Sprint(c.parentCtx) + ".WithScope" }
+
+func (c *scopeContext) Value(key any) any {
+	if _, ok := key.(scopeKey); ok {
+		return (*Scope)(c)
+	}
+	return c.parentCtx.Value(key)
+}
+
+// teardownContext is what sessions are ended with: the scope's values,
+// never cancelled, so that a cancelled request still rolls back cleanly.
+type teardownContext Scope
+
+func (s *Scope) teardownContext() context.Context { return (*teardownContext)(s) }
+
+func (c *teardownContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *teardownContext) Done() <-chan struct{}       { return nil }
+func (c *teardownContext) Err() error                  { return nil }
+func (c *teardownContext) Value(key any) any           { return (*scopeContext)(c).Value(key) }
+func (c *teardownContext) String() string {
+	return fmt.Sprint(c.parentCtx) + ".WithScope.WithoutCancel"
+}
+
+// A teardown that ends its own scope (or a teardown the safety net runs
+// that removes its scope) would wait for itself. Both are told apart from
+// another goroutine's concurrent end by the stack of the caller, which is
+// read only then: when a second end meets a teardown still in progress.
+// Go has no other goroutine identity, and these ends get no context.
+var (
+	endFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).end"
+	netFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).cancelled"
+)
+
+func onStack(fn string) bool {
+	pcs := make([]uintptr, 256)
+	n := runtime.Callers(3, pcs) // skip Callers, onStack and the end asking
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if f.Function == fn {
+			return true
+		}
+		if !more {
+			return false
 		}
 	}
 }

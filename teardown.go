@@ -7,11 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
+	"syscall"
 	"time"
 
+	"github.com/go-scoped/scoped/internal/connlost"
 	"github.com/go-scoped/scoped/internal/sqlconn"
 )
+
+// How a session ends: its type's teardown (detected once, in New, or set
+// by options), run exactly once per session with panic safety and an
+// optional time bound, and what the outcome means for the work.
 
 // teardown holds how sessions of one type end. Each func may be nil.
 type teardown[S any] struct {
@@ -161,4 +168,246 @@ func resolve[S any](o teardownOverride, def func(context.Context, S) error) func
 // costs a goroutine and a timer. d <= 0 means no bound.
 func WithTeardownTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.timeout = d })
+}
+
+// commitLost wraps a database/sql-style commit error in ErrCommitUnknown
+// when it says the connection was lost rather than that the server refused
+// the commit (or that the server itself does not know the outcome): such a
+// commit may have been saved. The core knows the standard library's errors
+// (a broken connection, EOF, a network error that is not the caller's
+// context); scopedsql adds the drivers' own (internal/connlost).
+func commitLost(err error) error {
+	if err != nil && (connlost.CommitUnknown(err) || stdlibLost(err)) {
+		return fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+	}
+	return err
+}
+
+func stdlibLost(err error) bool {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+		return true
+	}
+	return errors.As(err, &ne)
+}
+
+// end commits (if asked and possible) or rolls back the session, then
+// closes it. It runs exactly once per session, by whoever took the entry
+// out of its store, with no lock held. Its error reaches the hook and the
+// counters; with [WithTeardownTimeout], it returns once the bound has
+// passed even if the session's teardown has not.
+func (r *ScopedSession[S]) end(n *node, ctx context.Context, commit bool) (err error) {
+	e := entryOf[S](n)
+	if e.tracked {
+		untrack(&e.node)
+	}
+	var start time.Time
+	if r.events != nil && !e.shared {
+		start = time.Now()
+	}
+	if e.extra != nil && e.extra.isNested || e.shared {
+		// Not a session of its own: it counts in no Stats.
+		commit = commit && !e.shared
+		err, e.commitFailed = e.endNested(ctx, commit)
+		if err != nil {
+			r.report(ctx, err)
+		}
+		if r.events != nil && !e.shared {
+			e.emitEnd(ctx, start, commit, err)
+		}
+		return err
+	}
+	commit = commit && r.td.commit != nil
+	var poisoned *error
+	if commit {
+		if poisoned = e.poisoned.Load(); poisoned != nil {
+			commit = false // roll back what is left of it: nothing of it may be saved
+		}
+	}
+	if r.timeout > 0 {
+		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
+	} else {
+		err, e.commitFailed = e.teardown(ctx, commit)
+	}
+	if poisoned != nil {
+		err = errors.Join(fmt.Errorf("scoped: %s session rolled back instead of committed, a nested unit of work left it unusable: %w", r.name, *poisoned), err)
+		e.commitFailed = true
+	}
+	if r.events != nil {
+		e.emitEnd(ctx, start, commit, err)
+	}
+	switch {
+	case err != nil:
+		r.stats.endFailed.Add(1)
+		r.report(ctx, err)
+	case commit:
+		r.stats.committed.Add(1)
+	default:
+		r.stats.rolledBack.Add(1)
+	}
+	return err
+}
+
+// emitEnd reports the end of e to the event hook.
+func (e *entry[S]) emitEnd(ctx context.Context, start time.Time, commit bool, err error) {
+	now := time.Now()
+	x := e.extra
+	nested := x != nil && x.isNested
+	ev := Event{Nested: nested, Commit: commit, Start: start, Duration: now.Sub(start), Err: err}
+	if x != nil && x.id != 0 { // 0 when the scope ended while the factory ran: no Created was sent
+		ev.ID, ev.Lifetime = x.id, now.Sub(x.born)
+	}
+	switch {
+	case err != nil:
+		ev.Kind = Failed
+	case commit:
+		ev.Kind = Committed
+	case nested || e.r().td.rollback != nil:
+		ev.Kind = RolledBack
+	default:
+		ev.Kind = Closed
+	}
+	e.r().emit(ctx, ev)
+}
+
+// teardown runs the session's commit or rollback, then its close. A
+// panicking teardown is reported as an error so that the sessions after
+// it still end; commitFailed says the commit did not return nil.
+func (e *entry[S]) teardown(ctx context.Context, commit bool) (err error, commitFailed bool) {
+	r, td := e.r(), &e.r().td
+	defer func() {
+		if p := recover(); p != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: ending %s session panicked: %v", r.name, p))
+		}
+	}()
+	if commit {
+		commitFailed = true // until the commit returns nil: a panic is a failed commit too
+		if cerr := td.commit(ctx, e.s); cerr != nil {
+			err = fmt.Errorf("scoped: commit %s session: %w", r.name, cerr)
+		} else {
+			commitFailed = false
+		}
+	} else if td.rollback != nil {
+		if rerr := td.rollback(ctx, e.s); rerr != nil {
+			err = fmt.Errorf("scoped: roll back %s session: %w", r.name, rerr)
+		}
+	}
+	if td.close != nil {
+		if cerr := td.close(ctx, e.s); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: close %s session: %w", r.name, cerr))
+		}
+	}
+	return err, commitFailed
+}
+
+// endWithin is teardown bounded by d: the teardown gets a context with
+// that deadline and runs on a goroutine of its own, so that one which does
+// not honour contexts (database/sql's Commit and Rollback take none) still
+// cannot hold the caller past d. Past d the caller gets ErrTeardownTimeout
+// (and, for a commit, ErrCommitUnknown: it may still land); the goroutine
+// goes on until the driver returns, and what it returns then reaches the
+// hook.
+func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) (error, bool) {
+	type result struct {
+		err          error
+		commitFailed bool
+	}
+	done := make(chan result, 1)
+	tctx, cancel := context.WithTimeout(ctx, d)
+	go func() {
+		defer cancel()
+		err, failed := e.teardown(tctx, commit)
+		done <- result{err, failed}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case res := <-done:
+		return res.err, res.commitFailed
+	case <-t.C:
+	}
+	go func() { // report the late outcome, which no caller waits for any more
+		res := <-done
+		late := errors.New("succeeded")
+		if res.err != nil {
+			late = res.err
+		}
+		e.r().report(ctx, fmt.Errorf("scoped: ending %s session finished after its %v bound: %w", e.r().name, d, late))
+	}()
+	if commit {
+		return fmt.Errorf("scoped: commit %s session: %w after %v: %w", e.r().name, ErrTeardownTimeout, d, ErrCommitUnknown), true
+	}
+	return fmt.Errorf("scoped: end %s session: %w after %v", e.r().name, ErrTeardownTimeout, d), false
+}
+
+// committable reports whether n's session has a commit of its own to run:
+// a nested part (its release), or a session whose type commits.
+func (r *ScopedSession[S]) committable(n *node) bool {
+	e := entryOf[S](n)
+	if e.extra != nil && e.extra.isNested {
+		return true
+	}
+	return !e.shared && r.td.commit != nil
+}
+
+// endNodes ends sessions listed newest first. With commit, committable
+// sessions are committed in creation order until a commit fails;
+// everything not committed is then rolled back and closed, newest first.
+// The joined error says what the failure means for the work (classify).
+func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) error {
+	commitFailed, committed := false, false
+	if commit {
+		for i := len(nodes) - 1; i >= 0; i-- {
+			n := nodes[i]
+			if !n.owner.ends.committable(n) {
+				continue
+			}
+			n.ended = true
+			err := n.owner.ends.end(n, ctx, true)
+			if n.commitFailed {
+				errs = append(errs, err)
+				commitFailed = true
+				break
+			}
+			if err != nil {
+				errs = append(errs, err) // a close failing after a commit that succeeded stops nothing
+			}
+			committed = true
+		}
+	}
+	for _, n := range nodes {
+		if n.ended {
+			continue
+		}
+		n.ended = true
+		if err := n.owner.ends.end(n, ctx, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return classify(errors.Join(errs...), commit, commitFailed, committed)
+}
+
+// classify wraps the error of ending sessions with what it means for the
+// work, so that callers (scopedhttp's answer, a job's retry) can tell a
+// commit that failed from one that landed: see [ErrNotCommitted],
+// [ErrPartiallyCommitted] and [ErrCommittedCloseFailed]. commitFailed says
+// that a commit returned an error (or panicked); committedBefore, that
+// another session of the same end had committed before it.
+func classify(err error, commit, commitFailed, committedBefore bool) error {
+	switch {
+	case err == nil || !commit:
+		return err
+	case !commitFailed:
+		return fmt.Errorf("%w: %w", ErrCommittedCloseFailed, err)
+	case committedBefore:
+		return fmt.Errorf("%w: %w", ErrPartiallyCommitted, err)
+	case errors.Is(err, ErrCommitUnknown):
+		// Not "nothing was committed": the commit may have landed.
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrNotCommitted, err)
 }

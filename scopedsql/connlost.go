@@ -8,7 +8,26 @@ import (
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/go-scoped/scoped/internal/connlost"
 )
+
+// The core's default commit of a *sql.Tx asks these rules too, so that a
+// commit that lost its connection, or that the server could not complete
+// knowingly, is reported as scoped.ErrCommitUnknown.
+func init() {
+	connlost.CommitUnknown = func(err error) bool { return connectionLost(err) || completionUnknown(err) }
+}
+
+// completionUnknown reports whether err carries SQLSTATE 40003
+// (statement_completion_unknown, CockroachDB's ambiguous result): the
+// server does not know whether the statement took effect.
+func completionUnknown(err error) bool {
+	return walk(err, func(e error) bool {
+		st, ok := e.(interface{ SQLState() string })
+		return ok && st.SQLState() == "40003"
+	})
+}
 
 // connectionLost reports whether err says the connection to the server
 // was lost (or was already dead when it was used), as opposed to an error
