@@ -29,8 +29,10 @@ import (
 // ended one. A hook that panics is logged with log/slog and stops no
 // other hook; no hook changes the unit's result. When the outcome is not
 // known ([ErrCommitUnknown]) or only part of the unit was saved
-// ([ErrPartiallyCommitted]), neither OnCommit nor [OnRollback] hooks run,
-// and that is logged: running either would claim an outcome nobody knows.
+// ([ErrPartiallyCommitted], or a session committed by hand with
+// [ScopedSession.Commit] in a unit that is then removed rather than
+// committed), neither OnCommit nor [OnRollback] hooks run, and that is
+// logged: running either would claim an outcome nobody knows.
 //
 // A hook is lost if the process dies between the commit and the hook.
 // For work that must not be lost, write it in the unit's own transaction
@@ -76,6 +78,10 @@ type unitState struct {
 	decided  bool
 	rollback bool
 	retry    *retryRequest
+	// A session of the unit was committed by hand (ScopedSession.Commit):
+	// a unit removed afterwards saved part of its work, so neither kind of
+	// hook runs for it (OnRollback would compensate for saved work).
+	handCommitted bool
 }
 
 // unitOf returns s's unit state, made on first need. Under s.mu.
@@ -127,9 +133,13 @@ func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int)
 	}
 	list, u.hooks = u.hooks, nil
 	held := s.flags&hookHeld != 0
+	handCommitted := u.handCommitted
 	s.mu.Unlock()
 
 	switch {
+	case !commit && handCommitted:
+		reportSkipped(s.parentCtx, list, errHandCommitted)
+		return nil, hooksNone
 	case !commit:
 		which = hooksRollback
 	case errors.Is(err, ErrPartiallyCommitted) || errors.Is(err, ErrCommitUnknown):
@@ -186,6 +196,17 @@ func hookKind(h unitHook) string {
 		return "OnRollback"
 	}
 	return "OnCommit"
+}
+
+// errHandCommitted is why the hooks of a unit removed after one of its
+// sessions was committed by hand do not run.
+var errHandCommitted = errors.New("scoped: a session of the unit was committed by hand (ScopedSession.Commit) and the unit was then removed, not committed: part of its work is saved; commit the scope (Scope.Commit, or a middleware's automatic mode) for its OnCommit hooks to run")
+
+// handCommitted records that a session of s was committed by hand.
+func (s *Scope) handCommitted() {
+	s.mu.Lock()
+	s.unitOf().handCommitted = true
+	s.mu.Unlock()
 }
 
 // reportSkipped logs the hooks not run because the unit's outcome is

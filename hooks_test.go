@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -420,4 +421,37 @@ func ExampleOnCommit() {
 	// gift wrapping undone: release the hold
 	// order saved: drop customer 7's cached orders
 	// Run: <nil>
+}
+
+// A session committed by hand (ScopedSession.Commit, scopedhttp's Manual
+// pattern) saved the unit's work: a unit then removed runs no OnRollback
+// hook, which would compensate for saved work, nor OnCommit (the unit was
+// not committed); one then committed runs its OnCommit hooks.
+func TestHandCommittedSessionSettlesNoRollbackHook(t *testing.T) {
+	for _, commitScope := range []bool{false, true} {
+		var calls atomic.Int64
+		txs := txSession(nil, "tx", &calls)
+		ctx, scope := scoped.Begin(context.Background())
+		mustCurrent(t, txs, ctx)
+		var ran []string
+		if err := scoped.OnCommit(ctx, func(context.Context) { ran = append(ran, "commit") }); err != nil {
+			t.Fatal(err)
+		}
+		if err := scoped.OnRollback(ctx, func(context.Context) { ran = append(ran, "rollback") }); err != nil {
+			t.Fatal(err)
+		}
+		if err := txs.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		want := []string(nil)
+		if commitScope {
+			err, want = scope.Commit(), []string{"commit"}
+		} else {
+			err = scope.Remove()
+		}
+		if err != nil || !slices.Equal(ran, want) {
+			t.Fatalf("commit scope %v: %v, hooks %v; want %v", commitScope, err, ran, want)
+		}
+	}
 }

@@ -65,7 +65,8 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfig, last bool) (again bool, err error) {
 	var s *Scope
 	if c.independent {
-		ctx, s = BeginIndependent(ctx)
+		s = newScope(ctx, nil, 0) // a root of its own, keeping ctx's values and cancellation
+		ctx = s.context()
 	} else {
 		ctx, s = Begin(ctx)
 	}
@@ -247,9 +248,10 @@ func WithRetry(maxAttempts int, retryable func(error) bool) RunOption {
 	return runOptionFunc(func(c *runConfig) { c.retries, c.retryable = maxAttempts, retryable })
 }
 
-// Independent makes [Run] begin a new root scope even inside a scope, as
-// [BeginIndependent] does: fn's sessions are its own (a transaction of its
-// own, on a connection of its own), committed or rolled back when fn
+// Independent makes [Run] begin a new root scope even inside a scope,
+// keeping ctx's values and cancellation: fn's sessions are its own (a
+// transaction of its own, on a connection of its own), which ctx's scope
+// neither joins nor ends, committed or rolled back when fn
 // returns, whatever the caller's unit of work does later. Use it for work
 // that must survive the caller's rollback, such as an audit row; mind that
 // it takes a second connection from the pool while the caller holds one.

@@ -103,8 +103,8 @@ func (s *Scope) ended() bool { return s.state.Load()&stEnded != 0 }
 // rather than creating its own (a savepoint of the parent's transaction,
 // see [WithNesting]), and ends at the latest when the parent does. A child
 // begun after its parent ended is born ended (its Current returns
-// [ErrScopeClosed]). For sessions of its own inside a scope use
-// [BeginIndependent]; for work that outlives the scope, [Detach].
+// [ErrScopeClosed]). For a unit with sessions of its own inside a scope
+// use [Run] with [Independent]; for work that outlives the scope, [Detach].
 //
 // Begin itself takes no connection and runs no factory.
 func Begin(ctx context.Context) (context.Context, *Scope) {
@@ -112,19 +112,6 @@ func Begin(ctx context.Context) (context.Context, *Scope) {
 		panic("scoped: Begin with nil context")
 	}
 	s := newScope(ctx, scopeFrom(ctx), 0)
-	return s.context(), s
-}
-
-// BeginIndependent starts a new root scope even inside a scope: an
-// independent unit of work with sessions of its own (its own transaction,
-// on its own connection), which ctx's scope neither joins nor ends. It
-// keeps ctx's values and cancellation. Use it for work that must survive
-// the enclosing unit's rollback, such as an audit row, and end it yourself.
-func BeginIndependent(ctx context.Context) (context.Context, *Scope) {
-	if ctx == nil {
-		panic("scoped: BeginIndependent with nil context")
-	}
-	s := newScope(ctx, nil, 0)
 	return s.context(), s
 }
 

@@ -342,27 +342,35 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 		if commit {
 			end = endCommit
 		}
-		return endAt(ctx, r, scopePlace{s: s, o: &r.owner, end: end}, commit)
+		err, saved := endAt(ctx, r, scopePlace{s: s, o: &r.owner, end: end}, commit)
+		if saved {
+			s.handCommitted() // the unit's hooks must not claim a rollback (hooks.go)
+		}
+		return err
 	}
-	return endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx}, commit)
+	err, _ = endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx}, commit)
+	return err
 }
 
-// endAt ends the session at p, if there is one.
-func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) error {
+// endAt ends the session at p, if there is one; saved says a commit of it
+// succeeded.
+func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) (err error, saved bool) {
 	n, err := lookup(ctx, p)
 	if _, failed := err.(failedCreation); failed {
-		return nil // nothing was created: nothing to end
+		return nil, false // nothing was created: nothing to end
 	}
 	if err != nil {
-		return err
+		return err, false
 	}
 	if n == nil {
 		p.unlock()
-		return nil
+		return nil, false
 	}
 	p.take(n)
 	p.unlock()
-	return classify(r.end(n, p.endContext(), commit), commit && r.committable(n), n.commitFailed, false)
+	committable := commit && r.committable(n)
+	err = classify(r.end(n, p.endContext(), commit), committable, n.commitFailed, false)
+	return err, committable && !n.commitFailed
 }
 
 // A place is where one session of one ScopedSession lives, or will: its

@@ -30,7 +30,7 @@ var ErrTxOptionsLate = txopts.ErrLate
 // context that is already inside a scope it returns ctx unchanged and
 // [ErrTxOptionsLate]: the options would reach no transaction. A child
 // unit joins its parent's transaction; an independent unit inside a
-// request (scoped.BeginIndependent) that needs other options uses a
+// request (scoped.Run with scoped.Independent) that needs other options uses a
 // ScopedSession made with them.
 //
 // Options set on a context that already carries some are laid over them,
