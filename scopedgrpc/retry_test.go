@@ -3,13 +3,11 @@ package scopedgrpc_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,66 +20,6 @@ import (
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// barrier holds the first n arrivals until all n have arrived.
-type barrier struct {
-	n       int32
-	arrived atomic.Int32
-	all     chan struct{}
-}
-
-func newBarrier(n int) *barrier { return &barrier{n: int32(n), all: make(chan struct{})} }
-
-func (b *barrier) wait(ctx context.Context) error {
-	switch k := b.arrived.Add(1); {
-	case k > b.n:
-		return nil
-	case k == b.n:
-		close(b.all)
-	}
-	select {
-	case <-b.all:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(bound): // a request that never arrived (no connection?) fails the test, not hangs it
-		return errors.New("barrier: not every request arrived")
-	}
-}
-
-// warm opens n connections of db before the test, so that a server short
-// of connections fails it here rather than leaving requests at a barrier.
-func warm(t *testing.T, db *sql.DB, n int) {
-	t.Helper()
-	db.SetMaxOpenConns(n + 2)
-	db.SetMaxIdleConns(n + 2)
-	conns := make([]*sql.Conn, n)
-	for i := range conns {
-		c, err := db.Conn(dbtest.Ctx(t))
-		if err != nil {
-			t.Fatalf("opening connection %d of %d: %v", i+1, n, err)
-		}
-		conns[i] = c
-	}
-	for _, c := range conns {
-		_ = c.Close()
-	}
-}
-
-// counterTable is one row (id 1, n 0) in a fresh table, dropped at the end.
-func counterTable(t *testing.T, db *sql.DB) string {
-	t.Helper()
-	table := dbtest.Table("grpc_retry")
-	ctx := dbtest.Ctx(t)
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id INT PRIMARY KEY, n BIGINT NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = db.ExecContext(context.Background(), "DROP TABLE "+table) })
-	if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" VALUES (1, 0)"); err != nil {
-		t.Fatal(err)
-	}
-	return table
-}
-
 // 32 concurrent unary calls increment one counter at SERIALIZABLE through
 // a service function in its own unit of work with retries, whose errors
 // the handler turns into a status: under WithRetry all succeed and the
@@ -89,31 +27,11 @@ func counterTable(t *testing.T, db *sql.DB) string {
 func TestUnaryRetryConcurrentIncrements(t *testing.T) {
 	const n = 32
 	db, _ := openDB(t)
-	warm(t, db, n)
-	table := counterTable(t, db)
+	counter := dbtest.CreateCounter(t, db, "grpc_retry", n)
 	txs := scoped.New(scopedsql.Tx(db, &sql.TxOptions{Isolation: sql.LevelSerializable}), scoped.WithTeardownErrorHook(nil))
-	b := newBarrier(n)
-	var runs atomic.Int32
-	increment := func(ctx context.Context) error {
-		return scoped.Run(ctx, func(ctx context.Context) error {
-			tx, err := txs.Current(ctx)
-			if err != nil {
-				return err
-			}
-			var v int64
-			if err := tx.QueryRowContext(ctx, "SELECT n FROM "+table+" WHERE id = 1").Scan(&v); err != nil {
-				return err
-			}
-			if err := b.wait(ctx); err != nil {
-				return err
-			}
-			_, err = tx.ExecContext(ctx, "UPDATE "+table+" SET n = $1 WHERE id = 1", v+1)
-			return err
-		}, scoped.WithRetry(3, scopedsql.Retryable))
-	}
+	increment := counter.Service(txs.Current, scopedsql.Retryable)
 	client := serve(t, &health{check: func(ctx context.Context) error {
-		runs.Add(1)
-		if err := increment(ctx); err != nil {
+		if err := increment(ctx, 1); err != nil {
 			return status.Error(codes.Internal, err.Error())
 		}
 		return nil
@@ -135,17 +53,7 @@ func TestUnaryRetryConcurrentIncrements(t *testing.T) {
 			t.Errorf("call %d: %v", i, err)
 		}
 	}
-	var v int64
-	if err := db.QueryRowContext(dbtest.Ctx(t), "SELECT n FROM "+table+" WHERE id = 1").Scan(&v); err != nil {
-		t.Fatal(err)
-	}
-	if v != n {
-		t.Errorf("counter = %d, want %d", v, n)
-	}
-	if r := runs.Load(); r < 2*n-1 {
-		t.Errorf("%d runs for %d calls, want at least %d", r, n, 2*n-1)
-	}
-	t.Logf("%d calls, %d runs", n, runs.Load())
+	counter.Check(t, n)
 }
 
 // A serialization failure at COMMIT runs the call again; the attempts are

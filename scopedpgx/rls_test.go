@@ -2,11 +2,6 @@ package scopedpgx
 
 import (
 	"context"
-	"errors"
-	"net/http"
-	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/go-scoped/scoped/internal/dbtest"
@@ -14,17 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
-
-// withTenant is the application's authentication: before scopedhttp's
-// middleware, so that the tenant is in the context the unit begins with.
-func withTenant(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tenant := r.Header.Get("X-Tenant"); tenant != "" {
-			r = r.WithContext(context.WithValue(r.Context(), tenantKey{}, tenant))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 // rlsPool is a pool of at most maxConns connections of s, logged in as
 // role, in mode.
@@ -76,102 +60,25 @@ func TestRowLevelSecuritySetupThroughScopedHTTP(t *testing.T) {
 			pool := rlsPool(t, app, 3, c.mode)
 			txs := NewTx(pool, pgx.TxOptions{}, WithSetup(setTenant))
 
-			var foreign, short, ranWithoutTenant atomic.Int64
-			mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				ctx := r.Context()
-				tx, err := txs.Current(ctx)
-				if errors.Is(err, errNoTenant) {
-					http.Error(w, "no tenant", http.StatusForbidden)
-					return
-				}
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-					return
-				}
-				tenant, ok := ctx.Value(tenantKey{}).(string)
-				if !ok {
-					ranWithoutTenant.Add(1)
-				}
-				if r.Method == http.MethodPost {
-					if _, err := tx.Exec(ctx, "INSERT INTO "+rls.Table+" (tenant) VALUES ($1)", tenant); err != nil {
-						http.Error(w, err.Error(), http.StatusInternalServerError)
-						return
-					}
-					w.WriteHeader(http.StatusCreated)
-					return
-				}
-				rows, _ := tx.Query(ctx, "SELECT tenant FROM "+rls.Table)
-				got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-					return
-				}
-				for _, g := range got {
-					if g != tenant {
-						foreign.Add(1)
-					}
-				}
-				if len(got) < rls.PerTenant {
-					short.Add(1)
-				}
-				w.WriteHeader(http.StatusOK)
-			})
-			h := scopedhttp.ReadOnlySafeMethods(withTenant(scopedhttp.Middleware(
-				scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(mux)))
-
-			const perTenant = 40
-			type call struct {
-				method, tenant string
-				want           int
-			}
-			var calls []call
-			for i := range perTenant {
-				for _, tenant := range dbtest.Tenants {
-					if i%2 == 0 {
-						calls = append(calls, call{http.MethodPost, tenant, http.StatusCreated})
-					} else {
-						calls = append(calls, call{http.MethodGet, tenant, http.StatusOK})
-					}
-				}
-				if i%4 == 0 {
-					calls = append(calls, call{http.MethodGet, "", http.StatusForbidden})
-				}
-			}
-			var wg sync.WaitGroup
-			for _, cl := range calls {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					req := httptest.NewRequest(cl.method, "/", nil).WithContext(dbtest.Ctx(t))
-					if cl.tenant != "" {
-						req.Header.Set("X-Tenant", cl.tenant)
-					}
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					if rec.Code != cl.want {
-						t.Errorf("%s as %q: %d %s, want %d", cl.method, cl.tenant, rec.Code, rec.Body, cl.want)
-					}
-				}()
-			}
-			wg.Wait()
-			if n := foreign.Load(); n != 0 {
-				t.Errorf("%d rows of another tenant were seen", n)
-			}
-			if n := short.Load(); n != 0 {
-				t.Errorf("%d reads saw fewer than their tenant's %d rows", n, rls.PerTenant)
-			}
-			if n := ranWithoutTenant.Load(); n != 0 {
-				t.Errorf("%d requests without a tenant got a transaction", n)
-			}
-			for _, tenant := range dbtest.Tenants {
-				var n int
-				if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM "+rls.Table+" WHERE tenant = $1", tenant).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				if want := rls.PerTenant + perTenant/2; n != want {
-					t.Errorf("tenant %s has %d rows, want %d", tenant, n, want)
-				}
-			}
+			dbtest.RLSApp[pgx.Tx]{
+				Current:   txs.Current,
+				NoTenant:  errNoTenant,
+				TenantKey: tenantKey{},
+				Insert: func(ctx context.Context, tx pgx.Tx, table, tenant string) error {
+					_, err := tx.Exec(ctx, "INSERT INTO "+table+" (tenant) VALUES ($1)", tenant)
+					return err
+				},
+				Tenants: func(ctx context.Context, tx pgx.Tx, table string) ([]string, error) {
+					rows, _ := tx.Query(ctx, "SELECT tenant FROM "+table)
+					return pgx.CollectRows(rows, pgx.RowTo[string])
+				},
+				Count: func(ctx context.Context, table, tenant string) (n int, err error) {
+					err = admin.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE tenant = $1", tenant).Scan(&n)
+					return n, err
+				},
+				Outside: scopedhttp.ReadOnlySafeMethods,
+				Inside:  scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs)),
+			}.Run(t, rls)
 		})
 	}
 }

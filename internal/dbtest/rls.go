@@ -1,8 +1,14 @@
 package dbtest
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -68,4 +74,140 @@ func (s Server) As(t testing.TB, user string) Server {
 	u.User = url.User(user)
 	s.DSN = u.String()
 	return s
+}
+
+// RLSApp is the application of the row-level-security trial, written
+// with one driver, whose transaction is Tx.
+type RLSApp[Tx any] struct {
+	// Current is the unit's transaction, begun with the setup that sets
+	// app.tenant_id; NoTenant is the setup's error for a unit whose
+	// context has no tenant.
+	Current  func(ctx context.Context) (Tx, error)
+	NoTenant error
+	// TenantKey is the context key of the tenant (a string) that the
+	// setup reads.
+	TenantKey any
+	// Insert writes a row of tenant into table through tx; Tenants reads
+	// the tenant of every row of table that tx sees.
+	Insert  func(ctx context.Context, tx Tx, table, tenant string) error
+	Tenants func(ctx context.Context, tx Tx, table string) ([]string, error)
+	// Count counts the rows of tenant in table, as the superuser.
+	Count func(ctx context.Context, table, tenant string) (int, error)
+	// Outside and Inside wrap the application's handler, outside the
+	// tenant's authentication (scopedhttp.ReadOnlySafeMethods) and inside
+	// it (scopedhttp's middleware, binding Current's scope).
+	Outside, Inside func(http.Handler) http.Handler
+}
+
+// Run sends many concurrent requests of both tenants, half of them
+// writes, and some without a tenant, through a's handler to r's table: no
+// request sees a row of the other tenant, each sees all of its own, every
+// write lands under its own tenant, and a request without a tenant gets
+// no transaction.
+func (a RLSApp[Tx]) Run(t *testing.T, r RLS) {
+	t.Helper()
+	var foreign, short, ranWithoutTenant atomic.Int64
+	app := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx := req.Context()
+		tx, err := a.Current(ctx)
+		if errors.Is(err, a.NoTenant) {
+			http.Error(w, "no tenant", http.StatusForbidden)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		tenant, ok := ctx.Value(a.TenantKey).(string)
+		if !ok {
+			ranWithoutTenant.Add(1)
+		}
+		if req.Method == http.MethodPost {
+			if err := a.Insert(ctx, tx, r.Table, tenant); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		got, err := a.Tenants(ctx, tx, r.Table)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		for _, g := range got {
+			if g != tenant {
+				foreign.Add(1)
+			}
+		}
+		if len(got) < r.PerTenant {
+			short.Add(1)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	// The application's authentication, before the unit begins, so that
+	// the tenant is in the context its setup reads.
+	authenticate := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if tenant := req.Header.Get("X-Tenant"); tenant != "" {
+				req = req.WithContext(context.WithValue(req.Context(), a.TenantKey, tenant))
+			}
+			next.ServeHTTP(w, req)
+		})
+	}
+	h := a.Outside(authenticate(a.Inside(app)))
+
+	const perTenant = 40 // requests of each tenant, half of them writes
+	type call struct {
+		method, tenant string
+		want           int
+	}
+	var calls []call
+	for i := range perTenant {
+		for _, tenant := range Tenants {
+			if i%2 == 0 {
+				calls = append(calls, call{http.MethodPost, tenant, http.StatusCreated})
+			} else {
+				calls = append(calls, call{http.MethodGet, tenant, http.StatusOK})
+			}
+		}
+		if i%4 == 0 {
+			calls = append(calls, call{http.MethodGet, "", http.StatusForbidden})
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := httptest.NewRequest(c.method, "/", nil).WithContext(Ctx(t))
+			if c.tenant != "" {
+				req.Header.Set("X-Tenant", c.tenant)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != c.want {
+				t.Errorf("%s as %q: %d %s, want %d", c.method, c.tenant, rec.Code, rec.Body, c.want)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := foreign.Load(); n != 0 {
+		t.Errorf("%d rows of another tenant were seen", n)
+	}
+	if n := short.Load(); n != 0 {
+		t.Errorf("%d reads saw fewer than their tenant's %d rows", n, r.PerTenant)
+	}
+	if n := ranWithoutTenant.Load(); n != 0 {
+		t.Errorf("%d requests without a tenant got a transaction", n)
+	}
+	for _, tenant := range Tenants {
+		n, err := a.Count(Ctx(t), r.Table, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := r.PerTenant + perTenant/2; n != want {
+			t.Errorf("tenant %s has %d rows, want %d", tenant, n, want)
+		}
+	}
 }
