@@ -30,9 +30,11 @@ import (
 // other hook; no hook changes the unit's result. When the outcome is not
 // known ([ErrCommitUnknown]) or only part of the unit was saved
 // ([ErrPartiallyCommitted], or a session committed by hand with
-// [ScopedSession.Commit] in a unit that is then removed rather than
-// committed), neither OnCommit nor [OnRollback] hooks run, and that is
-// logged: running either would claim an outcome nobody knows.
+// [ScopedSession.Commit] in a unit whose removal then rolled back another
+// session), neither OnCommit nor [OnRollback] hooks run, and that is
+// logged: running either would claim an outcome nobody knows. A unit whose
+// sessions were all committed by hand runs its OnCommit hooks when it is
+// removed.
 //
 // A hook is lost if the process dies between the commit and the hook.
 // For work that must not be lost, write it in the unit's own transaction
@@ -78,9 +80,10 @@ type unitState struct {
 	decided  bool
 	rollback bool
 	retry    *retryRequest
-	// A session of the unit was committed by hand (ScopedSession.Commit):
-	// a unit removed afterwards saved part of its work, so neither kind of
-	// hook runs for it (OnRollback would compensate for saved work).
+	// A session of the unit was committed by hand (ScopedSession.Commit).
+	// A unit removed afterwards with nothing left to commit saved its work
+	// (OnCommit hooks run); one that rolled back more saved only part of
+	// it, so neither kind runs (OnRollback would compensate saved work).
 	handCommitted bool
 }
 
@@ -137,6 +140,8 @@ func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int)
 	s.mu.Unlock()
 
 	switch {
+	case !commit && handCommitted && err == errRemovedAfterHandCommit:
+		which = hooksCommit // all the unit saved was saved by hand; nothing was rolled back
 	case !commit && handCommitted:
 		reportSkipped(s.parentCtx, list, errHandCommitted)
 		return nil, hooksNone
@@ -201,6 +206,11 @@ func hookKind(h unitHook) string {
 // errHandCommitted is why the hooks of a unit removed after one of its
 // sessions was committed by hand do not run.
 var errHandCommitted = errors.New("scoped: a session of the unit was committed by hand (ScopedSession.Commit) and the unit was then removed, not committed: part of its work is saved; commit the scope (Scope.Commit, or a middleware's automatic mode) for its OnCommit hooks to run")
+
+// errRemovedAfterHandCommit marks, for settleHooks only, an end by Remove
+// that rolled back nothing a commit could have saved; finishHooks returns
+// it to no caller.
+var errRemovedAfterHandCommit = errors.New("scoped: removed with nothing left to commit")
 
 // handCommitted records that a session of s was committed by hand.
 func (s *Scope) handCommitted() {

@@ -424,15 +424,30 @@ func ExampleOnCommit() {
 }
 
 // A session committed by hand (ScopedSession.Commit, scopedhttp's Manual
-// pattern) saved the unit's work: a unit then removed runs no OnRollback
-// hook, which would compensate for saved work, nor OnCommit (the unit was
-// not committed); one then committed runs its OnCommit hooks.
+// pattern) saved the unit's work: a unit then removed with nothing left
+// to commit runs its OnCommit hooks, never OnRollback, which would
+// compensate for saved work; one that rolls back another session then
+// saved only part of its work and runs neither; one then committed runs
+// its OnCommit hooks.
 func TestHandCommittedSessionSettlesNoRollbackHook(t *testing.T) {
-	for _, commitScope := range []bool{false, true} {
+	for _, c := range []struct {
+		name        string
+		commitScope bool
+		other       bool // a second session, rolled back by the Remove
+		want        []string
+	}{
+		{"removed", false, false, []string{"commit"}},
+		{"removed with another session", false, true, nil},
+		{"committed", true, false, []string{"commit"}},
+	} {
+		commitScope := c.commitScope
 		var calls atomic.Int64
 		txs := txSession(nil, "tx", &calls)
 		ctx, scope := scoped.Begin(context.Background())
 		mustCurrent(t, txs, ctx)
+		if c.other {
+			mustCurrent(t, txSession(nil, "other", &calls), ctx)
+		}
 		var ran []string
 		if err := scoped.OnCommit(ctx, func(context.Context) { ran = append(ran, "commit") }); err != nil {
 			t.Fatal(err)
@@ -444,14 +459,13 @@ func TestHandCommittedSessionSettlesNoRollbackHook(t *testing.T) {
 			t.Fatal(err)
 		}
 		var err error
-		want := []string(nil)
 		if commitScope {
-			err, want = scope.Commit(), []string{"commit"}
+			err = scope.Commit()
 		} else {
 			err = scope.Remove()
 		}
-		if err != nil || !slices.Equal(ran, want) {
-			t.Fatalf("commit scope %v: %v, hooks %v; want %v", commitScope, err, ran, want)
+		if err != nil || !slices.Equal(ran, c.want) {
+			t.Fatalf("%s: %v, hooks %v; want %v", c.name, err, ran, c.want)
 		}
 	}
 }

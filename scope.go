@@ -371,13 +371,32 @@ func (s *Scope) end(commit bool) error {
 		err := endNodes(s.teardownContext(), nodes, false, errs)
 		return s.finishHooks(true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
 	}
-	return s.finishHooks(commit, endNodes(s.teardownContext(), nodes, commit, errs), netBusy)
+	err := endNodes(s.teardownContext(), nodes, commit, errs)
+	if !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) {
+		// Nothing that could have been saved was rolled back: if a session
+		// was committed by hand, the unit's work is saved (hooks.go).
+		return s.finishHooks(false, errRemovedAfterHandCommit, netBusy)
+	}
+	return s.finishHooks(commit, err, netBusy)
+}
+
+// holdsCommittable reports whether one of nodes has a commit of its own.
+func holdsCommittable(nodes []*node) bool {
+	for _, n := range nodes {
+		if n.owner.ends.committable(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // finishHooks finishes an end whose sessions ended with err, then runs
 // the unit hooks its outcome calls for (hooks.go).
 func (s *Scope) finishHooks(commit bool, err error, netBusy chan struct{}) error {
 	list, which := s.settleHooks(commit, err)
+	if err == errRemovedAfterHandCommit {
+		err = nil
+	}
 	err = s.finish(err, netBusy)
 	if list != nil {
 		runHooks(list, which)
