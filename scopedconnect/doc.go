@@ -21,7 +21,8 @@
 // ([DefaultErrorHandler], [WithErrorHandler]). [WithRetry] runs a unary
 // call again in a fresh scope after a retryable failure; streams are never
 // retried. Hooks registered with scoped.OnCommit and scoped.OnRollback run
-// after the response.
+// when the scope ends, at the commit point, before the response is
+// written: connect-go runs nothing of an interceptor after the response.
 //
 // Use this interceptor rather than scopedhttp for Connect handlers: the
 // gRPC and gRPC-Web protocols answer HTTP 200 to a failed call and carry
