@@ -131,6 +131,7 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 	}
 	x := e.extraState()
 	x.parentNode = pn
+	e.route = pn.route // a savepoint runs where its transaction does
 	nested, err := r.nest(ctx, ps)
 	if err != nil {
 		pn.openChild.Store(false)

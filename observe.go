@@ -145,6 +145,11 @@ type Event struct {
 	Duration time.Duration // how long the step took
 	Lifetime time.Duration // end events: from creation to the end of the step
 	Err      error         // Failed only
+	// Route is which server the session runs on, for a factory that
+	// chooses one and says so with [ReportRoute] (scopedpgx and scopedsql
+	// with replicas), such as "replica 1" or "primary (replica 1 lags)";
+	// empty otherwise.
+	Route string
 }
 
 // WithEventHook sets a function that sees every step of every session of
@@ -157,6 +162,27 @@ type Event struct {
 // and metrics on it.
 func WithEventHook(f func(ctx context.Context, e Event)) Option {
 	return optionFunc(func(c *config) { c.events = f })
+}
+
+// ReportRoute, called by a factory with the context it was given, makes
+// the events of the session it creates carry route's answer in
+// [Event.Route]. route is called each time one of the session's events is
+// reported, on the goroutine reporting it, so that a session that picks
+// its server after creation (scopedpgx's BEGIN rides with the first
+// statement) reports where it ended up; it must be safe for concurrent
+// use. Outside a factory, or for a ScopedSession without
+// [WithEventHook], ReportRoute does nothing.
+func ReportRoute(ctx context.Context, route func() string) {
+	if n := creatingNode(ctx); n != nil && n.owner.events != nil {
+		n.route = route // before the factory returns: published with the session
+	}
+}
+
+func (n *node) routeName() string {
+	if n.route == nil {
+		return ""
+	}
+	return n.route()
 }
 
 // sessionIDs numbers sessions across the process, for Event.ID.

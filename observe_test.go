@@ -116,3 +116,49 @@ func TestEventHookClosedAndPanics(t *testing.T) {
 		t.Fatalf("events %v, closes %d", got, c.closes.Load())
 	}
 }
+
+// A factory that says where its session runs (ReportRoute) has every
+// event of that session carry it, read when the event is reported, so a
+// session that picks its server after creation reports where it ended up;
+// a savepoint runs where its transaction does. Outside a factory
+// ReportRoute does nothing.
+func TestEventsCarryTheRouteTheFactoryReports(t *testing.T) {
+	log := &eventLog{}
+	var route atomic.Value
+	route.Store("replica 1")
+	txs := scoped.New(func(ctx context.Context) (*nestTx, error) {
+		scoped.ReportRoute(ctx, func() string { return route.Load().(string) })
+		return &nestTx{name: "tx", rec: &testkit.Log{}, kids: new(atomic.Int64)}, nil
+	}, scoped.WithEventHook(log.hook))
+	scoped.ReportRoute(context.Background(), func() string { panic("called outside a factory") })
+
+	if err := scoped.Run(context.Background(), func(ctx context.Context) error {
+		if _, err := txs.Current(ctx); err != nil {
+			return err
+		}
+		route.Store("primary (replica 1 lags)")
+		return scoped.Run(ctx, func(ctx context.Context) error { _, err := txs.Current(ctx); return err })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range log.ev {
+		got = append(got, e.Kind.String()+": "+e.Route)
+	}
+	want := []string{"created: replica 1", "created: primary (replica 1 lags)",
+		"committed: primary (replica 1 lags)", "committed: primary (replica 1 lags)"}
+	if !equal(got, want) {
+		t.Fatalf("routes\n got %v\nwant %v", got, want)
+	}
+
+	plain := scoped.New(func(ctx context.Context) (*nestTx, error) {
+		return &nestTx{name: "tx", rec: &testkit.Log{}, kids: new(atomic.Int64)}, nil
+	}, scoped.WithEventHook(log.hook))
+	log.ev = nil
+	_ = scoped.Run(context.Background(), func(ctx context.Context) error { _, err := plain.Current(ctx); return err })
+	for _, e := range log.ev {
+		if e.Route != "" {
+			t.Fatalf("a factory that reports no route: event %+v", e)
+		}
+	}
+}

@@ -52,6 +52,7 @@ type node struct {
 	up    *node    // the creation whose factory asked for this one
 	wait  *waiters // made by the first caller that waits for the creation
 	bound creationBound
+	route func() string // ReportRoute; events only
 	// ready: the session exists (under the store's lock). shared: a child's
 	// share of its ancestor's session, nothing to end (set before ready).
 	ready, shared bool
@@ -268,7 +269,7 @@ func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, e
 	if r.events != nil && !e.shared {
 		x := e.extraState()
 		x.id, x.born = sessionIDs.Add(1), time.Now()
-		r.emit(ctx, Event{Kind: Created, ID: x.id, Nested: x.isNested, Start: start, Duration: x.born.Sub(start)})
+		r.emit(ctx, Event{Kind: Created, ID: x.id, Nested: x.isNested, Start: start, Duration: x.born.Sub(start), Route: e.routeName()})
 	}
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S
@@ -288,7 +289,7 @@ func (e *entry[S]) failed(ctx context.Context, st store, err error, child bool, 
 		untrack(&e.node)
 	}
 	if r.events != nil && !child {
-		r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err})
+		r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err, Route: e.routeName()})
 	}
 }
 

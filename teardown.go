@@ -257,7 +257,7 @@ func (e *entry[S]) emitEnd(ctx context.Context, start time.Time, commit bool, er
 	now := time.Now()
 	x := e.extra
 	nested := x != nil && x.isNested
-	ev := Event{Nested: nested, Commit: commit, Start: start, Duration: now.Sub(start), Err: err}
+	ev := Event{Nested: nested, Commit: commit, Start: start, Duration: now.Sub(start), Err: err, Route: e.routeName()}
 	if x != nil && x.id != 0 { // 0 when the scope ended while the factory ran: no Created was sent
 		ev.ID, ev.Lifetime = x.id, now.Sub(x.born)
 	}
