@@ -349,9 +349,13 @@ func (s *Scope) end(commit bool) error {
 		s.release()
 		return nil
 	}
+	// Hooks and retry requests come in under mu; once stEnded is set only
+	// a child ending below can add hooks. Without both, none are read
+	// again.
+	unit := s.unit != nil || len(children) > 0
 	s.state.Or(stEnded)
 	s.mu.Unlock()
-	if s.parent == nil {
+	if s.parent == nil && unit {
 		s.warnRetryUnread()
 	}
 	runBounds(fired)
@@ -369,15 +373,15 @@ func (s *Scope) end(commit bool) error {
 		// would save half of the work.
 		errs = append(errs, errNetFired(s))
 		err := endNodes(s.teardownContext(), nodes, false, errs)
-		return s.finishHooks(true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
+		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
 	}
 	err := endNodes(s.teardownContext(), nodes, commit, errs)
-	if !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) {
+	if unit && !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) {
 		// Nothing that could have been saved was rolled back: if a session
 		// was committed by hand, the unit's work is saved (hooks.go).
-		return s.finishHooks(false, errRemovedAfterHandCommit, netBusy)
+		return s.finishHooks(unit, false, errRemovedAfterHandCommit, netBusy)
 	}
-	return s.finishHooks(commit, err, netBusy)
+	return s.finishHooks(unit, commit, err, netBusy)
 }
 
 // holdsCommittable reports whether one of nodes has a commit of its own.
@@ -391,9 +395,14 @@ func holdsCommittable(nodes []*node) bool {
 }
 
 // finishHooks finishes an end whose sessions ended with err, then runs
-// the unit hooks its outcome calls for (hooks.go).
-func (s *Scope) finishHooks(commit bool, err error, netBusy chan struct{}) error {
-	list, which := s.settleHooks(commit, err)
+// the unit hooks its outcome calls for (hooks.go), if unit says it may
+// have some.
+func (s *Scope) finishHooks(unit, commit bool, err error, netBusy chan struct{}) error {
+	var list []unitHook
+	var which int
+	if unit {
+		list, which = s.settleHooks(commit, err)
+	}
 	if err == errRemovedAfterHandCommit {
 		err = nil
 	}
