@@ -23,6 +23,7 @@ const (
 	keyNested    = attribute.Key("scoped.session.nested")
 	keyOutcome   = attribute.Key("scoped.outcome")
 	keyCommit    = attribute.Key("scoped.commit")
+	keyRoute     = attribute.Key("scoped.route") // spans only: Event.Route
 )
 
 // outcomeCreateFailed is the span outcome of a factory that failed: no
@@ -49,9 +50,14 @@ type measure struct {
 	start []trace.SpanStartOption
 }
 
-// startOptions returns the options to start a span of m at t.
-func (m *measure) startOptions(t time.Time) []trace.SpanStartOption {
-	return append(append(make([]trace.SpanStartOption, 0, len(m.start)+1), m.start...), trace.WithTimestamp(t))
+// startOptions returns the options to start a span of m at t, with the
+// session's route if it has one, so that samplers see it.
+func (m *measure) startOptions(t time.Time, route string) []trace.SpanStartOption {
+	o := append(append(make([]trace.SpanStartOption, 0, len(m.start)+2), m.start...), trace.WithTimestamp(t))
+	if route != "" {
+		o = append(o, trace.WithAttributes(keyRoute.String(route)))
+	}
+	return o
 }
 
 // measures caches measure values, copy on write: lookups, on every event,

@@ -11,7 +11,12 @@
 // child of the span in the scope's context (under otelhttp, the request's),
 // named "scoped <name>" ("scoped savepoint <name>" for a nested unit), with
 // scoped.outcome (committed, rolled_back, closed, failed, create_failed)
-// and, on failure, error.type and status Error. Metrics:
+// and, on failure, error.type and status Error. A session whose factory
+// says which server it runs on ([scoped.Event.Route]: scopedpgx with
+// replicas, "replica 1" or "primary (replica 1 lags)") carries it as
+// scoped.route, from the span's start (samplers see it) and, at its end,
+// where the session ended up, which may differ: scopedpgx sends BEGIN with
+// the first statement and may move the unit to the primary then. Metrics:
 // scoped.session.created, scoped.session.ended, scoped.session.create_failures,
 // scoped.session.count (open now: a leak never returns to 0) and
 // scoped.session.commit.duration.

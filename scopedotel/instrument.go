@@ -82,7 +82,7 @@ func (h *hook) begin(ctx context.Context, e scoped.Event) {
 	if !h.spans.reserve() {
 		return
 	}
-	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start)...)
+	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start, e.Route)...)
 	if !span.IsRecording() {
 		// Not sampled: ending it would do nothing, so do not keep it.
 		h.spans.release()
@@ -109,6 +109,9 @@ func (h *hook) end(ctx context.Context, e scoped.Event) {
 		return
 	}
 	span.SetAttributes(keyOutcome.String(l.outcome), keyCommit.Bool(e.Commit))
+	if e.Route != "" { // where the session ended up: it may have moved since its creation
+		span.SetAttributes(keyRoute.String(e.Route))
+	}
 	end := e.Start.Add(e.Duration)
 	if e.Kind == scoped.Failed {
 		span.SetAttributes(keyErrorType.String(l.errType))
@@ -125,7 +128,7 @@ func (h *hook) createFailed(ctx context.Context, e scoped.Event) {
 	et := errorType(e.Err)
 	m := h.ms.get(labels{session: e.Session, errType: et})
 	h.createFailures.Add(ctx, 1, m.add...)
-	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start)...)
+	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start, e.Route)...)
 	if !span.IsRecording() {
 		return
 	}
