@@ -21,6 +21,11 @@
 //     row-level security, SET LOCAL, run right after BEGIN, failing closed)
 //     and per-unit options set on the unit's context ([WithTxOptions],
 //     [WithDeferrable]; too late inside a scope: [ErrTxOptionsLate]).
+//   - [WithReplicas] (PostgreSQL) runs read-only units on streaming
+//     replicas, skipping one that is down or lags ([WithMaxReplicaLag]);
+//     [WithReadAfter] and [CommitPosition] carry a client's commit
+//     position so that it reads its own writes ([ReadYourWrites]: in a
+//     cookie).
 //   - [NewConn] pins one *sql.Conn per scope (SET, advisory locks,
 //     temporary tables). Its end never waits for an unclosed *sql.Rows
 //     ([ErrConnInUse]), and it goes back to the pool without its session

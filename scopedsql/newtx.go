@@ -39,12 +39,26 @@ import (
 //
 // The unit's transaction options, set with [WithTxOptions] on the context
 // the unit begins with, are laid over txOpts.
+//
+// NewTx's sessions end with a commit and a close of NewTx's own: the
+// core's default commit, except that a replica's COMMIT that lost its
+// connection is no error ([WithReplicas]: a hot standby's transaction
+// saved nothing), and a close that reads the position a unit yields
+// ([WithReadAfter]). A scoped.WithCommit (such as [VerifiedCommit], which
+// also forgives a lost COMMIT of a transaction that wrote nothing) or
+// scoped.WithClose in opts replaces them; with a WithClose, units yield
+// no position.
 func NewTx(db *sql.DB, txOpts *sql.TxOptions, opts ...Option) *scoped.ScopedSession[*sql.Tx] {
 	if db == nil {
 		panic("scopedsql: NewTx with nil *sql.DB")
 	}
 	cfg, core := splitTxOptions(opts)
-	return scoped.New(txFactory(db, txOpts, cfg.setups), core...)
+	f := newTxMaker(db, txOpts, cfg)
+	// The close reads the position of a unit begun with WithReadAfter, the
+	// commit forgives a replica's lost COMMIT. First, so that a caller's
+	// WithCommit (VerifiedCommit) or WithClose replaces them, as the
+	// core's options do.
+	return scoped.New(f.create, append([]scoped.Option{scoped.WithCommit(f.commit), scoped.WithClose(f.close)}, core...)...)
 }
 
 // WithSetup adds f to the setup of every transaction of [NewTx]: f runs
@@ -67,23 +81,6 @@ func WithSetup(f func(ctx context.Context, tx *sql.Tx) error) Option {
 		panic("scopedsql: WithSetup(nil)")
 	}
 	return txOption(func(c *txConfig) { c.setups = append(c.setups, f) })
-}
-
-// txFactory is [Tx]'s factory followed by the setup.
-func txFactory(db *sql.DB, txOpts *sql.TxOptions, setups []func(context.Context, *sql.Tx) error) func(context.Context) (*sql.Tx, error) {
-	txOpts = cloneTxOptions(txOpts)
-	return func(ctx context.Context) (*sql.Tx, error) {
-		tx, err := beginUnit(ctx, db, txOpts)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range setups {
-			if err := f(ctx, tx); err != nil {
-				return nil, abandon(tx, fmt.Errorf("scopedsql: setup: %w", err))
-			}
-		}
-		return tx, nil
-	}
 }
 
 // abandon rolls back tx, whose setup failed, and returns err with what

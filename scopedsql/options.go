@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/go-scoped/scoped"
 )
@@ -56,7 +57,10 @@ func RequireDefault(required bool) Option {
 type txOption func(*txConfig)
 
 type txConfig struct {
-	setups []func(ctx context.Context, tx *sql.Tx) error
+	setups      []func(ctx context.Context, tx *sql.Tx) error
+	replicas    []*sql.DB     // WithReplicas
+	maxLag      time.Duration // WithMaxReplicaLag
+	replicaWait time.Duration // WithReplicaWait
 }
 
 // splitTxOptions sorts NewTx's options into its own and the core's.
