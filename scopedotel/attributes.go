@@ -53,7 +53,11 @@ type measure struct {
 // startOptions returns the options to start a span of m at t, with the
 // session's route if it has one, so that samplers see it.
 func (m *measure) startOptions(t time.Time, route string) []trace.SpanStartOption {
-	o := append(append(make([]trace.SpanStartOption, 0, len(m.start)+2), m.start...), trace.WithTimestamp(t))
+	n := len(m.start) + 1
+	if route != "" {
+		n++
+	}
+	o := append(append(make([]trace.SpanStartOption, 0, n), m.start...), trace.WithTimestamp(t))
 	if route != "" {
 		o = append(o, trace.WithAttributes(keyRoute.String(route)))
 	}
