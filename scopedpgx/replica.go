@@ -40,6 +40,21 @@ import (
 // primary's loss would; but its COMMIT, which has nothing to save, does
 // not fail. A first statement sent with SendBatch, CopyFrom or the Conn
 // escape hatch is not sent again.
+//
+// The events of a unit's session ([scoped.WithEventHook], and so
+// scopedotel's spans) say where its transaction runs, in
+// [scoped.Event.Route]: "primary" for a unit that is not read-only,
+// "replica N" for a read-only one on the Nth pool of WithReplicas
+// (counted from 1: a place, not a host, as a pool's configuration may
+// list fallback hosts), and for a read-only one on the primary, why:
+// "primary (replica N lags)", "primary (replica N down)" (no connection,
+// or one lost), "primary (replica N has not replayed the position)",
+// "primary (replica N failed)" (its BEGIN failed otherwise), "primary
+// (serializable)" or "primary (repeatable read with a position)". A
+// replica being skipped is named with the reason it is skipped for; with
+// several skipped, the last one the unit passed over. As BEGIN travels
+// with the first statement, the Created event says where the unit is
+// sent, and the end event where it ran.
 func WithReplicas(pools ...*pgxpool.Pool) Option {
 	for _, p := range pools {
 		if p == nil {

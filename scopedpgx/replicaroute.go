@@ -31,13 +31,17 @@ type replica struct {
 	maxLag    time.Duration
 	wait      time.Duration // WithReplicaWait
 	skipUntil atomic.Int64  // unix nanoseconds; see ReplicaRecheck
+	skipWhy   atomic.Uint32 // the routeKind of the last skip: routeLags or routeDown
+	index     int           // in WithReplicas, from 0
+	names     [routeKinds]string
 }
 
 // reads is a unit's read-your-writes state, read from its context when
-// its transaction is created.
+// its transaction is created, and where it was routed.
 type reads struct {
 	after Position   // what a replica must have replayed
 	cell  *positions // where its commit's position goes; nil: nowhere, or a read-only unit
+	route route      // for its events, with replicas (see reportRoute)
 }
 
 // newRouter returns the router of the factory s, with the replicas of its
@@ -45,8 +49,8 @@ type reads struct {
 func newRouter(s *txShared, opts pgx.TxOptions) *router {
 	r := &router{ro: opts.AccessMode == pgx.ReadOnly, serial: opts.IsoLevel == pgx.Serializable,
 		snap: opts.IsoLevel == pgx.RepeatableRead || opts.BeginQuery != ""}
-	for _, p := range s.cfg.replicas {
-		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait}
+	for i, p := range s.cfg.replicas {
+		rep := &replica{primary: s, maxLag: s.cfg.maxLag, wait: s.cfg.replicaWait, index: i, names: routeNames(i + 1)}
 		// A read-only transaction has nothing to resolve (see txFactory), and
 		// its BEGIN is not retried on the replica: the primary takes it.
 		rep.s = &txShared{pool: p, h: newHome(p), cfg: s.cfg, begin: s.begin, commit: s.commit, replica: rep}
@@ -57,14 +61,14 @@ func newRouter(s *txShared, opts pgx.TxOptions) *router {
 
 // unit reports whether the unit whose context is ctx, reading after the
 // position after, is read-only, by the options set on its context or
-// else by the factory's, and whether it may run on a replica: it is
-// read-only and its reads can be checked. A SERIALIZABLE transaction
+// else by the factory's, and whether it may run on a replica (routeReplica):
+// it is read-only and its reads can be checked; if not, why not. A SERIALIZABLE transaction
 // cannot run on a hot standby. A REPEATABLE READ one takes its snapshot
 // at its first statement, which is the check: a snapshot taken as the
 // check began could miss the commit the check then saw replayed, so one
 // with a position stays on the primary. This is the one place that
 // decides which units a replica may take.
-func (r *router) unit(ctx context.Context, after Position) (readOnly, onReplica bool) {
+func (r *router) unit(ctx context.Context, after Position) (readOnly bool, where routeKind) {
 	ro, serial, snap := r.ro, r.serial, r.snap
 	if o, ok := txopts.From(ctx); ok {
 		switch o.ReadOnly {
@@ -78,7 +82,15 @@ func (r *router) unit(ctx context.Context, after Position) (readOnly, onReplica 
 			snap = o.Isolation == sql.LevelRepeatableRead || o.Isolation == sql.LevelSnapshot
 		}
 	}
-	return ro, ro && !serial && !(snap && after != 0)
+	switch {
+	case !ro:
+		return false, routePrimary
+	case serial:
+		return true, routeSerializable
+	case snap && after != 0:
+		return true, routeSnapshot
+	}
+	return true, routeReplica
 }
 
 // acquire gives t a connection for the unit whose context is ctx: from a
@@ -93,35 +105,46 @@ func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
 	if cell != nil {
 		after = Position(cell.p.Load())
 	}
-	readOnly, onReplica := r.unit(ctx, after)
+	readOnly, where := r.unit(ctx, after)
 	t.reads.after = after
 	if !readOnly {
 		t.reads.cell = cell // a read-only unit has no position to yield
 	}
-	if onReplica {
+	t.reads.route.set(where, 0)
+	if where == routeReplica {
 		n := uint32(len(r.replicas))
 		start := r.next.Add(1)
 		for i := range n {
 			rep := r.replicas[(start+i)%n]
 			if rep.skipped() {
+				// With several replicas skipped, the route names the last.
+				t.reads.route.set(routeKind(rep.skipWhy.Load()), rep.index)
 				continue
 			}
 			c, err := rep.s.pool.Acquire(ctx)
 			if err == nil {
 				t.s = rep.s
+				t.reads.route.set(routeReplica, rep.index)
 				return c, nil
 			}
 			if ctx.Err() != nil {
 				return nil, err
 			}
-			rep.skip()
+			rep.skip(routeDown)
+			t.reads.route.set(routeDown, rep.index)
 		}
 	}
 	return s.pool.Acquire(ctx)
 }
 
 func (rep *replica) skipped() bool { return time.Now().UnixNano() < rep.skipUntil.Load() }
-func (rep *replica) skip()         { rep.skipUntil.Store(time.Now().Add(ReplicaRecheck).UnixNano()) }
+
+// skip skips rep for ReplicaRecheck, why (routeLags or routeDown) naming
+// the route of the units that skip it.
+func (rep *replica) skip(why routeKind) {
+	rep.skipWhy.Store(uint32(why))
+	rep.skipUntil.Store(time.Now().Add(ReplicaRecheck).UnixNano())
+}
 
 // replicaCheckSQL fails, in a replica's BEGIN pipeline, when the replica
 // has not replayed the position $1 (NULL: none asked) or lags past $2
@@ -216,9 +239,19 @@ func (t *tx) offReplica(ctx context.Context, err error) (bool, error) {
 		return false, nil
 	}
 	c := t.conn()
-	if connectionLost(ctx, c, err) || lags(err) {
-		rep.skip()
+	why := routeFailed
+	switch {
+	case connectionLost(ctx, c, err):
+		why = routeDown
+	case checkFailed(err, "lags"):
+		why = routeLags
+	case checkFailed(err, "has not replayed"):
+		why = routeBehind
 	}
+	if why == routeDown || why == routeLags {
+		rep.skip(why)
+	}
+	t.reads.route.set(why, rep.index)
 	if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
 		// BEGIN ran, the check failed: the transaction is aborted.
 		if _, rerr := c.Exec(ctx, "rollback"); rerr != nil {
@@ -238,12 +271,12 @@ func (t *tx) offReplica(ctx context.Context, err error) (bool, error) {
 	return true, nil
 }
 
-// lags reports whether err is the replica check's for a replica that lags
-// past the bound.
-func lags(err error) bool {
+// checkFailed reports whether err is the replica check's, saying why:
+// "lags" (past the bound) or "has not replayed" (the position).
+func checkFailed(err error, why string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22P02" &&
-		strings.Contains(pgErr.Message, replicaCheckPrefix+"lags")
+		strings.Contains(pgErr.Message, replicaCheckPrefix+why)
 }
 
 // wantsPosition reports whether t's commit reads the position it ends

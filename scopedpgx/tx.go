@@ -28,6 +28,7 @@ func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx cont
 		}
 		t := &tx{s: s, begin: begin, setup: setup}
 		t.g = &t.own
+		s.router.reportRoute(ctx, t)
 		c, err := s.acquire(ctx, t) // from a replica, for a read-only unit
 		if err != nil {
 			return nil, err
