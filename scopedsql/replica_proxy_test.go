@@ -9,15 +9,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // tripProxy is a TCP proxy in front of a PostgreSQL server that counts
 // round trips: the client messages that make it wait for the server,
 // Query (a simple query) and Sync (the end of an extended-protocol
-// exchange), as lib/pq sends them.
+// exchange), as lib/pq sends them. It can delay every chunk, each way,
+// as a network would.
 type tripProxy struct {
 	ln     net.Listener
 	target string
+	delay  time.Duration
 	trips  atomic.Int64
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -27,6 +30,11 @@ type tripProxy struct {
 // newTripProxy proxies the server of dsn and returns the proxy and a
 // *sql.DB of lib/pq through it, both closed when t ends.
 func newTripProxy(t testing.TB, dsn string) (*tripProxy, *sql.DB) {
+	return newDelayProxy(t, dsn, 0)
+}
+
+// newDelayProxy is newTripProxy delaying every chunk by delay, each way.
+func newDelayProxy(t testing.TB, dsn string, delay time.Duration) (*tripProxy, *sql.DB) {
 	t.Helper()
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -36,7 +44,7 @@ func newTripProxy(t testing.TB, dsn string) (*tripProxy, *sql.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &tripProxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
+	p := &tripProxy{ln: ln, target: u.Host, delay: delay, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -98,7 +106,11 @@ func (p *tripProxy) serve(client net.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(client, server)
+		if p.delay == 0 {
+			_, _ = io.Copy(client, server)
+		} else {
+			p.delayed(server, client)
+		}
 		_ = client.Close()
 	}()
 	p.forward(client, server)
@@ -134,7 +146,27 @@ func (p *tripProxy) forward(client, server net.Conn) {
 				}
 				buf = buf[1+int(binary.BigEndian.Uint32(buf[1:])):]
 			}
+			if p.delay > 0 {
+				time.Sleep(p.delay)
+			}
 			if _, werr := server.Write(chunk[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// delayed copies from to to, each chunk after p.delay.
+func (p *tripProxy) delayed(from, to net.Conn) {
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(chunk)
+		if n > 0 {
+			time.Sleep(p.delay)
+			if _, werr := to.Write(chunk[:n]); werr != nil {
 				return
 			}
 		}

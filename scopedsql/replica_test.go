@@ -50,6 +50,7 @@ func TestReplica(t *testing.T) {
 	t.Run("ReplicaWait", s.testWait)
 	t.Run("HTTPReadYourWrites", s.testHTTP)
 	t.Run("LaggingReplicaSkipped", s.testLaggingSkipped)
+	t.Run("Measure", s.measure)
 	// Last: they stop the replica.
 	t.Run("ReplicaStoppedMidLoad", func(t *testing.T) {
 		s.testStoppedMidLoad(t, dbtest.Fast)
