@@ -11,6 +11,7 @@
 //			scopedconnect.Bind(txs),
 //		)),
 //	)
+//	mux.Handle(path, scopedconnect.Handler(handler)) // unit hooks after the response
 //
 // A handler asks for the call's session with txs.Current(ctx); a call that
 // never asks opens nothing. [Manual] (the default) commits nothing but what
@@ -21,8 +22,10 @@
 // ([DefaultErrorHandler], [WithErrorHandler]). [WithRetry] runs a unary
 // call again in a fresh scope after a retryable failure; streams are never
 // retried. Hooks registered with scoped.OnCommit and scoped.OnRollback run
-// when the scope ends, at the commit point, before the response is
-// written: connect-go runs nothing of an interceptor after the response.
+// once the response has been sent, never delaying the client, when the
+// handler is wrapped in [Handler]; without it they run when the scope
+// ends, at the commit point, before the response is written: connect-go
+// runs nothing of an interceptor after the response.
 //
 // Use this interceptor rather than scopedhttp for Connect handlers: the
 // gRPC and gRPC-Web protocols answer HTTP 200 to a failed call and carry

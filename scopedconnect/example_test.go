@@ -72,3 +72,43 @@ func ExampleNewInterceptor() {
 	// server: roll back lookup orders
 	// client: not_found
 }
+
+// With Handler, an OnCommit hook runs once the client has its answer:
+// this one waits for the client to print it, which would deadlock if the
+// hook ran before the response was sent.
+func ExampleHandler() {
+	answered, hooked := make(chan struct{}), make(chan struct{})
+	path, handler := checkProcedure, connect.NewUnaryHandler(checkProcedure,
+		func(ctx context.Context, req *connect.Request[checkReq]) (*connect.Response[checkResp], error) {
+			_ = scoped.OnCommit(ctx, func(context.Context) {
+				<-answered
+				fmt.Println("hook: drop the cache entry of", req.Msg.Service)
+				close(hooked)
+			})
+			return connect.NewResponse(&checkResp{Status: grpc_health_v1.HealthCheckResponse_SERVING}), nil
+		},
+		connect.WithInterceptors(scopedconnect.NewInterceptor(scopedconnect.WithCommitMode(scopedconnect.Autocommit))),
+	)
+	mux := http.NewServeMux()
+	mux.Handle(path, scopedconnect.Handler(handler))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Close()
+
+	client := connect.NewClient[checkReq, checkResp](http.DefaultClient, "http://"+lis.Addr().String()+checkProcedure)
+	resp, err := client.CallUnary(context.Background(), connect.NewRequest(&checkReq{Service: "users"}))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("client:", resp.Msg.Status)
+	close(answered)
+	<-hooked
+	http.DefaultClient.CloseIdleConnections()
+	// Output:
+	// client: SERVING
+	// hook: drop the cache entry of users
+}

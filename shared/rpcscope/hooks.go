@@ -10,11 +10,14 @@ import (
 
 // A call's unit hooks (scoped.OnCommit, scoped.OnRollback) must run after
 // its response has been sent, which happens after the interceptor that
-// ends the call's scope has returned. Something that runs then on the
-// call's goroutine (scopedgrpc's stats handler) puts an after in the
-// call's context with [WithAfter]; [Finish] then ends the scope with its
-// hooks held and leaves it there, and [RunAfter] runs them. Without an
-// after, the hooks run when Finish ends the scope.
+// ends the call's scope has returned. Something that runs then puts an
+// after in the call's context with [WithAfter]; [Finish] then ends the
+// scope with its hooks held and leaves it there, and [RunAfter] runs
+// them: scopedgrpc's stats handler on the call's goroutine once the status
+// has been sent, scopedconnect's Handler on a goroutine of their own once
+// the HTTP handler has returned (net/http ends the response, its HTTP/2
+// END_STREAM, trailers or last chunk, only then). Without an after, the
+// hooks run when Finish ends the scope.
 
 type afterKey struct{}
 
@@ -27,6 +30,21 @@ type after struct {
 // scope, its hooks held for [RunAfter].
 func WithAfter(ctx context.Context) context.Context {
 	return context.WithValue(ctx, afterKey{}, &after{})
+}
+
+// Pending reports whether the scope Finish left in ctx's after has hooks
+// to run, so that an owner that must run them elsewhere (scopedconnect's
+// Handler, on a goroutine of their own) starts nothing for a call without
+// hooks.
+func Pending(ctx context.Context) bool {
+	a, _ := ctx.Value(afterKey{}).(*after)
+	if a == nil {
+		return false
+	}
+	a.mu.Lock()
+	s := a.scope
+	a.mu.Unlock()
+	return s != nil && unithooks.Pending(s)
 }
 
 // RunAfter runs the hooks of the scope Finish left in ctx's after, once
