@@ -374,3 +374,65 @@ func TestNoGoroutinePerScope(t *testing.T) {
 		}
 	}
 }
+
+// A scope that nothing has touched ends without its lock. Whatever races
+// that end (a first Current, a hook, a child scope) either sees the scope
+// closed or is seen by the end: no session is created for an ended scope
+// and left open, no hook is accepted and then neither run nor refused,
+// and no child outlives its parent.
+func TestEndOfAnUntouchedScopeRacesRegistrations(t *testing.T) {
+	var created, ended atomic.Int64
+	txs := scoped.New(func(context.Context) (*countedTx, error) {
+		created.Add(1)
+		return &countedTx{ended: &ended}, nil
+	})
+	for i := range 3000 {
+		ctx, scope := scoped.Begin(context.Background())
+		var ran atomic.Bool
+		var hookErr, curErr error
+		var child *scoped.Scope
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			switch i % 3 {
+			case 0:
+				_, curErr = txs.Current(ctx)
+			case 1:
+				hookErr = scoped.OnCommit(ctx, func(context.Context) { ran.Store(true) })
+			case 2:
+				_, child = scoped.Begin(ctx)
+			}
+		}()
+		go func() { defer wg.Done(); _ = scope.Commit() }()
+		wg.Wait()
+		switch i % 3 {
+		case 0:
+			if curErr != nil && !errors.Is(curErr, scoped.ErrScopeClosed) {
+				t.Fatalf("Current racing the end: %v", curErr)
+			}
+		case 1:
+			if hookErr == nil && !ran.Load() {
+				t.Fatal("a hook was accepted by a scope whose commit never ran it")
+			}
+			if hookErr != nil && !errors.Is(hookErr, scoped.ErrScopeClosed) {
+				t.Fatalf("OnCommit racing the end: %v", hookErr)
+			}
+		case 2:
+			if child.Err() == nil {
+				t.Fatal("a child scope is open after its parent ended")
+			}
+		}
+	}
+	if c, e := created.Load(), ended.Load(); c != e {
+		t.Fatalf("%d sessions created, %d ended", c, e)
+	}
+	if n := scoped.LiveScopes(); n != 0 {
+		t.Fatalf("%d scopes left open", n)
+	}
+}
+
+type countedTx struct{ ended *atomic.Int64 }
+
+func (t *countedTx) Commit() error   { t.ended.Add(1); return nil }
+func (t *countedTx) Rollback() error { t.ended.Add(1); return nil }

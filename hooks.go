@@ -90,6 +90,7 @@ type unitState struct {
 // unitOf returns s's unit state, made on first need. Under s.mu.
 func (s *Scope) unitOf() *unitState {
 	if s.unit == nil {
+		s.touch() // the end must read it
 		u := &unitState{}
 		u.hooks = u.buf[:0]
 		s.unit = u
@@ -107,7 +108,7 @@ func addHook(ctx context.Context, fn func(context.Context), rollback bool) error
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended() {
+	if !s.touch() {
 		return ErrScopeClosed
 	}
 	u := s.unitOf()

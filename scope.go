@@ -66,6 +66,7 @@ const (
 	stEnded    uint32 = 1 << iota // Remove or Commit began; no session is created any more
 	stFinished                    // its teardown is complete
 	stWaited                      // a second ender waits on busy
+	stTouched                     // something was registered: the end takes mu (touch)
 )
 
 // Bits of Scope.flags.
@@ -80,16 +81,25 @@ const (
 
 func newScope(ctx context.Context, parent *Scope, flags uint8) *Scope {
 	s := &Scope{parentCtx: ctx, parent: parent, flags: flags}
-	if parent != nil && !parent.adopt(s) {
-		s.state.Store(stEnded | stFinished)
-		return s
-	}
+	// Counted before its parent has it: once adopted, the parent's end
+	// may end it on another goroutine.
 	liveScopes.Add(1)
 	s.tracked = track(s, "scope")
+	if parent != nil && !parent.adopt(s) {
+		s.state.Store(stEnded | stFinished)
+		s.release()
+	}
 	return s
 }
 
 func (s *Scope) ended() bool { return s.state.Load()&stEnded != 0 }
+
+// touch marks s as holding, or about to hold, something its end must see
+// under mu (a creation, a child, hooks), and reports whether s is still
+// open. Under s.mu. A scope never touched ends without the lock: its
+// state goes from 0 to ended in one compare-and-swap, which a touch
+// either precedes (the end then takes the lock) or sees.
+func (s *Scope) touch() bool { return s.state.Or(stTouched)&stEnded == 0 }
 
 // Begin starts a scope and returns a context that carries it. Every
 // session a [ScopedSession] creates for this context (or one derived from
@@ -306,6 +316,10 @@ func (s *Scope) Remove() error { return s.end(false) }
 func (s *Scope) Commit() error { return s.end(true) }
 
 func (s *Scope) end(commit bool) error {
+	if s.state.CompareAndSwap(0, stEnded|stFinished) {
+		s.release() // never touched: nothing to end, and no one saw it ending
+		return nil
+	}
 	s.mu.Lock()
 	if st := s.state.Load(); st&stEnded != 0 {
 		s.mu.Unlock()
@@ -461,7 +475,7 @@ func (s *Scope) awaitEnd() {
 func (s *Scope) adopt(child *Scope) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended() {
+	if !s.touch() {
 		return false
 	}
 	child.sibling = s.children

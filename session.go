@@ -202,6 +202,9 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 	}
 	// Nothing there: register the creation, still holding s.mu.
 	switch {
+	case !s.touch(): // ended without the lock since lookup's check
+		s.mu.Unlock()
+		return zero, ErrScopeClosed
 	case r.keyed.isClosed():
 		s.mu.Unlock()
 		return zero, ErrClosed
