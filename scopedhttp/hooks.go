@@ -10,7 +10,8 @@ import (
 // The unit's hooks (scoped.OnCommit, scoped.OnRollback) run once the
 // response has left, so that they never delay the client and can never
 // turn a committed answer into an error: the scope's end keeps them
-// (unithooks.Hold) and the middleware runs them after answering.
+// (unithooks.Hold) and the middleware runs them after answering (see
+// runHooks for when that is on a goroutine of their own).
 
 // lengthForHooks sets the Content-Length of a held response whose unit
 // has hooks to run, when the handler did not: the client then knows the
@@ -35,12 +36,30 @@ func bodyAllowed(status int) bool {
 // runHooks runs the hooks the scope's end kept, after flushing the
 // response so that it has left first. A run followed by another
 // (WithRetry) answered nothing: its hooks run without a flush.
+//
+// A client has the whole response before the middleware returns only
+// over HTTP/1 with a Content-Length (or no body): net/http sends the end
+// of any other response (HTTP/2's END_STREAM, the last chunk) only once
+// the handler has returned, and a client reading to the end waits for
+// it. Such a response's hooks run on a goroutine of their own once the
+// middleware has returned; http.Server.Shutdown does not wait for them.
 func (w *writer) runHooks(again bool) {
 	if !unithooks.Pending(w.scope) {
 		return
 	}
 	if !again && w.state != hijacked {
 		_ = http.NewResponseController(w.ResponseWriter).Flush()
+		if !w.completeBeforeReturn() {
+			go unithooks.Run(w.scope)
+			return
+		}
 	}
 	unithooks.Run(w.scope)
+}
+
+// completeBeforeReturn reports whether the client has the whole response
+// once it has been flushed, before the handler returns.
+func (w *writer) completeBeforeReturn() bool {
+	return w.req.ProtoMajor == 1 && (w.ResponseWriter.Header().Get("Content-Length") != "" ||
+		w.req.Method == http.MethodHead || !bodyAllowed(w.status))
 }
