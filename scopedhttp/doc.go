@@ -30,7 +30,10 @@
 // anything was streamed or saved). [WithTimeout] bounds a request and
 // rolls it back at its deadline. [ReadOnlySafeMethods] makes GET and HEAD
 // units read-only. Hooks registered with scoped.OnCommit and
-// scoped.OnRollback run after the response has left.
+// scoped.OnRollback run after the response has left: in the middleware
+// over HTTP/1 with a Content-Length, otherwise (HTTP/2, a streamed body)
+// on a goroutine of their own once the middleware has returned, since
+// only then does the response end.
 //
 // The guide: docs/http.md in the repository.
 package scopedhttp
