@@ -131,7 +131,9 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 	}
 	x := e.extraState()
 	x.parentNode = pn
-	e.route = pn.route // a savepoint runs where its transaction does
+	if px := entryOf[S](pn).extra; px != nil {
+		x.route = px.route // a savepoint runs where its transaction does
+	}
 	nested, err := r.nest(ctx, ps)
 	if err != nil {
 		pn.openChild.Store(false)

@@ -174,15 +174,19 @@ func WithEventHook(f func(ctx context.Context, e Event)) Option {
 // [WithEventHook], ReportRoute does nothing.
 func ReportRoute(ctx context.Context, route func() string) {
 	if n := creatingNode(ctx); n != nil && n.owner.events != nil {
-		n.route = route // before the factory returns: published with the session
+		n.owner.ends.setRoute(n, route) // before the factory returns: published with the session
 	}
 }
 
-func (n *node) routeName() string {
-	if n.route == nil {
+func (r *ScopedSession[S]) setRoute(n *node, route func() string) {
+	entryOf[S](n).extraState().route = route
+}
+
+func (e *entry[S]) routeName() string {
+	if e.extra == nil || e.extra.route == nil {
 		return ""
 	}
-	return n.route()
+	return e.extra.route()
 }
 
 // sessionIDs numbers sessions across the process, for Event.ID.

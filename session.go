@@ -40,6 +40,7 @@ type owner struct {
 type ender interface {
 	end(n *node, ctx context.Context, commit bool) error
 	committable(n *node) bool
+	setRoute(n *node, route func() string)
 }
 
 // node is the type-independent part of one session's entry: what a scope
@@ -52,7 +53,6 @@ type node struct {
 	up    *node    // the creation whose factory asked for this one
 	wait  *waiters // made by the first caller that waits for the creation
 	bound creationBound
-	route func() string // ReportRoute; events only
 	// ready: the session exists (under the store's lock). shared: a child's
 	// share of its ancestor's session, nothing to end (set before ready).
 	ready, shared bool
@@ -80,6 +80,7 @@ type entryExtra[S any] struct {
 	parentNode *node
 	id         uint64
 	born       time.Time
+	route      func() string // ReportRoute
 }
 
 // r returns the ScopedSession of e: owner is its first field.
