@@ -28,3 +28,8 @@ func SetNetIdleHook(f func(*Scope)) {
 	}
 	testHookNetIdle.Store(&f)
 }
+
+// ForgetRetryWarnings lets a test that counts the once-per-call-site
+// warnings of unread retry requests run more than once in a process
+// (go test -count).
+func ForgetRetryWarnings() { warnedRetry.Clear() }

@@ -98,6 +98,7 @@ func TestRetryRequested(t *testing.T) {
 // without WithRetry) is not silently ignored: a warning, once per call
 // site.
 func TestRetryAskedOfARootThatCannotRetryWarnsOncePerCallSite(t *testing.T) {
+	scoped.ForgetRetryWarnings()
 	var buf bytes.Buffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
