@@ -2,13 +2,9 @@ package scopedpgx
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
+	"github.com/go-scoped/scoped/shared/readafter"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -96,48 +92,18 @@ func WithReplicaWait(d time.Duration) Option {
 const ReplicaRecheck = time.Second
 
 // Position is a point in the primary's write-ahead log (an LSN), such as
-// the end of a commit. The zero Position is none.
-type Position uint64
-
-// String returns p as PostgreSQL writes an LSN: two hexadecimal numbers
-// separated by a slash.
-func (p Position) String() string {
-	return strings.ToUpper(strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16))
-}
+// the end of a commit. The zero Position is none. It is scopedsql's
+// Position too: a position one driver's units yield is the one the
+// other's read after.
+type Position = readafter.Position
 
 // ErrBadPosition is returned by [ParsePosition] for a string that is not
-// an LSN.
-var ErrBadPosition = errors.New("scopedpgx: not a WAL position (an LSN such as 16/B374D848)")
+// an LSN. It is scopedsql.ErrBadPosition.
+var ErrBadPosition = readafter.ErrBadPosition
 
 // ParsePosition parses an LSN as [Position.String] and PostgreSQL write
 // it.
-func ParsePosition(s string) (Position, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok || hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 {
-		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
-	}
-	return Position(h<<32 | l), nil
-}
-
-// positions is what [WithReadAfter] puts in a context: the position
-// reads must see, raised by the commits of the units begun under it.
-type positions struct{ p atomic.Uint64 }
-
-func (c *positions) raise(p Position) {
-	for {
-		old := c.p.Load()
-		if uint64(p) <= old || c.p.CompareAndSwap(old, uint64(p)) {
-			return
-		}
-	}
-}
-
-type positionsKey struct{}
+func ParsePosition(s string) (Position, error) { return readafter.Parse(s) }
 
 // WithReadAfter returns ctx carrying pos for read-your-writes: a
 // read-only unit of work begun with ctx (or a context derived from it)
@@ -146,24 +112,14 @@ type positionsKey struct{}
 // raises the position to that commit's, read in the COMMIT's pipeline.
 // [CommitPosition] returns it, for the client to send back with its next
 // request ([ReadYourWrites] does that over HTTP). Set it before the unit
-// begins: a unit reads it when its transaction is created.
+// begins: a unit reads it when its transaction is created. The position
+// is the one scopedsql's WithReadAfter carries: units of both drivers
+// begun with ctx read after it and raise it.
 func WithReadAfter(ctx context.Context, pos Position) context.Context {
-	c := &positions{}
-	c.p.Store(uint64(pos))
-	return context.WithValue(ctx, positionsKey{}, c)
+	return readafter.With(ctx, pos)
 }
 
 // CommitPosition returns the position of ctx's [WithReadAfter], raised by
 // the commits of the units begun under it since: a position after every
 // write they committed. It returns zero for a context without one.
-func CommitPosition(ctx context.Context) Position {
-	if c := positionsOf(ctx); c != nil {
-		return Position(c.p.Load())
-	}
-	return 0
-}
-
-func positionsOf(ctx context.Context) *positions {
-	c, _ := ctx.Value(positionsKey{}).(*positions)
-	return c
-}
+func CommitPosition(ctx context.Context) Position { return readafter.Of(ctx) }

@@ -1,9 +1,9 @@
 package scopedpgx
 
 import (
-	"bufio"
-	"net"
 	"net/http"
+
+	"github.com/go-scoped/scoped/shared/readafter"
 )
 
 // ReadYourWrites returns an HTTP middleware that carries one client's
@@ -11,7 +11,11 @@ import (
 // next in the cookie named cookie: the units of work of a request read
 // from a replica only if it has replayed every write the client's earlier
 // requests committed, and the response sets the cookie to the position
-// of the writes this request committed, if any.
+// of the writes this request committed, if any. Its cookie and
+// the position it puts in the request's context are scopedsql's
+// ReadYourWrites' too: the units of both drivers read after the position
+// and raise it, so a service can move from one driver to the other, or
+// use both.
 //
 // It goes outside the middleware that begins the scope (scopedhttp's),
 // so that the request's commit has happened when the response starts,
@@ -22,69 +26,8 @@ import (
 // session; a position the replicas have replayed costs nothing more than
 // none.
 func ReadYourWrites(cookie string) func(http.Handler) http.Handler {
-	if !validCookieName(cookie) {
+	if !readafter.ValidCookieName(cookie) {
 		panic("scopedpgx: ReadYourWrites with an invalid cookie name " + cookie)
 	}
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			var from Position
-			if c, err := r.Cookie(cookie); err == nil {
-				from, _ = ParsePosition(c.Value) // a cookie that is not a position is none
-			}
-			ctx := WithReadAfter(r.Context(), from)
-			pw := &positionWriter{ResponseWriter: w, cell: positionsOf(ctx), name: cookie, from: from}
-			next.ServeHTTP(pw, r.WithContext(ctx))
-			pw.setCookie() // a handler that wrote nothing
-		})
-	}
-}
-
-func validCookieName(name string) bool {
-	return name != "" && (&http.Cookie{Name: name, Value: "0/0"}).Valid() == nil
-}
-
-// positionWriter sets the position cookie as the response's header goes.
-type positionWriter struct {
-	http.ResponseWriter
-	cell *positions
-	name string
-	from Position
-	sent bool
-}
-
-func (w *positionWriter) setCookie() {
-	if w.sent {
-		return
-	}
-	w.sent = true
-	if p := Position(w.cell.p.Load()); p > w.from {
-		http.SetCookie(w.ResponseWriter, &http.Cookie{Name: w.name, Value: p.String(), Path: "/",
-			HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	}
-}
-
-func (w *positionWriter) WriteHeader(code int) {
-	if code >= 200 { // a 1xx leaves before the commit
-		w.setCookie()
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *positionWriter) Write(b []byte) (int, error) {
-	w.setCookie()
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the writer underneath.
-func (w *positionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Flush and Hijack are those of the writer underneath, for handlers that
-// type-assert http.Flusher or http.Hijacker.
-func (w *positionWriter) Flush() {
-	w.setCookie()
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *positionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(w.ResponseWriter).Hijack()
+	return readafter.Cookie(cookie)
 }

@@ -1,62 +1,54 @@
 package scopedpgx
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// TestReadYourWritesCookie: the position a request's commits reached
-// comes back in the cookie, and the next request's units read after it;
-// a request that committed no write sets no cookie.
-func TestReadYourWritesCookie(t *testing.T) {
-	var seen Position
-	h := ReadYourWrites("rp")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = CommitPosition(r.Context())
-		if r.Method == http.MethodPost {
-			positionsOf(r.Context()).raise(seen + 0x100) // as a commit that wrote does
-		}
-		if r.URL.Query().Has("write") {
-			_, _ = w.Write([]byte("ok"))
-		}
-	}))
-	serve := func(method, target string, cookies ...*http.Cookie) *http.Response {
-		r := httptest.NewRequest(method, target, nil)
-		for _, c := range cookies {
-			r.AddCookie(c)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Result()
+// TestPositionSharedWithScopedsql: the position of one driver's
+// WithReadAfter, or of its ReadYourWrites cookie, is the other's, so that
+// a service using both drivers carries one position per client.
+func TestPositionSharedWithScopedsql(t *testing.T) {
+	ctx := WithReadAfter(t.Context(), 0x100)
+	if p := scopedsql.CommitPosition(ctx); p != 0x100 {
+		t.Errorf("scopedsql.CommitPosition after scopedpgx.WithReadAfter(0/100): %s", p)
 	}
-	for _, target := range []string{"/", "/?write"} { // the handler writes nothing, or a body
-		res := serve(http.MethodPost, target, &http.Cookie{Name: "rp", Value: "1/FFFFFF00"})
-		if seen != 0x1_FFFFFF00 {
-			t.Fatalf("%s: the request read after %s, want 1/FFFFFF00", target, seen)
-		}
-		cs := res.Cookies()
-		if len(cs) != 1 || cs[0].Name != "rp" || cs[0].Value != "2/0" || !cs[0].HttpOnly || cs[0].Path != "/" {
-			t.Fatalf("%s: cookies %v, want rp=2/0, HttpOnly, Path=/", target, cs)
-		}
-		if res := serve(http.MethodGet, target, cs[0]); seen != 0x2_00000000 || len(res.Cookies()) != 0 {
-			t.Fatalf("%s: next request read after %s and set %v, want 2/0 and no cookie", target, seen, res.Cookies())
+	ctx = scopedsql.WithReadAfter(t.Context(), 0x200)
+	if p := CommitPosition(ctx); p != 0x200 {
+		t.Errorf("CommitPosition after scopedsql.WithReadAfter(0/200): %s", p)
+	}
+	for name, carrier := range map[string]func(string) func(http.Handler) http.Handler{
+		"scopedsql": scopedsql.ReadYourWrites, "scopedpgx": ReadYourWrites,
+	} {
+		var pgxSaw, sqlSaw Position
+		h := carrier("rp")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pgxSaw, sqlSaw = CommitPosition(r.Context()), scopedsql.CommitPosition(r.Context())
+		}))
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.AddCookie(&http.Cookie{Name: "rp", Value: "1/FFFFFF00"})
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if pgxSaw != 0x1_FFFFFF00 || sqlSaw != 0x1_FFFFFF00 {
+			t.Errorf("%s.ReadYourWrites: scopedpgx read after %s, scopedsql after %s; want 1/FFFFFF00 both", name, pgxSaw, sqlSaw)
 		}
 	}
-	if serve(http.MethodGet, "/", &http.Cookie{Name: "rp", Value: "junk"}); seen != 0 {
-		t.Errorf("a cookie that is not a position read after %s, want none", seen)
+	if _, err := scopedsql.ParsePosition("junk"); !errors.Is(err, ErrBadPosition) {
+		t.Errorf("scopedsql.ParsePosition: %v, want scopedpgx.ErrBadPosition", err)
 	}
 }
 
-func TestPositionString(t *testing.T) {
-	for _, s := range []string{"0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"} {
-		p, err := ParsePosition(s)
-		if err != nil || p.String() != s {
-			t.Errorf("ParsePosition(%q) = %v, %v; String %q", s, uint64(p), err, p.String())
-		}
-	}
-	for _, s := range []string{"", "16", "/1", "1/", "g/1", "123456789/0", "1/-1"} {
-		if _, err := ParsePosition(s); err == nil {
-			t.Errorf("ParsePosition(%q): no error", s)
-		}
+func TestReadYourWritesPanics(t *testing.T) {
+	for _, name := range []string{"", "a b"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("ReadYourWrites(%q) did not panic", name)
+				}
+			}()
+			ReadYourWrites(name)
+		}()
 	}
 }

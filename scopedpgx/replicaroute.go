@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-scoped/scoped/shared/readafter"
 	"github.com/go-scoped/scoped/shared/txopts"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,9 +40,9 @@ type replica struct {
 // reads is a unit's read-your-writes state, read from its context when
 // its transaction is created, and where it was routed.
 type reads struct {
-	after Position   // what a replica must have replayed
-	cell  *positions // where its commit's position goes; nil: nowhere, or a read-only unit
-	route route      // for its events, with replicas (see reportRoute)
+	after Position        // what a replica must have replayed
+	cell  *readafter.Cell // where its commit's position goes; nil: nowhere, or a read-only unit
+	route route           // for its events, with replicas (see reportRoute)
 }
 
 // newRouter returns the router of the factory s, with the replicas of its
@@ -97,13 +98,13 @@ func (r *router) unit(ctx context.Context, after Position) (readOnly bool, where
 // replica that is not being skipped if the unit may run there, from the
 // primary otherwise or if no replica can give one.
 func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
-	r, cell := s.router, positionsOf(ctx)
+	r, cell := s.router, readafter.CellOf(ctx)
 	if cell == nil && len(r.replicas) == 0 {
 		return s.pool.Acquire(ctx)
 	}
 	var after Position
 	if cell != nil {
-		after = Position(cell.p.Load())
+		after = cell.Load()
 	}
 	readOnly, where := r.unit(ctx, after)
 	t.reads.after = after
@@ -298,7 +299,7 @@ func (t *tx) readPosition(br pgx.BatchResults) {
 		return
 	}
 	if p, err := ParsePosition(s); err == nil {
-		t.reads.cell.raise(p)
+		t.reads.cell.Raise(p)
 	}
 }
 
@@ -340,7 +341,7 @@ func (t *tx) queryAgain(ctx context.Context, sql string, args []any, err error) 
 // that took several. The position is the primary's write-ahead log's end
 // now, after the commit's. If it cannot be read within the resolve
 // timeout, the unit's position stays where it was.
-func (s *txShared) positionAfterResolve(cell *positions) {
+func (s *txShared) positionAfterResolve(cell *readafter.Cell) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.resolveTimeout)
 	defer cancel()
 	var lsn string
@@ -348,6 +349,6 @@ func (s *txShared) positionAfterResolve(cell *positions) {
 		return
 	}
 	if p, err := ParsePosition(lsn); err == nil {
-		cell.raise(p)
+		cell.Raise(p)
 	}
 }

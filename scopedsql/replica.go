@@ -3,12 +3,9 @@ package scopedsql
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/go-scoped/scoped/shared/readafter"
 )
 
 // WithReplicas gives [NewTx] read replicas of its PostgreSQL database:
@@ -87,52 +84,18 @@ func WithReplicaWait(d time.Duration) Option {
 const ReplicaRecheck = time.Second
 
 // Position is a point in the primary's write-ahead log (an LSN), such as
-// the end of a commit. The zero Position is none. It is written as
-// scopedpgx.Position is, so a position one driver gave a client reads the
-// same with the other.
-type Position uint64
-
-// String returns p as PostgreSQL writes an LSN: two hexadecimal numbers
-// separated by a slash.
-func (p Position) String() string {
-	return strings.ToUpper(strconv.FormatUint(uint64(p)>>32, 16) + "/" + strconv.FormatUint(uint64(p)&0xffffffff, 16))
-}
+// the end of a commit. The zero Position is none. It is scopedpgx's
+// Position too: a position one driver's units yield is the one the
+// other's read after.
+type Position = readafter.Position
 
 // ErrBadPosition is returned by [ParsePosition] for a string that is not
-// an LSN.
-var ErrBadPosition = errors.New("scopedsql: not a WAL position (an LSN such as 16/B374D848)")
+// an LSN. It is scopedpgx.ErrBadPosition.
+var ErrBadPosition = readafter.ErrBadPosition
 
 // ParsePosition parses an LSN as [Position.String] and PostgreSQL write
 // it.
-func ParsePosition(s string) (Position, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok || hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 {
-		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%w: %q", ErrBadPosition, s)
-	}
-	return Position(h<<32 | l), nil
-}
-
-// positions is what [WithReadAfter] puts in a context: the position
-// reads must see, raised by the commits of the units begun under it.
-type positions struct{ p atomic.Uint64 }
-
-func (c *positions) raise(p Position) {
-	for {
-		old := c.p.Load()
-		if uint64(p) <= old || c.p.CompareAndSwap(old, uint64(p)) {
-			return
-		}
-	}
-}
-
-func (c *positions) load() Position { return Position(c.p.Load()) }
-
-type positionsKey struct{}
+func ParsePosition(s string) (Position, error) { return readafter.Parse(s) }
 
 // WithReadAfter returns ctx carrying pos for read-your-writes: a
 // read-only unit of work begun with ctx (or a context derived from it)
@@ -142,7 +105,9 @@ type positionsKey struct{}
 // which is after its commit. [CommitPosition] returns it, for the client
 // to send back with its next request ([ReadYourWrites] does that over
 // HTTP). Set it before the unit begins: a unit reads it when its
-// transaction is begun.
+// transaction is begun. The position is the one scopedpgx's WithReadAfter
+// carries: units of both drivers begun with ctx read after it and raise
+// it.
 //
 // Reading the position costs a round trip on the primary when the unit
 // ends (database/sql commits with the driver's COMMIT, which reads no
@@ -150,22 +115,10 @@ type positionsKey struct{}
 // the primary does not answer it within [DefaultResolveTimeout], the
 // position stays where it was.
 func WithReadAfter(ctx context.Context, pos Position) context.Context {
-	c := &positions{}
-	c.p.Store(uint64(pos))
-	return context.WithValue(ctx, positionsKey{}, c)
+	return readafter.With(ctx, pos)
 }
 
 // CommitPosition returns the position of ctx's [WithReadAfter], raised by
 // the units begun under it since: a position after every write they
 // committed. It returns zero for a context without one.
-func CommitPosition(ctx context.Context) Position {
-	if c := positionsOf(ctx); c != nil {
-		return c.load()
-	}
-	return 0
-}
-
-func positionsOf(ctx context.Context) *positions {
-	c, _ := ctx.Value(positionsKey{}).(*positions)
-	return c
-}
+func CommitPosition(ctx context.Context) Position { return readafter.Of(ctx) }

@@ -392,11 +392,21 @@ func (s *replicas) testWait(t *testing.T) {
 }
 
 // testLaggingSkipped: a replica that lags past WithMaxReplicaLag does not
-// serve a read-only unit, and is then skipped without being asked.
+// serve a read-only unit, and is then skipped without being asked; the
+// routes of both units say why.
 func (s *replicas) testLaggingSkipped(t *testing.T) {
 	s.r.SetApplyDelay(time.Hour)
 	t.Cleanup(func() { s.r.SetApplyDelay(0) })
-	txs := s.txs(scopedsql.WithMaxReplicaLag(50 * time.Millisecond))
+	var mu sync.Mutex
+	var routes []string
+	hook := scoped.WithEventHook(func(_ context.Context, e scoped.Event) {
+		if e.Kind == scoped.Committed {
+			mu.Lock()
+			defer mu.Unlock()
+			routes = append(routes, e.Route)
+		}
+	})
+	txs := s.txs(scopedsql.WithMaxReplicaLag(50*time.Millisecond), hook)
 	ctx := dbtest.Ctx(t)
 	if err := s.write(ctx, txs, 300, 1); err != nil {
 		t.Fatal(err)
@@ -414,6 +424,12 @@ func (s *replicas) testLaggingSkipped(t *testing.T) {
 	})
 	if r != 0 {
 		t.Errorf("the lagging replica was asked again at once: %d round trips", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The write's, then the reads'.
+	if got := strings.Join(routes, "; "); got != "primary; primary (replica 1 lags); primary (replica 1 lags)" {
+		t.Errorf("routes: %s; want primary, then primary (replica 1 lags) twice", got)
 	}
 }
 

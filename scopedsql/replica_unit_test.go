@@ -12,20 +12,6 @@ import (
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
-func TestPositionText(t *testing.T) {
-	for _, s := range []string{"0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF", "0/3000060"} {
-		p, err := scopedsql.ParsePosition(s)
-		if err != nil || p.String() != s {
-			t.Errorf("ParsePosition(%q) = %s, %v; want it back", s, p, err)
-		}
-	}
-	for _, s := range []string{"", "16", "/1", "1/", "x/1", "1/123456789", "-1/1"} {
-		if _, err := scopedsql.ParsePosition(s); !errors.Is(err, scopedsql.ErrBadPosition) {
-			t.Errorf("ParsePosition(%q): %v, want ErrBadPosition", s, err)
-		}
-	}
-}
-
 func TestReplicaOptionsPanic(t *testing.T) {
 	for name, f := range map[string]func(){
 		"WithReplicas(nil)":       func() { scopedsql.WithReplicas(nil) },

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/shared/readafter"
 )
 
 // txMaker is [NewTx]'s factory: BEGIN under the unit's options, on a
@@ -32,7 +33,7 @@ type txMaker struct {
 
 // txState is what the end of a transaction of special needs.
 type txState struct {
-	cell *positions // where its position goes; nil: on a replica
+	cell *readafter.Cell // where its position goes; nil: on a replica
 }
 
 // router is the replicas of a factory and the turn among them.
@@ -48,8 +49,9 @@ type replica struct {
 	db   *sql.DB
 	name string // "replica 1", as routes say
 	// Why a unit it did not take went to the primary, as routes say.
-	lags, down, behind, failed, skippedNote string
-	skipUntil                               atomic.Int64 // unix nanoseconds; see ReplicaRecheck
+	lags, down, behind, failed string
+	skipUntil                  atomic.Int64           // unix nanoseconds; see ReplicaRecheck
+	skipWhy                    atomic.Pointer[string] // lags, down or failed: why it is skipped
 }
 
 func newTxMaker(db *sql.DB, txOpts *sql.TxOptions, cfg txConfig) *txMaker {
@@ -60,7 +62,7 @@ func newTxMaker(db *sql.DB, txOpts *sql.TxOptions, cfg txConfig) *txMaker {
 			name := "replica " + strconv.Itoa(i+1)
 			f.router.replicas = append(f.router.replicas, &replica{db: r, name: name,
 				lags: name + " lags", down: name + " down", behind: name + " has not replayed the position",
-				failed: name + " failed", skippedNote: name + " skipped"})
+				failed: name + " failed"})
 		}
 	}
 	return f
@@ -69,13 +71,13 @@ func newTxMaker(db *sql.DB, txOpts *sql.TxOptions, cfg txConfig) *txMaker {
 // create is the factory: it begins the unit's transaction where the unit
 // may run, and says where with scoped.ReportRoute.
 func (f *txMaker) create(ctx context.Context) (*sql.Tx, error) {
-	cell := positionsOf(ctx)
+	cell := readafter.CellOf(ctx)
 	if f.router == nil && cell == nil {
 		return f.begin(ctx, f.db)
 	}
 	var after Position
 	if cell != nil {
-		after = cell.load()
+		after = cell.Load()
 	}
 	opts, _ := unitTxOptions(ctx, f.opts)
 	readOnly, onReplica := routable(opts, after)
@@ -185,7 +187,7 @@ func (r *router) begin(ctx context.Context, f *txMaker, after Position) (*sql.Tx
 	for i := range n {
 		rep := r.replicas[(start+i)%n]
 		if rep.skipped() {
-			why = append(why, rep.skippedNote)
+			why = append(why, *rep.skipWhy.Load())
 			continue
 		}
 		tx, err := r.beginOn(ctx, f, rep, after)
@@ -198,17 +200,14 @@ func (r *router) begin(ctx context.Context, f *txMaker, after Position) (*sql.Tx
 		case errors.Is(err, errBehind):
 			why = append(why, rep.behind)
 		case errors.Is(err, errLags):
-			rep.skip()
-			why = append(why, rep.lags)
+			why = append(why, rep.skip(&rep.lags))
 		case connectionLost(err):
-			rep.skip()
-			why = append(why, rep.down)
+			why = append(why, rep.skip(&rep.down))
 		case errors.Is(err, errSetup):
 			// The setup's own refusal (no tenant): the primary would refuse too.
 			return nil, "", err
 		default:
-			rep.skip()
-			why = append(why, rep.failed)
+			why = append(why, rep.skip(&rep.failed))
 		}
 	}
 	return nil, "primary (" + strings.Join(why, ", ") + ")", nil
@@ -242,7 +241,15 @@ func (r *router) beginOn(ctx context.Context, f *txMaker, rep *replica, after Po
 }
 
 func (rep *replica) skipped() bool { return time.Now().UnixNano() < rep.skipUntil.Load() }
-func (rep *replica) skip()         { rep.skipUntil.Store(time.Now().Add(ReplicaRecheck).UnixNano()) }
+
+// skip skips rep for ReplicaRecheck, why (one of its lags, down, failed)
+// naming it in the routes of the units that skip it, as in the route of
+// the unit that found it so; it returns *why.
+func (rep *replica) skip(why *string) string {
+	rep.skipWhy.Store(why)
+	rep.skipUntil.Store(time.Now().Add(ReplicaRecheck).UnixNano())
+	return *why
+}
 
 // checkSQL returns the replica's check for a unit reading after the
 // position after, or "" if it has none (no position, no lag bound). Its
@@ -336,7 +343,7 @@ func (f *txMaker) close(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	if p, err := ParsePosition(lsn); err == nil {
-		cell.raise(p)
+		cell.Raise(p)
 	}
 	return nil
 }
