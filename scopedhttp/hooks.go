@@ -58,8 +58,10 @@ func (w *writer) runHooks(again bool) {
 }
 
 // completeBeforeReturn reports whether the client has the whole response
-// once it has been flushed, before the handler returns.
+// once it has been flushed, before the handler returns. It reads the
+// headers that went out, not the status the handler set: the error
+// handler's answer to a failed commit replaces a 204 the handler chose.
 func (w *writer) completeBeforeReturn() bool {
 	return w.req.ProtoMajor == 1 && (w.ResponseWriter.Header().Get("Content-Length") != "" ||
-		w.req.Method == http.MethodHead || !bodyAllowed(w.status))
+		w.req.Method == http.MethodHead)
 }

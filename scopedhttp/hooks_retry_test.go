@@ -47,3 +47,34 @@ func TestRetriedRequestRunsOnlyTheCommittedRunsOnCommitHooks(t *testing.T) {
 		t.Errorf("hooks %q, want %q", ran, want)
 	}
 }
+
+// The error answer to a failed commit has the client wait for no hook,
+// whatever status the handler had set: a 204 the handler chose (no body)
+// is not what went out (the error handler's answer, which has one).
+func TestErrorAnswerOfANoBodyHandlerDoesNotWaitForHooks(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusNoContent} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			fx := newFixture()
+			fx.commitErr = errCommit
+			release := make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			finished := make(chan struct{}, 1)
+			ts := serve(t, fx.middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit))(
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					session(t, r)
+					_ = scoped.OnRollback(r.Context(), func(context.Context) { <-release; finished <- struct{}{} })
+					w.WriteHeader(status)
+				})))
+			t.Cleanup(unblock) // before the server closes, when the test fails
+			done := make(chan response, 1)
+			go func() { done <- post(t, ts, ts.URL, "") }()
+			got := testkit.WaitFor(t, done, "the error answer while the OnRollback hook blocks")
+			unblock()
+			testkit.WaitFor(t, finished, "the hook to finish")
+			if got.err != nil || got.status != http.StatusServiceUnavailable && got.status != http.StatusInternalServerError {
+				t.Fatalf("got %d (%v), want the error handler's answer", got.status, got.err)
+			}
+		})
+	}
+}
