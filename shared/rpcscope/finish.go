@@ -40,7 +40,11 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		return fmt.Errorf("%w: %w", endedEarly, ctx.Err())
 	}
 	if scope.Err() != nil {
-		return nil // the handler ended the scope itself: nothing left to decide
+		// The handler ended the scope itself: nothing left to decide. Its
+		// end may still run on another goroutine; Remove waits for it, so
+		// that its hooks are settled (held) before RunAfter looks.
+		_ = scope.Remove()
+		return nil
 	}
 	cerr := scope.Commit()
 	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
