@@ -12,7 +12,7 @@ import (
 // Unit hooks: side effects tied to the outcome of a unit of work (spec
 // §12). A scope holds its hooks in one list, in registration order; its
 // end decides which of them run. A unit that registers none pays nothing
-// but one lock at its end.
+// for them: its end does not look.
 
 // OnCommit registers fn to run once the unit of work of ctx's scope has
 // been saved: after the outermost unit committed every session, for a

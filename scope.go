@@ -41,7 +41,7 @@ type Scope struct {
 	// register and settle creations, to end the scope, and for every field
 	// below. No user code runs while it is held.
 	mu       sync.Mutex
-	state    atomic.Uint32 // stEnded (set under mu), stFinished, stWaited
+	state    atomic.Uint32 // stEnded (under mu, or by the lock-free end of an untouched scope), stFinished, stWaited, stTouched
 	flags    uint8         // noNet ... hookHeld, below
 	tracked  bool          // recorded by a Tracker; set before the scope is shared, then only read
 	creating *link         // creations in flight: their factories run

@@ -63,7 +63,7 @@ func defaultTeardown[S any]() teardown[S] {
 			// statement's error for every later call on the connection it
 			// closed.
 			err := any(s).(plainTx).Rollback()
-			if err != nil && errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) ||
+			if err == nil || errors.Is(err, sql.ErrTxDone) || errors.Is(err, driver.ErrBadConn) ||
 				errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 				return nil
 			}
