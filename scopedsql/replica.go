@@ -23,7 +23,12 @@ import (
 // A replica is never a reason for a unit to fail. One whose BEGIN or
 // check fails (down, restarting), or that lags past the bound of
 // [WithMaxReplicaLag], is skipped for [ReplicaRecheck], and the unit runs
-// on the primary. A unit whose context asks for a position that the
+// on the primary; so is one that has not begun the unit and answered its
+// check within a second (plus [WithReplicaWait]'s wait), such as a host
+// that accepts connections and never answers: lib/pq honours no context
+// while it connects. The attempt it abandons goes on, on a goroutine of
+// its own, until the driver returns; bound that with connect_timeout in
+// the replica's DSN. A unit whose context asks for a position that the
 // replica has not replayed runs on the primary too (unless the replica
 // replays it within [WithReplicaWait]). Once begun, a transaction stays
 // where it began: a replica lost in the middle of a unit fails that

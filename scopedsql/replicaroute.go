@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/shared/readafter"
@@ -26,14 +28,18 @@ type txMaker struct {
 
 	// The transactions whose end is not the default's: on a replica, or
 	// yielding a position for a context's WithReadAfter. Counted so that
-	// the other sessions' ends cost nothing when there are none.
-	special  sync.Map // *sql.Tx -> *txState
+	// the other sessions' ends cost nothing when there are none. Keyed
+	// weakly, and forgotten when the transaction is collected, as well as
+	// by close: a scoped.WithClose of the user's replaces close, and the
+	// entries would then outlive their transactions.
+	special  sync.Map // weak.Pointer[sql.Tx] -> *txState
 	nspecial atomic.Int64
 }
 
 // txState is what the end of a transaction of special needs.
 type txState struct {
-	cell *readafter.Cell // where its position goes; nil: on a replica
+	cell    *readafter.Cell // where its position goes; nil: on a replica
+	cleanup runtime.Cleanup // forgets it if close does not
 }
 
 // router is the replicas of a factory and the turn among them.
@@ -113,8 +119,20 @@ func (f *txMaker) create(ctx context.Context) (*sql.Tx, error) {
 }
 
 func (f *txMaker) remember(tx *sql.Tx, st *txState) {
+	k := weak.Make(tx)
+	st.cleanup = runtime.AddCleanup(tx, func(k weak.Pointer[sql.Tx]) { f.forget(k) }, k)
 	f.nspecial.Add(1)
-	f.special.Store(tx, st)
+	f.special.Store(k, st)
+}
+
+// forget drops the state of the transaction k, if it is still kept.
+func (f *txMaker) forget(k weak.Pointer[sql.Tx]) *txState {
+	v, ok := f.special.LoadAndDelete(k)
+	if !ok {
+		return nil
+	}
+	f.nspecial.Add(-1)
+	return v.(*txState)
 }
 
 // reportRoute makes the events of the session being created say route.
@@ -201,7 +219,7 @@ func (r *router) begin(ctx context.Context, f *txMaker, after Position) (*sql.Tx
 			why = append(why, rep.behind)
 		case errors.Is(err, errLags):
 			why = append(why, rep.skip(&rep.lags))
-		case connectionLost(err):
+		case connectionLost(err), errors.Is(err, errSilent):
 			why = append(why, rep.skip(&rep.down))
 		case errors.Is(err, errSetup):
 			// The setup's own refusal (no tenant): the primary would refuse too.
@@ -216,8 +234,64 @@ func (r *router) begin(ctx context.Context, f *txMaker, after Position) (*sql.Tx
 // errSetup marks an error of the setup on a replica.
 var errSetup = errors.New("scopedsql: setup on a replica")
 
-// beginOn begins the unit on rep: BEGIN, the check (if any), the setup.
+// beginOn begins the unit on rep: BEGIN and the check (if any), within
+// the bound, then the setup.
 func (r *router) beginOn(ctx context.Context, f *txMaker, rep *replica, after Position) (*sql.Tx, error) {
+	tx, err := r.answer(ctx, f, rep, after)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.setup(ctx, tx); err != nil {
+		return nil, fmt.Errorf("%w: %w", errSetup, err)
+	}
+	return tx, nil
+}
+
+// replicaAnswer bounds how long a replica may take to begin a unit and
+// check it, past WithReplicaWait's wait.
+const replicaAnswer = time.Second
+
+// errSilent: the replica did not answer within replicaAnswer.
+var errSilent = errors.New("scopedsql: replica did not answer")
+
+// answer runs rep's BEGIN and check on a goroutine of their own, and
+// waits for them no longer than replicaAnswer (and the wait) allows, or
+// the unit's context: lib/pq honours no context while it opens a
+// connection, nor a cancelled statement's on a server that stops
+// answering, so a replica that accepts connections and never answers
+// held every read-only unit for ever. A transaction begun after the
+// caller left is rolled back.
+func (r *router) answer(ctx context.Context, f *txMaker, rep *replica, after Position) (*sql.Tx, error) {
+	type result struct {
+		tx  *sql.Tx
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tx, err := r.beginChecked(ctx, f, rep, after)
+		done <- result{tx, err}
+	}()
+	t := time.NewTimer(replicaAnswer + r.wait)
+	defer t.Stop()
+	var err error
+	select {
+	case res := <-done:
+		return res.tx, res.err
+	case <-ctx.Done():
+		err = fmt.Errorf("scopedsql: begin on %s: %w", rep.name, context.Cause(ctx))
+	case <-t.C:
+		err = fmt.Errorf("%w within %v: %s", errSilent, replicaAnswer+r.wait, rep.name)
+	}
+	go func() {
+		if res := <-done; res.tx != nil {
+			_ = res.tx.Rollback()
+		}
+	}()
+	return nil, err
+}
+
+// beginChecked runs rep's BEGIN and the check, if any.
+func (r *router) beginChecked(ctx context.Context, f *txMaker, rep *replica, after Position) (*sql.Tx, error) {
 	tx, err := beginUnit(ctx, rep.db, f.opts)
 	if err != nil {
 		return nil, err
@@ -233,9 +307,6 @@ func (r *router) beginOn(ctx context.Context, f *txMaker, rep *replica, after Po
 		case !replayed:
 			return nil, abandon(tx, errBehind)
 		}
-	}
-	if err := f.setup(ctx, tx); err != nil {
-		return nil, fmt.Errorf("%w: %w", errSetup, err)
 	}
 	return tx, nil
 }
@@ -303,7 +374,7 @@ func (f *txMaker) commit(_ context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	if f.nspecial.Load() != 0 && connectionLost(err) {
-		if v, ok := f.special.Load(tx); ok && v.(*txState).cell == nil {
+		if v, ok := f.special.Load(weak.Make(tx)); ok && v.(*txState).cell == nil {
 			return nil
 		}
 	}
@@ -327,12 +398,12 @@ func (f *txMaker) close(ctx context.Context, tx *sql.Tx) error {
 	if f.nspecial.Load() == 0 {
 		return nil
 	}
-	v, ok := f.special.LoadAndDelete(tx)
-	if !ok {
+	st := f.forget(weak.Make(tx))
+	if st == nil {
 		return nil
 	}
-	f.nspecial.Add(-1)
-	cell := v.(*txState).cell
+	st.cleanup.Stop()
+	cell := st.cell
 	if cell == nil {
 		return nil
 	}
