@@ -2,6 +2,7 @@ package scoped_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -103,5 +104,49 @@ func TestCreationBoundAskedAfterTheNetRanIsDone(t *testing.T) {
 					"the begin is not bounded by the cancelled scope context")
 			}
 		})
+	}
+}
+
+// A safety net that found nothing to end (every session was ended by
+// hand) leaves the scope as if it had never held a session: a begin that
+// then asks for the bound on the cancelled context gives up, and the
+// scope stays open, as it does for a scope that never held one. (The net
+// registered for that begin alone ended the whole scope: the next
+// session asked for got ErrScopeClosed instead of being created and
+// rolled back by the net; seen by the model test, seed 212, program 407.)
+func TestBoundAfterAnIdleNetLeavesTheScopeOpen(t *testing.T) {
+	idle := make(chan struct{}, 1)
+	scoped.SetNetIdleHook(func(*scoped.Scope) { idle <- struct{}{} })
+	defer scoped.SetNetIdleHook(nil)
+	safe := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "safe"}, nil },
+		scoped.WithTeardownErrorHook(nil))
+	begun := scoped.New(func(fctx context.Context) (*fakeTx, error) {
+		b, ok := fctx.(creation.Source).BoundCreation()
+		if !ok {
+			return nil, errors.New("no creation bound in a scope with a safety net")
+		}
+		<-b.Done() // the context is cancelled: the net fires at once
+		return nil, b.Settle()
+	}, scoped.WithTeardownErrorHook(nil))
+	for range 50 {
+		parent, cancel := context.WithCancel(context.Background())
+		ctx, scope := scoped.Begin(parent)
+		if _, err := safe.Current(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := safe.Remove(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		testkit.WaitFor(t, idle, "the safety net that finds nothing to end")
+		if _, err := begun.Current(ctx); err == nil {
+			t.Fatal("a begin bounded by a cancelled scope context succeeded")
+		}
+		if _, err := safe.Current(ctx); err != nil {
+			t.Fatalf("after the bounded begin gave up, the scope is not open: %v", err)
+		}
+		if err := scope.Remove(); err != nil && !errors.Is(err, scoped.ErrScopeCancelled) {
+			t.Fatal(err)
+		}
 	}
 }

@@ -54,7 +54,9 @@ func (s *Scope) cancelled() {
 		// outcome. The scope stays open, as if there had been no net; a
 		// session created later registers it again (and it fires at once).
 		held := s.flags&netHeld != 0
-		s.flags &^= armed
+		// As if the scope had never held a session: a later registration
+		// for a begin alone (the creation bound) must not end the scope.
+		s.flags &^= armed | netHeld
 		s.mu.Unlock()
 		runBounds(fired)
 		if h := testHookNetIdle.Load(); h != nil && held {
