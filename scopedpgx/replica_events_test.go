@@ -70,7 +70,7 @@ func TestReplicaRoutesInEvents(t *testing.T) {
 	if _, err := s.primary.Exec(ctx, "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	s.awaitReplayed(t, s.primaryPosition(t))
+	s.r.AwaitReplayed(t, s.primaryPosition(t))
 
 	want := func(what, created, ended, wantCreated, wantEnded string) {
 		t.Helper()
@@ -100,14 +100,14 @@ func TestReplicaRoutesInEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		pos := CommitPosition(client)
-		s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
+		s.r.AwaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
 
 		// Sent to the replica, moved to the primary by the check in BEGIN's pipeline.
 		c, e := s.unitRoutes(t, readOnly(client), s.readUnit)
 		want("read-only unit with a position the replica has not replayed", c, e,
 			"replica 1", "primary (replica 1 has not replayed the position)")
 
-		s.awaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
+		s.r.AwaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
 		lag := WithMaxReplicaLag(50 * time.Millisecond)
 		l := &routeLog{routes: map[scoped.EventKind]string{}}
 		txs := s.txs(lag, scoped.WithEventHook(l.hook))

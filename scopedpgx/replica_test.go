@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,7 +60,7 @@ func TestReplica(t *testing.T) {
 	if _, err := s.primary.Exec(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	s.awaitReplayed(t, s.primaryPosition(t))
+	s.r.AwaitReplayed(t, s.primaryPosition(t))
 
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)
@@ -105,37 +103,6 @@ func (s *replicaSetup) primaryPosition(t testing.TB) Position {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// awaitStandby polls the standby, on a connection of its own, until cond
-// (an SQL boolean of $1, a position) holds. The test's bound bounds it.
-func (s *replicaSetup) awaitStandby(t testing.TB, cond string, p Position) {
-	t.Helper()
-	ctx := dbtest.Ctx(t)
-	c, err := pgx.Connect(ctx, s.r.Standby.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	for {
-		var ok bool
-		if err := c.QueryRow(ctx, "SELECT coalesce("+cond+", false)", p.String()).Scan(&ok); err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("standby: %s not true for %s within %v", cond, p, testkit.Bound)
-		case <-time.After(5 * time.Millisecond): // polling a server: no event to wait on
-		}
-	}
-}
-
-func (s *replicaSetup) awaitReplayed(t testing.TB, p Position) {
-	t.Helper()
-	s.awaitStandby(t, "pg_last_wal_replay_lsn() >= $1::text::pg_lsn", p)
 }
 
 // read runs a read-only unit reading row id, and says where it ran.
@@ -266,7 +233,7 @@ func (s *replicaSetup) testReadYourWritesWithLag(t *testing.T) {
 	if pos == 0 {
 		t.Fatal("no commit position after a unit that wrote")
 	}
-	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
+	s.r.AwaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
 
 	n, on, err := s.read(readOnly(dbtest.Ctx(t)), txs, 100)
 	if err != nil || !on || n != -1 {
@@ -284,7 +251,7 @@ func (s *replicaSetup) testReadYourWritesWithLag(t *testing.T) {
 	}
 
 	s.r.SetApplyDelay(0)
-	s.awaitReplayed(t, pos)
+	s.r.AwaitReplayed(t, pos)
 	// The first read on the connection the failed check ran on prepares
 	// its statements again: pgx forgets those of a batch that failed.
 	for i := range 2 {
@@ -304,45 +271,17 @@ func (s *replicaSetup) testReadYourWritesWithLag(t *testing.T) {
 // at once, concurrently, each carrying its position: no read is stale,
 // while the replica serves the reads whose position it has replayed.
 func (s *replicaSetup) testReadYourWritesUnderLoad(t *testing.T) {
-	const clients, rounds = 8, 40
-	txs := s.txs()
-	var onReplica, stale atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := WithReadAfter(dbtest.Ctx(t), 0)
-			id := 200 + c
-			for i := 1; i <= rounds; i++ {
-				if err := s.write(client, txs, id, i); err != nil {
-					errs <- err
-					return
-				}
-				// The next request of the same client: its position only.
-				n, on, err := s.read(readOnly(WithReadAfter(dbtest.Ctx(t), CommitPosition(client))), txs, id)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if n != i {
-					stale.Add(1)
-				}
-				if on {
-					onReplica.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	t.Logf("%d reads after their client's write: %d stale, %d served by the replica", clients*rounds, stale.Load(), onReplica.Load())
-	if stale.Load() != 0 {
-		t.Errorf("%d stale reads", stale.Load())
+	s.clients(s.txs()).UnderLoad(t, 8, 40)
+}
+
+// clients are clients whose units txs runs.
+func (s *replicaSetup) clients(txs *scoped.ScopedSession[pgx.Tx]) dbtest.ReadYourWrites {
+	return dbtest.ReadYourWrites{
+		Client: func(ctx context.Context) context.Context { return WithReadAfter(ctx, 0) },
+		Write:  func(client context.Context, id, n int) error { return s.write(client, txs, id, n) },
+		ReadNext: func(ctx, client context.Context, id int) (int, bool, error) {
+			return s.read(readOnly(WithReadAfter(ctx, CommitPosition(client))), txs, id)
+		},
 	}
 }
 
@@ -357,9 +296,9 @@ func (s *replicaSetup) testLaggingSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := s.primaryPosition(t)
-	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos)
+	s.r.AwaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos)
 	// Lagging: received more than it replayed, last replay older than the bound.
-	s.awaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
+	s.r.AwaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
 	if n, on, err := s.read(readOnly(ctx), txs, 300); err != nil || on || n != 1 {
 		t.Fatalf("read with a lagging replica: n %d on replica %v, err %v; want the primary's 1", n, on, err)
 	}
@@ -375,68 +314,13 @@ func (s *replicaSetup) testLaggingSkipped(t *testing.T) {
 // testStoppedMidLoad: readers run read-only units while the replica is
 // stopped: none fails; after the stop the primary serves them.
 func (s *replicaSetup) testStoppedMidLoad(t *testing.T, mode dbtest.StopMode) {
-	const readers = 8
 	txs := s.txs()
-	var done atomic.Int64
-	var onReplica, onPrimary atomic.Int64
-	var failed []error
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	warm := make(chan struct{}, readers)
-	after := make(chan struct{}, readers)
-	stopped := make(chan struct{})
-	var wg sync.WaitGroup
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := readOnly(context.Background())
-			for i := 0; ; i++ {
-				var afterStop bool
-				select {
-				case <-stopped:
-					afterStop = true
-				default:
-				}
-				_, on, err := s.read(ctx, txs, r)
-				if err != nil {
-					mu.Lock()
-					failed = append(failed, fmt.Errorf("reader %d unit %d: %w", r, i, err))
-					mu.Unlock()
-				} else if on {
-					onReplica.Add(1)
-				} else {
-					onPrimary.Add(1)
-				}
-				done.Add(1)
-				if i == 10 {
-					warm <- struct{}{}
-				}
-				if afterStop {
-					after <- struct{}{}
-					<-stop
-					return
-				}
-			}
-		}()
-	}
-	for range readers {
-		<-warm
-	}
-	s.r.Standby.Stop(mode)
-	close(stopped)
-	for range readers {
-		<-after
-	}
-	close(stop)
-	wg.Wait()
-	t.Logf("%d read-only units: %d on the replica, %d on the primary, %d failed", done.Load(), onReplica.Load(), onPrimary.Load(), len(failed))
-	for _, err := range failed {
-		t.Error(err)
-	}
-	if onPrimary.Load() == 0 {
-		t.Error("no unit ran on the primary after the replica stopped")
-	}
+	l := s.r.StopUnderReads(mode, 8, func(r int) (bool, error) {
+		_, on, err := s.read(readOnly(context.Background()), txs, r)
+		return on, err
+	})
+	t.Logf("%d read-only units: %d on the replica, %d on the primary, %d failed", l.Done, l.OnReplica, l.OnPrimary, len(l.Failed))
+	l.Check(t)
 	if n := s.replica.Stat().AcquiredConns(); n != 0 {
 		t.Errorf("%d replica connections left acquired", n)
 	}
@@ -473,7 +357,7 @@ func (s *replicaSetup) testHTTP(t *testing.T) {
 	do, client := serveClients(t, h)
 	readsOwnWrite(t, do, client)
 	s.r.SetApplyDelay(0)
-	s.awaitReplayed(t, s.primaryPosition(t))
+	s.r.AwaitReplayed(t, s.primaryPosition(t))
 	if got := do(client, http.MethodGet); got != "1 true" {
 		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
 	}

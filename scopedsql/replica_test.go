@@ -41,7 +41,7 @@ func TestReplica(t *testing.T) {
 	if _, err := s.primary.ExecContext(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
-	s.awaitReplayed(t, s.primaryPosition(t))
+	s.r.AwaitReplayed(t, s.primaryPosition(t))
 
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("RoutesInEvents", s.testEvents)
@@ -84,37 +84,6 @@ func (s *replicas) primaryPosition(t testing.TB) scopedsql.Position {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// awaitStandby polls the standby, not through its proxy, until cond (an
-// SQL boolean of $1, a position) holds. The test's bound bounds it.
-func (s *replicas) awaitStandby(t testing.TB, cond string, p scopedsql.Position) {
-	t.Helper()
-	ctx := dbtest.Ctx(t)
-	db, err := sql.Open("postgres", s.r.Standby.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for {
-		var ok bool
-		if err := db.QueryRowContext(ctx, "SELECT coalesce("+cond+", false)", p.String()).Scan(&ok); err != nil {
-			t.Fatal(err)
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("standby: %s not true for %s within %v", cond, p, dbtest.Bound)
-		case <-time.After(5 * time.Millisecond): // polling a server: no event to wait on
-		}
-	}
-}
-
-func (s *replicas) awaitReplayed(t testing.TB, p scopedsql.Position) {
-	t.Helper()
-	s.awaitStandby(t, "pg_last_wal_replay_lsn() >= $1::text::pg_lsn", p)
 }
 
 // read runs a unit reading row id (-1: none), and says where it ran.
@@ -209,7 +178,7 @@ func (s *replicas) testRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := scopedsql.CommitPosition(client)
-	s.awaitReplayed(t, pos)
+	s.r.AwaitReplayed(t, pos)
 	p, r = s.trips(func() {
 		if n, on, err := s.read(readOnly(t, client), txs, 11); err != nil || !on || n != 1 {
 			t.Fatalf("read with a replayed position: n %d on replica %v, err %v; want the replica's 1", n, on, err)
@@ -290,7 +259,7 @@ func (s *replicas) testReadYourWritesWithLag(t *testing.T) {
 	if pos == 0 {
 		t.Fatal("no commit position after a unit that wrote")
 	}
-	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
+	s.r.AwaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos) // received, not applied
 
 	n, on, err := s.read(readOnly(t, dbtest.Ctx(t)), txs, 100)
 	if err != nil || !on || n != -1 {
@@ -306,7 +275,7 @@ func (s *replicas) testReadYourWritesWithLag(t *testing.T) {
 	t.Logf("round trips of a read whose position the replica has not replayed: %d on the replica, %d on the primary", r, p)
 
 	s.r.SetApplyDelay(0)
-	s.awaitReplayed(t, pos)
+	s.r.AwaitReplayed(t, pos)
 	if n, on, err = s.read(readOnly(t, client), txs, 100); err != nil || !on || n != 1 {
 		t.Fatalf("read with a replayed position: n %d on replica %v, err %v; want the replica's 1", n, on, err)
 	}
@@ -316,46 +285,18 @@ func (s *replicas) testReadYourWritesWithLag(t *testing.T) {
 // at once, concurrently, each carrying its position: no read is stale,
 // while the replica serves the reads whose position it has replayed.
 func (s *replicas) testReadYourWritesUnderLoad(t *testing.T) {
-	const clients, rounds = 8, 40
-	txs := s.txs()
-	var onReplica, stale atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := scopedsql.WithReadAfter(dbtest.Ctx(t), 0)
-			id := 200 + c
-			for i := 1; i <= rounds; i++ {
-				if err := s.write(client, txs, id, i); err != nil {
-					errs <- err
-					return
-				}
-				// The next request of the same client: its position only.
-				next := scopedsql.WithReadAfter(dbtest.Ctx(t), scopedsql.CommitPosition(client))
-				n, on, err := s.read(readOnly(t, next), txs, id)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if n != i {
-					stale.Add(1)
-				}
-				if on {
-					onReplica.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	t.Logf("%d reads after their client's write: %d stale, %d served by the replica", clients*rounds, stale.Load(), onReplica.Load())
-	if stale.Load() != 0 {
-		t.Errorf("%d stale reads", stale.Load())
+	s.clients(t, s.txs()).UnderLoad(t, 8, 40)
+}
+
+// clients are clients whose units txs runs.
+func (s *replicas) clients(t testing.TB, txs *scoped.ScopedSession[*sql.Tx]) dbtest.ReadYourWrites {
+	return dbtest.ReadYourWrites{
+		Client: func(ctx context.Context) context.Context { return scopedsql.WithReadAfter(ctx, 0) },
+		Write:  func(client context.Context, id, n int) error { return s.write(client, txs, id, n) },
+		ReadNext: func(ctx, client context.Context, id int) (int, bool, error) {
+			next := scopedsql.WithReadAfter(ctx, scopedsql.CommitPosition(client))
+			return s.read(readOnly(t, next), txs, id)
+		},
 	}
 }
 
@@ -412,8 +353,8 @@ func (s *replicas) testLaggingSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	pos := s.primaryPosition(t)
-	s.awaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos)
-	s.awaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
+	s.r.AwaitStandby(t, "pg_last_wal_receive_lsn() >= $1::text::pg_lsn", pos)
+	s.r.AwaitStandby(t, "$1::text IS NOT NULL AND pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn() AND now() - pg_last_xact_replay_timestamp() > interval '50 ms'", pos)
 	if n, on, err := s.read(readOnly(t, ctx), txs, 300); err != nil || on || n != 1 {
 		t.Fatalf("read with a lagging replica: n %d on replica %v, err %v; want the primary's 1", n, on, err)
 	}
@@ -492,7 +433,7 @@ func (s *replicas) testHTTP(t *testing.T) {
 		t.Errorf("GET of another client: %q, want the replica's stale \"-1 true\"", got)
 	}
 	s.r.SetApplyDelay(0)
-	s.awaitReplayed(t, s.primaryPosition(t))
+	s.r.AwaitReplayed(t, s.primaryPosition(t))
 	if got := do(client, http.MethodGet); got != "1 true" {
 		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
 	}
@@ -506,15 +447,8 @@ func (s *replicas) testHTTP(t *testing.T) {
 // (scoped.WithRetry with a classifier that accepts a lost connection):
 // then no read-only unit fails.
 func (s *replicas) testStoppedMidLoad(t *testing.T, mode dbtest.StopMode) {
-	const readers = 8
 	txs := s.txs()
-	var done, onReplica, onPrimary, retried atomic.Int64
-	var failed []error
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	warm := make(chan struct{}, readers)
-	after := make(chan struct{}, readers)
-	stopped := make(chan struct{})
+	var retried atomic.Int64
 	lost := func(err error) bool {
 		if isConnLost(err) {
 			retried.Add(1)
@@ -522,59 +456,13 @@ func (s *replicas) testStoppedMidLoad(t *testing.T, mode dbtest.StopMode) {
 		}
 		return false
 	}
-	var wg sync.WaitGroup
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := readOnly(t, context.Background())
-			for i := 0; ; i++ {
-				var afterStop bool
-				select {
-				case <-stopped:
-					afterStop = true
-				default:
-				}
-				_, on, err := s.read(ctx, txs, r, scoped.WithRetry(3, lost))
-				if err != nil {
-					mu.Lock()
-					failed = append(failed, fmt.Errorf("reader %d unit %d: %w", r, i, err))
-					mu.Unlock()
-				} else if on {
-					onReplica.Add(1)
-				} else {
-					onPrimary.Add(1)
-				}
-				done.Add(1)
-				if i == 10 {
-					warm <- struct{}{}
-				}
-				if afterStop {
-					after <- struct{}{}
-					<-stop
-					return
-				}
-			}
-		}()
-	}
-	for range readers {
-		<-warm
-	}
-	s.r.Standby.Stop(mode)
-	close(stopped)
-	for range readers {
-		<-after
-	}
-	close(stop)
-	wg.Wait()
+	l := s.r.StopUnderReads(mode, 8, func(r int) (bool, error) {
+		_, on, err := s.read(readOnly(t, context.Background()), txs, r, scoped.WithRetry(3, lost))
+		return on, err
+	})
 	t.Logf("%d read-only units: %d on the replica, %d on the primary, %d run again after losing the replica, %d failed",
-		done.Load(), onReplica.Load(), onPrimary.Load(), retried.Load(), len(failed))
-	for _, err := range failed {
-		t.Error(err)
-	}
-	if onPrimary.Load() == 0 {
-		t.Error("no unit ran on the primary after the replica stopped")
-	}
+		l.Done, l.OnReplica, l.OnPrimary, retried.Load(), len(l.Failed))
+	l.Check(t)
 	if n := s.replica.Stats().InUse; n != 0 {
 		t.Errorf("%d replica connections left in use", n)
 	}

@@ -138,10 +138,17 @@ func (r *Replicated) SetApplyDelay(d time.Duration) {
 // psql runs one statement on c's database test, failing the test on error.
 func (c *Cluster) psql(sql string) string {
 	c.t.Helper()
-	out, err := run(filepath.Join("/usr/lib/postgresql", c.Version, "bin", "psql"), "-X", "-q", "-A", "-t",
-		"-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres", "-d", "test", "-c", sql)
+	out, err := c.query(sql)
 	if err != nil {
 		c.t.Fatalf("cluster %s: %v", c.Name, err)
 	}
-	return strings.TrimSpace(string(out))
+	return out
+}
+
+// query runs one statement on c's database test with psql, on a
+// connection of its own, and returns its output, unaligned.
+func (c *Cluster) query(sql string) (string, error) {
+	out, err := run(filepath.Join("/usr/lib/postgresql", c.Version, "bin", "psql"), "-X", "-q", "-A", "-t",
+		"-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres", "-d", "test", "-c", sql)
+	return strings.TrimSpace(string(out)), err
 }
