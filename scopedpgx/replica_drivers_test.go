@@ -3,11 +3,11 @@ package scopedpgx
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedhttp"
 	"github.com/go-scoped/scoped/scopedsql"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -73,24 +73,12 @@ func (s *replicaSetup) testAcrossDrivers(t *testing.T) {
 		{"scopedpgx's cookie, database/sql writes, pgx reads", ReadYourWrites, sqlWrite, pgxRead, 601},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var err error
-				if r.Method == http.MethodPost {
-					err = c.write(r.Context(), c.id)
-				} else {
-					var n int
-					var on bool
-					n, on, err = c.read(r.Context(), c.id)
-					fmt.Fprintf(w, "%d %v", n, on)
-				}
-				if err != nil {
-					http.Error(w, err.Error(), http.StatusInternalServerError)
-				}
-			})
+			app := dbtest.RowHandler(func(ctx context.Context) error { return c.write(ctx, c.id) },
+				func(ctx context.Context) (int, bool, error) { return c.read(ctx, c.id) })
 			mw := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit),
 				scopedhttp.Bind(pgxTxs), scopedhttp.Bind(sqlTxs))
-			do, client := serveClients(t, c.carrier("rp")(scopedhttp.ReadOnlySafeMethods(mw(app))))
-			readsOwnWrite(t, do, client)
+			do, client := dbtest.ServeClients(t, c.carrier("rp")(scopedhttp.ReadOnlySafeMethods(mw(app))))
+			dbtest.ReadsOwnWrite(t, do, client)
 		})
 	}
 }

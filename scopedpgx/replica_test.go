@@ -2,12 +2,8 @@ package scopedpgx
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -333,76 +329,27 @@ func (s *replicaSetup) testHTTP(t *testing.T) {
 	s.r.SetApplyDelay(time.Hour)
 	t.Cleanup(func() { s.r.SetApplyDelay(0) })
 	txs := s.txs()
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+	app := dbtest.RowHandler(func(ctx context.Context) error {
 		tx, err := scoped.Current[pgx.Tx](ctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if r.Method == http.MethodPost {
+		if err == nil {
 			_, err = tx.Exec(ctx, "INSERT INTO "+s.table+" (id, n) VALUES (400, 1)")
-		} else {
-			var n int
-			var on bool
+		}
+		return err
+	}, func(ctx context.Context) (n int, on bool, err error) {
+		tx, err := scoped.Current[pgx.Tx](ctx)
+		if err == nil {
 			err = tx.QueryRow(ctx, "SELECT coalesce((SELECT n FROM "+s.table+" WHERE id = 400), -1), pg_is_in_recovery()").Scan(&n, &on)
-			fmt.Fprintf(w, "%d %v", n, on)
 		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		return n, on, err
 	})
 	h := ReadYourWrites("rp")(scopedhttp.ReadOnlySafeMethods(
 		scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(app)))
-	do, client := serveClients(t, h)
-	readsOwnWrite(t, do, client)
+	do, client := dbtest.ServeClients(t, h)
+	dbtest.ReadsOwnWrite(t, do, client)
 	s.r.SetApplyDelay(0)
 	s.r.AwaitReplayed(t, s.primaryPosition(t))
 	if got := do(client, http.MethodGet); got != "1 true" {
 		t.Errorf("GET with the cookie, replayed: %q, want the replica's \"1 true\"", got)
-	}
-}
-
-// serveClients serves h for the test, and returns how to send it a
-// request, as a client, and returns the response's body; and a client
-// that keeps its cookies, as a browser does.
-func serveClients(t *testing.T, h http.Handler) (do func(c *http.Client, method string) string, client *http.Client) {
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return func(c *http.Client, method string) string {
-		req, err := http.NewRequestWithContext(dbtest.Ctx(t), method, srv.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d %s %v", method, res.StatusCode, body, err)
-		}
-		return string(body)
-	}, &http.Client{Jar: jar}
-}
-
-// readsOwnWrite checks, with the replica applying commits late, that
-// client, after a POST that writes the row the GETs read, reads it on the
-// primary ("1 false"), and that another client reads the replica's stale
-// row ("-1 true").
-func readsOwnWrite(t *testing.T, do func(c *http.Client, method string) string, client *http.Client) {
-	t.Helper()
-	do(client, http.MethodPost)
-	if got := do(client, http.MethodGet); got != "1 false" {
-		t.Errorf("GET after the client's POST, with its cookie: %q, want the primary's \"1 false\"", got)
-	}
-	if got := do(&http.Client{}, http.MethodGet); got != "-1 true" {
-		t.Errorf("GET of another client: %q, want the replica's stale \"-1 true\"", got)
 	}
 }
 

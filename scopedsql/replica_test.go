@@ -4,11 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -381,57 +378,23 @@ func (s *replicas) testHTTP(t *testing.T) {
 	s.r.SetApplyDelay(time.Hour)
 	t.Cleanup(func() { s.r.SetApplyDelay(0) })
 	txs := s.txs()
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+	app := dbtest.RowHandler(func(ctx context.Context) error {
 		tx, err := scoped.Current[*sql.Tx](ctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		if r.Method == http.MethodPost {
+		if err == nil {
 			_, err = tx.ExecContext(ctx, "INSERT INTO "+s.table+" (id, n) VALUES (400, 1)")
-		} else {
-			var n int
-			var on bool
+		}
+		return err
+	}, func(ctx context.Context) (n int, on bool, err error) {
+		tx, err := scoped.Current[*sql.Tx](ctx)
+		if err == nil {
 			err = tx.QueryRowContext(ctx, "SELECT coalesce((SELECT n FROM "+s.table+" WHERE id = 400), -1), pg_is_in_recovery()").Scan(&n, &on)
-			fmt.Fprintf(w, "%d %v", n, on)
 		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
+		return n, on, err
 	})
 	h := scopedsql.ReadYourWrites("rp")(scopedhttp.ReadOnlySafeMethods(
 		scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit), scopedhttp.Bind(txs))(app)))
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := &http.Client{Jar: jar}
-	do := func(c *http.Client, method string) string {
-		req, err := http.NewRequestWithContext(dbtest.Ctx(t), method, srv.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d %s %v", method, res.StatusCode, body, err)
-		}
-		return string(body)
-	}
-	do(client, http.MethodPost)
-	if got := do(client, http.MethodGet); got != "1 false" {
-		t.Errorf("GET after the client's POST, with its cookie: %q, want the primary's \"1 false\"", got)
-	}
-	if got := do(&http.Client{}, http.MethodGet); got != "-1 true" {
-		t.Errorf("GET of another client: %q, want the replica's stale \"-1 true\"", got)
-	}
+	do, client := dbtest.ServeClients(t, h)
+	dbtest.ReadsOwnWrite(t, do, client)
 	s.r.SetApplyDelay(0)
 	s.r.AwaitReplayed(t, s.primaryPosition(t))
 	if got := do(client, http.MethodGet); got != "1 true" {
