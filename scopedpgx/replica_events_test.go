@@ -65,12 +65,8 @@ func TestReplicaRoutesInEvents(t *testing.T) {
 	r := dbtest.NewReplicated(t)
 	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN, 0), rp: proxyTo(t, r.Standby.DSN, 0)}
 	s.primary, s.replica = s.pp.pool(t, 4), s.rp.pool(t, 4)
-	s.table = pgx.Identifier{dbtest.Table("scopedpgx_routes")}.Sanitize()
+	s.table = r.CreateRowTable(t, "scopedpgx_routes")
 	ctx := dbtest.Ctx(t)
-	if _, err := s.primary.Exec(ctx, "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	s.r.AwaitReplayed(t, s.primaryPosition(t))
 
 	want := func(what, created, ended, wantCreated, wantEnded string) {
 		t.Helper()

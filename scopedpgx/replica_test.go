@@ -52,11 +52,7 @@ func TestReplica(t *testing.T) {
 	r := dbtest.NewReplicated(t)
 	s := &replicaSetup{r: r, pp: proxyTo(t, r.Primary.DSN, 0), rp: proxyTo(t, r.Standby.DSN, 0)}
 	s.primary, s.replica = s.pp.pool(t, 16), s.rp.pool(t, 16)
-	s.table = pgx.Identifier{dbtest.Table("scopedpgx_replica")}.Sanitize()
-	if _, err := s.primary.Exec(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	s.r.AwaitReplayed(t, s.primaryPosition(t))
+	s.table = r.CreateRowTable(t, "scopedpgx_replica")
 
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("ReadYourWritesWithLag", s.testReadYourWritesWithLag)

@@ -32,13 +32,9 @@ type replicas struct {
 // standby made for them (seconds to make).
 func TestReplica(t *testing.T) {
 	r := dbtest.NewReplicated(t)
-	s := &replicas{r: r, table: dbtest.Table("scopedsql_replica")}
+	s := &replicas{r: r, table: r.CreateRowTable(t, "scopedsql_replica")}
 	s.pp, s.primary = newTripProxy(t, r.Primary.DSN)
 	s.rp, s.replica = newTripProxy(t, r.Standby.DSN)
-	if _, err := s.primary.ExecContext(dbtest.Ctx(t), "CREATE TABLE "+s.table+" (id int PRIMARY KEY, n int NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	s.r.AwaitReplayed(t, s.primaryPosition(t))
 
 	t.Run("RoutesReadOnlyUnits", s.testRoutes)
 	t.Run("RoutesInEvents", s.testEvents)

@@ -152,3 +152,17 @@ func (c *Cluster) query(sql string) (string, error) {
 		"-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "postgres", "-d", "test", "-c", sql)
 	return strings.TrimSpace(string(out)), err
 }
+
+// CreateRowTable creates a fresh table (id int primary key, n int) named
+// after prefix on the primary, the replica tests' rows, and returns its
+// name once the standby has replayed it.
+func (r *Replicated) CreateRowTable(t testing.TB, prefix string) string {
+	t.Helper()
+	table := Table(prefix)
+	lsn, err := r.Primary.query("CREATE TABLE " + table + " (id int PRIMARY KEY, n int NOT NULL); SELECT pg_current_wal_insert_lsn()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AwaitReplayed(t, position(lsn))
+	return table
+}
