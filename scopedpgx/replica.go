@@ -22,7 +22,16 @@ import (
 // A replica is never a reason for a unit to fail. One that cannot give a
 // connection, whose BEGIN fails, or that lags past the bound of
 // [WithMaxReplicaLag], is skipped for [ReplicaRecheck], and the unit runs
-// on the primary. A unit whose context asks for a position
+// on the primary. A replica that gives no connection within a second (one
+// that accepts connections and never answers, say) is down, whatever the
+// unit's deadline; pgxpool pings, within that second, a connection that
+// has been idle for more than one (its default ShouldPing). A replica
+// that freezes while it holds a connection pinged or used less than a
+// second before is not bounded so: BEGIN travels with the unit's first
+// statement, which only the unit's context may cut short, so the unit
+// waits for its deadline, and with none until the connection is lost.
+// The pool's connect_timeout bounds what pgxpool goes on
+// opening after the second. A unit whose context asks for a position
 // ([WithReadAfter]) that the replica has not replayed runs on the primary
 // too (unless the replica replays it within [WithReplicaWait]). Lag and
 // position are checked by a statement in the pipeline of BEGIN, at no

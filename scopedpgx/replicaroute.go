@@ -122,7 +122,7 @@ func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
 				t.reads.route.set(routeKind(rep.skipWhy.Load()), rep.index)
 				continue
 			}
-			c, err := rep.s.pool.Acquire(ctx)
+			c, err := rep.conn(ctx)
 			if err == nil {
 				t.s = rep.s
 				t.reads.route.set(routeReplica, rep.index)
@@ -136,6 +136,23 @@ func (s *txShared) acquire(ctx context.Context, t *tx) (*pgxpool.Conn, error) {
 		}
 	}
 	return s.pool.Acquire(ctx)
+}
+
+// replicaAnswer bounds how long a replica may take to give a unit a
+// connection: to open one, or to answer the pool's ping of an idle one.
+const replicaAnswer = time.Second
+
+// conn acquires a connection from rep within replicaAnswer: a replica
+// that accepts connections and never answers held a unit whose context
+// has no deadline for ever, and failed one with a deadline at it, rather
+// than sending it to the primary. WithReplicaWait's wait is not part of
+// it: the wait is spent in the BEGIN pipeline, after the acquire. pgxpool
+// carries on opening a connection in the background once the acquire
+// gives up; the pool's connect_timeout, or its Close, ends that.
+func (rep *replica) conn(ctx context.Context) (*pgxpool.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, replicaAnswer)
+	defer cancel()
+	return rep.s.pool.Acquire(ctx)
 }
 
 func (rep *replica) skipped() bool { return time.Now().UnixNano() < rep.skipUntil.Load() }
