@@ -2,8 +2,6 @@ package scopedpgx
 
 import (
 	"context"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,41 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// silentServer accepts TCP connections and never answers on them, as a
-// frozen host behind a live load balancer does. Its connections are
-// closed when t ends, which frees what waits on them.
-func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // TestReplicaThatNeverAnswers: a read-only unit whose context has no
 // deadline, and whose replica accepts its connection and never answers,
 // runs on the primary, and the replica is skipped as down. It waited for
@@ -56,7 +19,7 @@ func silentServer(t *testing.T) string {
 func TestReplicaThatNeverAnswers(t *testing.T) {
 	dbtest.Postgres(t)
 	primary := newPool(t, 4)
-	replica, err := pgxpool.New(context.Background(), "postgres://postgres@"+silentServer(t)+"/test?sslmode=disable")
+	replica, err := pgxpool.New(context.Background(), "postgres://postgres@"+dbtest.SilentServer(t)+"/test?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}

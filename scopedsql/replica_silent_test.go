@@ -3,8 +3,6 @@ package scopedsql_test
 import (
 	"context"
 	"database/sql"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,48 +11,13 @@ import (
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// silentServer accepts TCP connections and never answers on them, as a
-// frozen host behind a live load balancer does. Its connections are
-// closed when t ends, which frees what waits on them.
-func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // TestReplicaThatNeverAnswers: a read-only unit whose replica accepts
 // its connection and never answers runs on the primary, and the replica
 // is skipped as down. It hung for ever: lib/pq honours no context while
 // it opens a connection, so not even the unit's deadline ended it.
 func TestReplicaThatNeverAnswers(t *testing.T) {
 	primary := openDB(t, dbtest.Postgres(t))
-	replica, err := sql.Open("postgres", "postgres://postgres@"+silentServer(t)+"/test?sslmode=disable")
+	replica, err := sql.Open("postgres", "postgres://postgres@"+dbtest.SilentServer(t)+"/test?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)
 	}
