@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -11,9 +12,10 @@ import (
 // StatementTimeout is a ready-made setup for [WithSetup], on PostgreSQL:
 // if the unit's context has a deadline, it sets the transaction's
 // statement_timeout to the time left until it (SET LOCAL, rounded up to a
-// millisecond), so that no statement of the unit outlives the request on
-// the server either, even one whose cancellation never reaches it (a
-// connection pool or proxy in the way, a client that died). Without a
+// millisecond, at most PostgreSQL's largest, about 24.8 days), so that no
+// statement of the unit outlives the request on the server either, even
+// one whose cancellation never reaches it (a connection pool or proxy in
+// the way, a client that died). Without a
 // deadline it does nothing and sends nothing. A deadline already passed
 // fails the setup with context.DeadlineExceeded.
 //
@@ -45,5 +47,8 @@ func statementTimeoutSQL(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("scopedsql: statement_timeout: %w", context.DeadlineExceeded)
 	}
 	ms := (left + time.Millisecond - 1) / time.Millisecond
+	// PostgreSQL takes at most 2^31-1 ms (about 24.8 days): a later
+	// deadline is bounded by that rather than failing the setup.
+	ms = min(ms, math.MaxInt32)
 	return "SET LOCAL statement_timeout = " + strconv.FormatInt(int64(ms), 10), nil
 }

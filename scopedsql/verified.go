@@ -22,7 +22,8 @@ import (
 // It costs one round trip per commit: before COMMIT it reads the
 // transaction's id and when it began (pg_current_xact_id_if_assigned()
 // and now(), PostgreSQL 13 or later). It is for PostgreSQL only; with
-// other servers the commit fails at that read. The outcomes:
+// other servers the commit fails at that read, and the transaction is
+// rolled back. The outcomes:
 //
 //   - COMMIT succeeds: nil.
 //   - COMMIT fails with an answer from the server (a serialization failure
@@ -93,9 +94,12 @@ const resolvePoll = 20 * time.Millisecond
 func commitVerified(ctx context.Context, db *sql.DB, tx *sql.Tx, cfg verifyConfig) error {
 	var xid, began sql.NullString
 	if err := tx.QueryRowContext(ctx, xact.ReadSQL).Scan(&xid, &began); err != nil {
-		// The transaction cannot be committed anyway if this failed (a
-		// lost connection, an aborted transaction): end it, say both.
-		return errors.Join(fmt.Errorf("scopedsql: read transaction id before COMMIT: %w", err), tx.Commit())
+		// Without its id the outcome of the COMMIT could not be verified:
+		// roll back, so that the failure this returns saved nothing. A
+		// COMMIT here would save the work on a server where a failed
+		// statement leaves the transaction open (MariaDB, MySQL), while
+		// the error says nothing was.
+		return errors.Join(fmt.Errorf("scopedsql: VerifiedCommit (PostgreSQL 13 or later only) could not read the transaction's id before COMMIT, rolled back: %w", err), tx.Rollback())
 	}
 	err := tx.Commit()
 	switch {
