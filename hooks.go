@@ -191,7 +191,9 @@ func runHooks(list []unitHook, which int) {
 // runHook runs one hook with its context's values, no cancellation and
 // no scope; a panic is logged and stops nothing.
 func runHook(h unitHook) {
-	ctx := hookContext{context.WithoutCancel(h.ctx)}
+	// The registration's values without its cancellation, and without its
+	// scope: Current there is ErrNoScope rather than the ended session.
+	ctx := context.WithValue(context.WithoutCancel(h.ctx), scopeKey{}, (*Scope)(nil))
 	defer func() {
 		if p := recover(); p != nil {
 			slog.Default().ErrorContext(ctx, "scoped: unit hook panicked", "hook", hookKind(h), "panic", fmt.Sprint(p))
@@ -229,20 +231,6 @@ func reportSkipped(ctx context.Context, list []unitHook, err error) {
 	slog.Default().ErrorContext(ctx, "scoped: unit hooks not run: whether the unit's work was saved is not known, or only part of it was",
 		"hooks", len(list), "error", err)
 }
-
-// hookContext is a hook's context: its registration context's values
-// without its cancellation, and without any scope, so that Current there
-// is ErrNoScope rather than the ended session.
-type hookContext struct{ context.Context }
-
-func (c hookContext) Value(key any) any {
-	if _, ok := key.(scopeKey); ok {
-		return nil
-	}
-	return c.Context.Value(key)
-}
-
-func (c hookContext) String() string { return fmt.Sprint(c.Context) + ".WithoutScope" }
 
 // hold makes s's end keep the hooks it decides to run, for runHeld.
 func (s *Scope) hold() {

@@ -167,17 +167,19 @@ func (r *ScopedSession[S]) Stats() Stats { return r.stats.snapshot() }
 // Outside any scope Current returns [ErrNoScope]; in a scope that has
 // ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
 func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
-	if r.scopeFunc == nil {
-		if s := scopeFrom(ctx); s != nil {
-			// The hot path: the scope's immutable list of sessions, no lock.
-			if n := s.find(&r.owner); n != nil {
-				return entryOf[S](n).s, nil
-			}
-			return r.currentInScope(ctx, s)
+	// The hot path, small enough to inline: the scope's immutable list of
+	// sessions, no lock.
+	if s := scopeFrom(ctx); s != nil && r.scopeFunc == nil {
+		if n := s.find(&r.owner); n != nil {
+			return entryOf[S](n).s, nil
 		}
-		var zero S
-		return zero, ErrNoScope
 	}
+	return r.current(ctx)
+}
+
+// current is Current when the scope has no ready session of r, or r has a
+// custom ScopeFunc.
+func (r *ScopedSession[S]) current(ctx context.Context) (S, error) {
 	key, s, err := r.key(ctx)
 	switch {
 	case err != nil:
