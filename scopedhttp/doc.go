@@ -25,9 +25,13 @@
 // conflict the client may retry). A bigger body, a Flush or a Hijack
 // streams; a streamed response whose commit fails is aborted.
 //
-// [WithRetry] runs a request again in a fresh scope after a serialization
+// [WithRetry] runs a request again in a fresh scope when its commit, or a
+// scoped.Run with scoped.WithRetry inside it, fails with a serialization
 // failure or deadlock (body replayed, held response discarded, never after
-// anything was streamed or saved). [WithTimeout] bounds a request and
+// anything was streamed or saved). A conflict that a statement the handler
+// runs itself reports (every MariaDB deadlock, many PostgreSQL
+// serialization failures) is the handler's error, not retried: run that
+// work in such a Run. [WithTimeout] bounds a request and
 // rolls it back at its deadline. [ReadOnlySafeMethods] makes GET and HEAD
 // units read-only. Hooks registered with scoped.OnCommit and
 // scoped.OnRollback run after the response has left: in the middleware
