@@ -1,0 +1,72 @@
+package scoped_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/go-scoped/scoped"
+)
+
+// handTx is a session whose commits are counted: what a database saved.
+type handTx struct {
+	saved *int
+	fail  error // the commit's error, if any
+}
+
+func (h *handTx) Commit(context.Context) error {
+	if h.fail != nil {
+		return h.fail
+	}
+	*h.saved++
+	return nil
+}
+func (h *handTx) Rollback(context.Context) error { return nil }
+
+var errHandConflict = errors.New("conflict")
+
+// A root Run with WithRetry whose fn committed a session by hand
+// (ScopedSession.Commit) and then failed retryably, in fn or at the
+// scope's commit of a later session, saved part of its work: it must not
+// be run again (scoped.MayRetry's rule: a unit that saved something is
+// never run again), and its error must say that part was saved
+// (ErrPartiallyCommitted), not that nothing was.
+func TestReviewRetryAfterHandCommit(t *testing.T) {
+	t.Skip("core bug: a unit with a hand commit (ScopedSession.Commit) is retried by WithRetry and its failed commit says nothing was saved; lead fixes")
+	for _, where := range []string{"fn", "commit"} {
+		t.Run(where, func(t *testing.T) {
+			saved, runs := 0, 0
+			txs := scoped.New(func(ctx context.Context) (*handTx, error) {
+				tx := &handTx{saved: &saved}
+				if where == "commit" && saved > runs-1 {
+					// The session made after the hand commit fails its commit.
+					tx.fail = errHandConflict
+				}
+				return tx, nil
+			}, scoped.WithTeardownErrorHook(nil))
+			err := scoped.Run(context.Background(), func(ctx context.Context) error {
+				runs++
+				if _, err := txs.Current(ctx); err != nil {
+					return err
+				}
+				if err := txs.Commit(ctx); err != nil {
+					return err
+				}
+				if where == "fn" {
+					return errHandConflict
+				}
+				_, err := txs.Current(ctx) // a new session, whose commit fails
+				return err
+			}, scoped.WithRetry(3, func(err error) bool { return errors.Is(err, errHandConflict) }))
+			if err == nil {
+				t.Fatal("Run succeeded, want its failure")
+			}
+			if saved != 1 || runs != 1 {
+				t.Errorf("fn ran %d times and its hand commit saved %d times, want once each (err %v)", runs, saved, err)
+			}
+			if where == "commit" && !errors.Is(err, scoped.ErrPartiallyCommitted) {
+				t.Errorf("Run: %v, want ErrPartiallyCommitted: the hand-committed session is saved", err)
+			}
+		})
+	}
+}
