@@ -64,7 +64,8 @@ var (
 	ErrNotCommitted = errors.New("scoped: commit failed, nothing was committed")
 
 	// ErrPartiallyCommitted: a commit failed after other sessions of the
-	// same scope had committed: some changes were saved, some were not.
+	// same scope had committed (by this commit, or before it by hand with
+	// [ScopedSession.Commit]): some changes were saved, some were not.
 	ErrPartiallyCommitted = errors.New("scoped: commit failed after other sessions committed")
 
 	// ErrCommittedCloseFailed: every commit succeeded, but closing a

@@ -85,9 +85,14 @@ type unitState struct {
 	retry    *retryRequest
 	// A session of the unit was committed by hand (ScopedSession.Commit).
 	// A unit removed afterwards with nothing left to commit saved its work
-	// (OnCommit hooks run); one that rolled back more saved only part of
-	// it, so neither kind runs (OnRollback would compensate saved work).
+	// (OnCommit hooks run); one that rolled back more, or whose commit
+	// failed, saved only part of it, so neither kind runs (OnRollback
+	// would compensate saved work).
 	handCommitted bool
+	// Partial ends in progress (scope.go), and what their last one closes
+	// for the scope's end waiting for them.
+	partial int
+	idle    chan struct{}
 }
 
 // unitOf returns s's unit state, made on first need. Under s.mu.
@@ -218,13 +223,6 @@ var errHandCommitted = errors.New("scoped: a session of the unit was committed b
 // it to no caller.
 var errRemovedAfterHandCommit = errors.New("scoped: removed with nothing left to commit")
 
-// handCommitted records that a session of s was committed by hand.
-func (s *Scope) handCommitted() {
-	s.mu.Lock()
-	s.unitOf().handCommitted = true
-	s.mu.Unlock()
-}
-
 // reportSkipped logs the hooks not run because the unit's outcome is
 // unknown or partial.
 func reportSkipped(ctx context.Context, list []unitHook, err error) {
@@ -268,4 +266,5 @@ func init() {
 	unithooks.Hold = func(s any) { s.(*Scope).hold() }
 	unithooks.Run = func(s any) { s.(*Scope).runHeld() }
 	unithooks.Pending = func(s any) bool { return s.(*Scope).heldPending() }
+	unithooks.SavedByHand = func(s any) bool { return s.(*Scope).savedByHand() }
 }

@@ -163,7 +163,7 @@ func (r *ScopedSession[S]) Close() error {
 	sort.Slice(slots, func(i, j int) bool { return slots[i].seq > slots[j].seq })
 	var errs []error
 	for _, sl := range slots {
-		if err := r.end(sl.n, context.Background(), false); err != nil {
+		if err := endNode(sl.n, context.Background(), false); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -183,6 +183,7 @@ func (p keyPlace) unlock()                     { p.k.mu.Unlock() }
 func (p keyPlace) get() *node                  { return p.k.m[p.key].n }
 func (p keyPlace) check() error                { return nil }
 func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
+func (p keyPlace) ended(bool)                  {}
 func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }
 
 func (p keyPlace) publish(n *node) error {

@@ -33,6 +33,9 @@ type mScopeM struct {
 	netFired bool // the net ended the sessions it may end; WithoutSafetyNet ones keep the scope open
 	ended    bool
 	sess     []*mSessM // ready sessions, oldest first
+	// A session was committed by hand (ScopedSession.Commit): a failed
+	// commit of the scope afterwards is partial.
+	handSaved bool
 }
 
 type mRootM struct{ cancelled bool }
@@ -486,7 +489,11 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 		return "nil"
 	}
 	s.sess = slices.DeleteFunc(s.sess, func(y *mSessM) bool { return y == x })
-	return mErrString(mClassifyOne(x, commit, m.endSession(w, x, commit)))
+	errs := m.endSession(w, x, commit)
+	if commit && modelRegs[x.reg].commit && !x.shared && !x.plan.commitErr {
+		s.handSaved = true
+	}
+	return mErrString(mClassifyOne(x, commit, errs))
 }
 
 // mClassifyOne adds what a failed ScopedSession.Commit means for the work.
@@ -566,13 +573,17 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 		for i := len(nodes) - 1; i >= 0; i-- {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
 		}
-		errs = append(errs, "NotCommitted")
+		if s.handSaved {
+			errs = append(errs, "PartiallyCommitted")
+		} else {
+			errs = append(errs, "NotCommitted")
+		}
 		if p := s.parent; p != nil {
 			p.children = slices.DeleteFunc(p.children, func(c *mScopeM) bool { return c == s })
 		}
 		return errs
 	}
-	commitFailed, committed := false, false
+	commitFailed, committed := false, s.handSaved
 	if commit {
 		for i, x := range nodes {
 			if !modelRegs[x.reg].commit || x.shared {

@@ -81,14 +81,13 @@ func (s *Scope) cancelled() {
 	for _, n := range nodes {
 		n.ended = true
 	}
-	busy := make(chan struct{})
-	s.busy = busy // Remove waits for it, so that it returns with everything ended
+	s.beginPartial() // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
 	runBounds(fired)
 	for _, n := range nodes {
-		_ = n.owner.ends.end(n, s.teardownContext(), false) // errors reach the hooks
+		_ = endNode(n, s.teardownContext(), false) // errors reach the hooks
 	}
-	close(busy)
+	s.endPartial(false)
 	if h := testHookNetFired.Load(); h != nil {
 		(*h)(s)
 	}

@@ -87,12 +87,30 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfi
 		}
 	}
 	if ferr != nil {
-		if rerr := s.Remove(); rerr != nil {
+		rerr := s.Remove()
+		if c.retries > 1 && s.savedByHand() {
+			// Run again, the unit would save that part twice.
+			again, ferr = false, errors.Join(ferr, errSavedByHand)
+		}
+		if rerr != nil {
 			return again, errors.Join(ferr, rerr)
 		}
 		return again, ferr
 	}
 	return false, s.Commit()
+}
+
+// errSavedByHand is joined to the error of a unit that failed after one of
+// its sessions was committed by hand: part of its work is saved, so it is
+// not run again ([MayRetry]).
+var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand (ScopedSession.Commit) before it failed; it is not run again", ErrPartiallyCommitted)
+
+// savedByHand reports whether a session of s was committed by hand
+// (ScopedSession.Commit). A retrying owner of s must not run it again.
+func (s *Scope) savedByHand() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unit != nil && s.unit.handCommitted
 }
 
 // A retryRequest is what a Run inside a scope leaves on the scopes

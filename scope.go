@@ -3,8 +3,6 @@ package scoped
 import (
 	"context"
 	"fmt"
-	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,9 +46,8 @@ type Scope struct {
 	stop     func() bool   // unregisters the safety net
 	children *Scope        // open child scopes, newest first
 	sibling  *Scope        // the next child of parent; under parent.mu
-	// busy is closed when a teardown running elsewhere has finished: a
-	// safety net ending part of the scope, or, once a second ender waits
-	// (stWaited), the first ender's.
+	// busy is closed when the first ender has finished, once a second
+	// ender waits for it (stWaited).
 	busy chan struct{}
 	unit *unitState // hooks and a request to run again, made on first need (hooks.go)
 }
@@ -301,7 +298,10 @@ func (s *Scope) take(n *node) {
 // A failing teardown does not stop the others; their errors are joined.
 // Nothing stays registered, and a later Current in the scope returns
 // [ErrScopeClosed]. Remove is idempotent and safe to call concurrently;
-// a second caller returns nil once the first has finished.
+// a second caller returns nil once the first has finished. An end of one
+// of its sessions in progress elsewhere ([ScopedSession.Remove] or
+// [ScopedSession.Commit] on another goroutine, the safety net) is waited
+// for too.
 func (s *Scope) Remove() error { return s.end(false) }
 
 // Commit commits every committable session of the scope in creation
@@ -323,7 +323,7 @@ func (s *Scope) end(commit bool) error {
 	s.mu.Lock()
 	if st := s.state.Load(); st&stEnded != 0 {
 		s.mu.Unlock()
-		if st&stFinished == 0 && onStack(endFunc) {
+		if st&stFinished == 0 && inTeardown() {
 			return errOwnTeardown
 		}
 		s.awaitEnd()
@@ -338,7 +338,7 @@ func (s *Scope) end(commit bool) error {
 	// moment it exists (net.go).
 	var fb [2]*node
 	fired := s.fireBounds(fb[:0], true)
-	netFiredBefore, netBusy, stop := s.flags&netFired != 0, s.busy, s.stop
+	netFiredBefore, stop := s.flags&netFired != 0, s.stop
 	s.stop = nil
 	var kids [4]*Scope
 	children := kids[:0]
@@ -355,7 +355,7 @@ func (s *Scope) end(commit bool) error {
 			nodes = append(nodes, c.n)
 		}
 		s.sessions.Store(nil)
-	} else if len(fired) == 0 && stop == nil && netBusy == nil && len(children) == 0 && s.unit == nil {
+	} else if len(fired) == 0 && stop == nil && len(children) == 0 && s.unit == nil {
 		// A scope that never held anything ends with its own release:
 		// no one saw it ending, so no one waits for it.
 		s.state.Store(stEnded | stFinished)
@@ -382,20 +382,76 @@ func (s *Scope) end(commit bool) error {
 			errs = append(errs, err)
 		}
 	}
+	handSaved := unit && s.awaitPartial()
 	if commit && netFiredBefore {
 		// The net rolled back part of the scope: committing the rest
 		// would save half of the work.
 		errs = append(errs, errNetFired(s))
-		err := endNodes(s.teardownContext(), nodes, false, errs)
-		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", ErrNotCommitted, err), netBusy)
+		err := endNodes(s.teardownContext(), nodes, false, errs, false)
+		outcome := ErrNotCommitted
+		if handSaved {
+			outcome = ErrPartiallyCommitted
+		}
+		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err))
 	}
-	err := endNodes(s.teardownContext(), nodes, commit, errs)
+	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved)
 	if unit && !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) {
 		// Nothing that could have been saved was rolled back: if a session
 		// was committed by hand, the unit's work is saved (hooks.go).
-		return s.finishHooks(unit, false, errRemovedAfterHandCommit, netBusy)
+		return s.finishHooks(unit, false, errRemovedAfterHandCommit)
 	}
-	return s.finishHooks(unit, commit, err, netBusy)
+	return s.finishHooks(unit, commit, err)
+}
+
+// Partial ends are ends of some of a scope's sessions outside its own end:
+// [ScopedSession.Remove] and [ScopedSession.Commit], and the safety net's
+// end of the sessions it may end. The scope's end waits for those in
+// progress before it ends its own sessions, so that it returns with
+// everything ended and knows, for its outcome and its hooks, whether a
+// session was committed by hand. Counted in the unit state: rare.
+
+// beginPartial counts a partial end starting. Under s.mu.
+func (s *Scope) beginPartial() { s.unitOf().partial++ }
+
+// endPartial counts a partial end finished; saved says it committed.
+func (s *Scope) endPartial(saved bool) {
+	s.mu.Lock()
+	u := s.unit
+	u.handCommitted = u.handCommitted || saved
+	u.partial--
+	idle := u.idle
+	if u.partial == 0 {
+		u.idle = nil
+	} else {
+		idle = nil
+	}
+	s.mu.Unlock()
+	if idle != nil {
+		close(idle)
+	}
+}
+
+// awaitPartial waits until no partial end is in progress, then reports
+// whether one committed a session. A teardown that ends its own scope
+// does not wait: the partial end it may be part of would wait for it.
+func (s *Scope) awaitPartial() (handSaved bool) {
+	s.mu.Lock()
+	u := s.unit
+	if u == nil || u.partial == 0 {
+		s.mu.Unlock()
+		return u != nil && u.handCommitted
+	}
+	if u.idle == nil {
+		u.idle = make(chan struct{})
+	}
+	idle := u.idle
+	s.mu.Unlock()
+	if !inTeardown() {
+		<-idle
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return u.handCommitted
 }
 
 // holdsCommittable reports whether one of nodes has a commit of its own.
@@ -411,7 +467,7 @@ func holdsCommittable(nodes []*node) bool {
 // finishHooks finishes an end whose sessions ended with err, then runs
 // the unit hooks its outcome calls for (hooks.go), if unit says it may
 // have some.
-func (s *Scope) finishHooks(unit, commit bool, err error, netBusy chan struct{}) error {
+func (s *Scope) finishHooks(unit, commit bool, err error) error {
 	var list []unitHook
 	var which int
 	if unit {
@@ -420,7 +476,7 @@ func (s *Scope) finishHooks(unit, commit bool, err error, netBusy chan struct{})
 	if err == errRemovedAfterHandCommit {
 		err = nil
 	}
-	err = s.finish(err, netBusy)
+	err = s.finish(err)
 	if list != nil {
 		runHooks(list, which)
 	}
@@ -429,12 +485,7 @@ func (s *Scope) finishHooks(unit, commit bool, err error, netBusy chan struct{})
 
 // finish completes an end: the scope leaves its parent and the count of
 // live scopes, and enders waiting for it are released.
-func (s *Scope) finish(err error, netBusy chan struct{}) error {
-	if netBusy != nil && !onStack(netFunc) {
-		// Return with everything ended, including what the net is ending
-		// (unless this is a teardown the net runs, ending its own scope).
-		<-netBusy
-	}
+func (s *Scope) finish(err error) error {
 	s.release()
 	if s.state.Or(stFinished)&stWaited != 0 {
 		s.mu.Lock()
@@ -461,7 +512,7 @@ func (s *Scope) release() {
 func (s *Scope) awaitEnd() {
 	s.mu.Lock()
 	if s.state.Load()&stWaited == 0 {
-		s.busy = make(chan struct{}) // the net's, if any, is the first ender's to wait for
+		s.busy = make(chan struct{})
 	}
 	w := s.busy
 	finished := s.state.Or(stWaited)&stFinished != 0
@@ -511,7 +562,8 @@ const (
 
 func (p scopePlace) lock()                       { p.s.mu.Lock() }
 func (p scopePlace) unlock()                     { p.s.mu.Unlock() }
-func (p scopePlace) take(n *node)                { p.s.take(n) }
+func (p scopePlace) take(n *node)                { p.s.take(n); p.s.beginPartial() }
+func (p scopePlace) ended(saved bool)            { p.s.endPartial(saved) }
 func (p scopePlace) endContext() context.Context { return p.s.teardownContext() }
 
 func (p scopePlace) get() *node {
@@ -583,29 +635,4 @@ func (c *teardownContext) Err() error                  { return nil }
 func (c *teardownContext) Value(key any) any           { return (*scopeContext)(c).Value(key) }
 func (c *teardownContext) String() string {
 	return fmt.Sprint(c.parentCtx) + ".WithScope.WithoutCancel"
-}
-
-// A teardown that ends its own scope (or a teardown the safety net runs
-// that removes its scope) would wait for itself. Both are told apart from
-// another goroutine's concurrent end by the stack of the caller, which is
-// read only then: when a second end meets a teardown still in progress.
-// Go has no other goroutine identity, and these ends get no context.
-var (
-	endFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).end"
-	netFunc = reflect.TypeFor[Scope]().PkgPath() + ".(*Scope).cancelled"
-)
-
-func onStack(fn string) bool {
-	pcs := make([]uintptr, 256)
-	n := runtime.Callers(3, pcs) // skip Callers, onStack and the end asking
-	frames := runtime.CallersFrames(pcs[:n])
-	for {
-		f, more := frames.Next()
-		if f.Function == fn {
-			return true
-		}
-		if !more {
-			return false
-		}
-	}
 }

@@ -279,7 +279,7 @@ func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, e
 	}
 	if perr := st.publish(&e.node); perr != nil {
 		var zero S
-		return zero, errors.Join(perr, r.end(&e.node, e.endContext(parent), false))
+		return zero, errors.Join(perr, endNode(&e.node, e.endContext(parent), false))
 	}
 	return s, nil
 }
@@ -349,35 +349,30 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 		if commit {
 			end = endCommit
 		}
-		err, saved := endAt(ctx, r, scopePlace{s: s, o: &r.owner, end: end}, commit)
-		if saved {
-			s.handCommitted() // the unit's hooks must not claim a rollback (hooks.go)
-		}
-		return err
+		return endAt(ctx, r, scopePlace{s: s, o: &r.owner, end: end}, commit)
 	}
-	err, _ = endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx}, commit)
-	return err
+	return endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx}, commit)
 }
 
-// endAt ends the session at p, if there is one; saved says a commit of it
-// succeeded.
-func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) (err error, saved bool) {
+// endAt ends the session at p, if there is one.
+func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) error {
 	n, err := lookup(ctx, p)
 	if _, failed := err.(failedCreation); failed {
-		return nil, false // nothing was created: nothing to end
+		return nil // nothing was created: nothing to end
 	}
 	if err != nil {
-		return err, false
+		return err
 	}
 	if n == nil {
 		p.unlock()
-		return nil, false
+		return nil
 	}
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
-	err = classify(r.end(n, p.endContext(), commit), committable, n.commitFailed, false)
-	return err, committable && !n.commitFailed
+	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
+	p.ended(committable && !n.commitFailed)
+	return err
 }
 
 // A place is where one session of one ScopedSession lives, or will: its
@@ -386,9 +381,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 type place interface {
 	lock()
 	unlock()
-	get() *node   // the node, ready or being created, or nil; under the lock
-	check() error // why nothing may be looked up now; under the lock
-	take(n *node) // removes n, which is ready; under the lock
+	get() *node       // the node, ready or being created, or nil; under the lock
+	check() error     // why nothing may be looked up now; under the lock
+	take(n *node)     // removes n, which is ready, to end it; under the lock
+	ended(saved bool) // n, taken, has ended; saved: by a commit
 	endContext() context.Context
 }
 

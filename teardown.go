@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -354,12 +355,44 @@ func (r *ScopedSession[S]) committable(n *node) bool {
 	return !e.shared && r.td.commit != nil
 }
 
+// endNode ends one session. Every end of a session, and so all the user
+// code a teardown runs, goes through it, so that inTeardown can tell an end
+// of a scope called from a teardown, which must not wait for the end it
+// may be part of.
+//
+//go:noinline
+func endNode(n *node, ctx context.Context, commit bool) error {
+	return n.owner.ends.end(n, ctx, commit)
+}
+
+// inTeardown reports whether the caller runs inside a session's end
+// (endNode) on this goroutine. Only an end of a scope that would otherwise
+// wait for another end in progress asks, which is rare: Go has no other
+// goroutine identity, and Remove and Commit get no context. It errs on one
+// side only: a teardown that ends an unrelated scope that another
+// goroutine is ending gets ErrReentrant instead of waiting.
+func inTeardown() bool {
+	pcs := make([]uintptr, 256)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function == endNodeFunc {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+var endNodeFunc = reflect.TypeFor[Scope]().PkgPath() + ".endNode"
+
 // endNodes ends sessions listed newest first. With commit, committable
 // sessions are committed in creation order until a commit fails;
 // everything not committed is then rolled back and closed, newest first.
 // The joined error says what the failure means for the work (classify).
-func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) error {
-	commitFailed, committed := false, false
+func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, committedBefore bool) error {
+	commitFailed, committed := false, committedBefore
 	if commit {
 		for i := len(nodes) - 1; i >= 0; i-- {
 			n := nodes[i]
@@ -367,7 +400,7 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) err
 				continue
 			}
 			n.ended = true
-			err := n.owner.ends.end(n, ctx, true)
+			err := endNode(n, ctx, true)
 			if n.commitFailed {
 				errs = append(errs, err)
 				commitFailed = true
@@ -384,7 +417,7 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error) err
 			continue
 		}
 		n.ended = true
-		if err := n.owner.ends.end(n, ctx, false); err != nil {
+		if err := endNode(n, ctx, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

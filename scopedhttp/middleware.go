@@ -164,7 +164,7 @@ func (w *writer) finish(rt *retrier) (again bool) {
 	// Under WithRetry, a run may be followed by another while nothing of
 	// its response left the server and the handler did not end the scope.
 	retry := rt.again(&w.h.cfg) && w.state == holding && w.scope.Err() == nil && ctx.Err() == nil
-	if rt != nil && w.scope.RetryRequested() != nil && retry {
+	if rt != nil && w.scope.RetryRequested() != nil && retry && !unithooks.SavedByHand(w.scope) {
 		// A unit inside asked for the request to run again: whatever the
 		// handler answered, its work is rolled back and its answer dropped.
 		_ = w.scope.Remove()

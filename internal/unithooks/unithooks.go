@@ -16,4 +16,7 @@ var (
 	Run func(scope any)
 	// Pending reports whether a held scope's end kept hooks to run.
 	Pending func(scope any) bool
+	// SavedByHand reports whether a session of the scope was committed by
+	// hand (ScopedSession.Commit): its owner must not run it again.
+	SavedByHand func(scope any) bool
 )

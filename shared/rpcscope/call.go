@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/unithooks"
 	"github.com/go-scoped/scoped/shared/bindings"
 )
 
@@ -47,7 +48,7 @@ func unary[C comparable, R any](c *Config[C], ctx context.Context, handle func(c
 		// A unit inside asked for a retry, or the handler returned a
 		// retryable error: roll back and run again.
 		asked := scope.RetryRequested() != nil
-		if retry && scope.Err() == nil && (asked || scoped.MayRetry(err, c.retryable)) {
+		if retry && scope.Err() == nil && (asked || scoped.MayRetry(err, c.retryable)) && !unithooks.SavedByHand(scope) {
 			_ = scope.Remove()
 			var none R
 			return true, none, nil

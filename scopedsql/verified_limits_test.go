@@ -16,7 +16,7 @@ import (
 // statement_timeout (2^31-1 ms, about 24.8 days: a long job's context)
 // still begins: StatementTimeout sets the largest timeout the server
 // takes rather than failing the setup, and so every Current of the unit.
-func TestReview2StatementTimeoutPastTheServersLargestStillBegins(t *testing.T) {
+func TestStatementTimeoutPastTheServersLargestStillBegins(t *testing.T) {
 	s := dbtest.Postgres(t)
 	db := openDB(t, s)
 	txs := scopedsql.NewTx(db, nil, scopedsql.WithSetup(scopedsql.StatementTimeout))
@@ -46,7 +46,7 @@ func TestReview2StatementTimeoutPastTheServersLargestStillBegins(t *testing.T) {
 // and it would be saved twice). It used to COMMIT the transaction after
 // the failed read "to end it": on MariaDB a failed statement leaves the
 // transaction open, and that COMMIT saved the work reported unsaved.
-func TestReview2VerifiedCommitThatCannotReadTheIDSavesNothing(t *testing.T) {
+func TestVerifiedCommitThatCannotReadTheIDSavesNothing(t *testing.T) {
 	s := dbtest.MySQL(t)
 	db := openDB(t, s)
 	table := dbtest.CreateIDTable(t, db, "rv2_verified")

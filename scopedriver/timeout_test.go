@@ -26,7 +26,7 @@ func (timeoutArgs) Kind() string { return "scopedriver_review_timeout" }
 // row of that attempt whatever it does then (returns the context's error,
 // is cancelled in a query), nothing hangs, no connection stays acquired,
 // and River runs it again.
-func TestReviewJobTimeoutRollsBack(t *testing.T) {
+func TestJobTimeoutRollsBack(t *testing.T) {
 	t.Parallel()
 	for _, how := range []string{"return_ctx_err", "in_query", "swallowed"} {
 		for _, completeTx := range []bool{false, true} {
@@ -95,7 +95,7 @@ func (outputArgs) Kind() string { return "scopedriver_review_output" }
 
 // A job's river.RecordOutput is kept when CompleteTx completes the job in
 // its transaction (River's own completion then finds it completed).
-func TestReviewRecordOutputWithCompleteTx(t *testing.T) {
+func TestRecordOutputWithCompleteTx(t *testing.T) {
 	t.Parallel()
 	for _, completeTx := range []bool{false, true} {
 		t.Run(fmt.Sprintf("CompleteTx=%v", completeTx), func(t *testing.T) {

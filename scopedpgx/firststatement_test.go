@@ -16,7 +16,7 @@ import (
 // first statement (BEGIN and SAVEPOINT ride with it) is undone alone: the
 // parent goes on and commits its own later work; a root unit whose first
 // statement fails commits nothing and says why.
-func TestReviewFirstStatementFails(t *testing.T) {
+func TestFirstStatementFails(t *testing.T) {
 	pool := newPool(t, 4)
 	table := newTable(t, pool, "review2_first")
 	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))

@@ -1,6 +1,6 @@
 package scoped_test
 
-// Review of the core's concurrency (second pass): interleavings the model
+// Concurrent ends of one scope tree: interleavings the model
 // test (model_*_test.go) does not generate. Each test drives one
 // interleaving deterministically: a teardown blocks on a channel, and the
 // test waits (bounded, testkit) until the concurrent call has either
@@ -18,13 +18,13 @@ import (
 	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-// rc2Tx is a session whose ends are recorded, and whose child part (a
+// ceTx is a session whose ends are recorded, and whose child part (a
 // savepoint, WithNesting) can block its rollback.
-type rc2Tx struct{ name string }
+type ceTx struct{ name string }
 
-// rc2Parked reports whether a goroutine whose stack holds marker is
+// ceParked reports whether a goroutine whose stack holds marker is
 // blocked (in a channel operation, a lock or a select).
-func rc2Parked(marker string) bool {
+func ceParked(marker string) bool {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {
@@ -39,9 +39,9 @@ func rc2Parked(marker string) bool {
 	return false
 }
 
-// rc2ReturnedOrParked waits until done has delivered (it returns the value
+// ceReturnedOrParked waits until done has delivered (it returns the value
 // and true) or a goroutine running marker is parked (zero, false).
-func rc2ReturnedOrParked(t *testing.T, done <-chan error, marker string) (error, bool) {
+func ceReturnedOrParked(t *testing.T, done <-chan error, marker string) (error, bool) {
 	t.Helper()
 	var err error
 	returned := false
@@ -51,25 +51,25 @@ func rc2ReturnedOrParked(t *testing.T, done <-chan error, marker string) (error,
 			returned = true
 			return true
 		default:
-			return rc2Parked(marker)
+			return ceParked(marker)
 		}
 	})
 	return err, returned
 }
 
 //go:noinline
-func rc2ParentRemove(s *scoped.Scope) error { return s.Remove() }
+func ceParentRemove(s *scoped.Scope) error { return s.Remove() }
 
 //go:noinline
-func rc2ScopeRemove(s *scoped.Scope) error { return s.Remove() }
+func ceScopeRemove(s *scoped.Scope) error { return s.Remove() }
 
-// rc2Nesting returns a ScopedSession whose child parts' rollback signals
+// ceNesting returns a ScopedSession whose child parts' rollback signals
 // entered and waits for release, and whose parent rollback records whether
 // a child rollback was still running.
-func rc2Nesting(rec *testkit.Log, childBusy *atomic.Bool, entered, release chan struct{}) *scoped.ScopedSession[*rc2Tx] {
-	return scoped.New(func(context.Context) (*rc2Tx, error) { return &rc2Tx{name: "tx"}, nil },
+func ceNesting(rec *testkit.Log, childBusy *atomic.Bool, entered, release chan struct{}) *scoped.ScopedSession[*ceTx] {
+	return scoped.New(func(context.Context) (*ceTx, error) { return &ceTx{name: "tx"}, nil },
 		scoped.WithTeardownErrorHook(nil),
-		scoped.WithCommit(func(_ context.Context, t *rc2Tx) error {
+		scoped.WithCommit(func(_ context.Context, t *ceTx) error {
 			if childBusy.Load() {
 				rec.Add("commit %s WHILE ITS CHILD'S ROLLBACK RUNS", t.name)
 			} else {
@@ -77,7 +77,7 @@ func rc2Nesting(rec *testkit.Log, childBusy *atomic.Bool, entered, release chan 
 			}
 			return nil
 		}),
-		scoped.WithRollback(func(_ context.Context, t *rc2Tx) error {
+		scoped.WithRollback(func(_ context.Context, t *ceTx) error {
 			if childBusy.Load() {
 				rec.Add("rollback %s WHILE ITS CHILD'S ROLLBACK RUNS", t.name)
 			} else {
@@ -85,9 +85,9 @@ func rc2Nesting(rec *testkit.Log, childBusy *atomic.Bool, entered, release chan 
 			}
 			return nil
 		}),
-		scoped.WithNesting(func(_ context.Context, p *rc2Tx) (scoped.Nested[*rc2Tx], error) {
-			return scoped.Nested[*rc2Tx]{
-				Session: &rc2Tx{name: p.name + "/sp"},
+		scoped.WithNesting(func(_ context.Context, p *ceTx) (scoped.Nested[*ceTx], error) {
+			return scoped.Nested[*ceTx]{
+				Session: &ceTx{name: p.name + "/sp"},
 				Release: func(context.Context) error { rec.Add("release sp"); return nil },
 				Rollback: func(context.Context) error {
 					childBusy.Store(true)
@@ -110,12 +110,11 @@ func rc2Nesting(rec *testkit.Log, childBusy *atomic.Bool, entered, release chan 
 // parent's) and takes it for a re-entrant teardown of its own scope, so
 // the parent's Remove returns ErrReentrant and rolls back the transaction
 // while the child's ROLLBACK TO SAVEPOINT still runs on it.
-func TestReviewCore2ParentRemoveDuringChildRemove(t *testing.T) {
-	t.Skip("core bug: parent end takes a concurrent child end for its own re-entry (onStack(endFunc)), lead fixes")
+func TestParentRemoveDuringChildRemove(t *testing.T) {
 	rec := &testkit.Log{}
 	var childBusy atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
-	r := rc2Nesting(rec, &childBusy, entered, release)
+	r := ceNesting(rec, &childBusy, entered, release)
 
 	ctx, parent := scoped.Begin(context.Background())
 	if _, err := r.Current(ctx); err != nil {
@@ -130,8 +129,8 @@ func TestReviewCore2ParentRemoveDuringChildRemove(t *testing.T) {
 	testkit.WaitFor(t, entered, "the child's savepoint rollback")
 
 	parentDone := make(chan error, 1)
-	go func() { parentDone <- rc2ParentRemove(parent) }()
-	perr, early := rc2ReturnedOrParked(t, parentDone, "rc2ParentRemove")
+	go func() { parentDone <- ceParentRemove(parent) }()
+	perr, early := ceReturnedOrParked(t, parentDone, "ceParentRemove")
 	close(release)
 	if err := testkit.WaitFor(t, childDone, "the child's Remove"); err != nil {
 		t.Errorf("child Remove: %v", err)
@@ -154,12 +153,11 @@ func TestReviewCore2ParentRemoveDuringChildRemove(t *testing.T) {
 // transaction before the child's ROLLBACK TO SAVEPOINT has run, so the
 // work the child rolled back is saved, and Commit reports
 // ErrCommittedCloseFailed wrapping ErrReentrant.
-func TestReviewCore2ParentCommitDuringChildRemove(t *testing.T) {
-	t.Skip("core bug: parent Commit commits under a child savepoint rollback still running (onStack(endFunc)), lead fixes")
+func TestParentCommitDuringChildRemove(t *testing.T) {
 	rec := &testkit.Log{}
 	var childBusy atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
-	r := rc2Nesting(rec, &childBusy, entered, release)
+	r := ceNesting(rec, &childBusy, entered, release)
 
 	ctx, parent := scoped.Begin(context.Background())
 	if _, err := r.Current(ctx); err != nil {
@@ -174,8 +172,8 @@ func TestReviewCore2ParentCommitDuringChildRemove(t *testing.T) {
 	testkit.WaitFor(t, entered, "the child's savepoint rollback")
 
 	parentDone := make(chan error, 1)
-	go func() { parentDone <- rc2ParentCommit(parent) }()
-	perr, early := rc2ReturnedOrParked(t, parentDone, "rc2ParentCommit")
+	go func() { parentDone <- ceParentCommit(parent) }()
+	perr, early := ceReturnedOrParked(t, parentDone, "ceParentCommit")
 	close(release)
 	if err := testkit.WaitFor(t, childDone, "the child's Remove"); err != nil {
 		t.Errorf("child Remove: %v", err)
@@ -193,18 +191,17 @@ func TestReviewCore2ParentCommitDuringChildRemove(t *testing.T) {
 }
 
 //go:noinline
-func rc2ParentCommit(s *scoped.Scope) error { return s.Commit() }
+func ceParentCommit(s *scoped.Scope) error { return s.Commit() }
 
 // The same through the safety net: the parent's context is cancelled
 // while the child's owner removes the child (a handler's deferred Remove
 // of a nested unit as its client goes away). The net's end of the parent
 // must not roll back the transaction under the child's savepoint rollback.
-func TestReviewCore2ParentNetDuringChildRemove(t *testing.T) {
-	t.Skip("core bug: parent safety net rolls back under a child savepoint rollback still running (onStack(endFunc)), lead fixes")
+func TestParentNetDuringChildRemove(t *testing.T) {
 	rec := &testkit.Log{}
 	var childBusy atomic.Bool
 	entered, release := make(chan struct{}), make(chan struct{})
-	r := rc2Nesting(rec, &childBusy, entered, release)
+	r := ceNesting(rec, &childBusy, entered, release)
 
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -224,13 +221,13 @@ func TestReviewCore2ParentNetDuringChildRemove(t *testing.T) {
 	cancel() // the parent's safety net (and the child's) fires
 	testkit.Eventually(t, "the parent's net ended it or waits", func() bool {
 		return parent.Err() != nil && rec.Index("rollback tx WHILE ITS CHILD'S ROLLBACK RUNS") >= 0 ||
-			rc2Parked("(*Scope).cancelled")
+			ceParked("(*Scope).cancelled")
 	})
 	close(release)
 	if err := testkit.WaitFor(t, childDone, "the child's Remove"); err != nil {
 		t.Errorf("child Remove: %v", err)
 	}
-	if err := rc2ParentRemove(parent); err != nil {
+	if err := ceParentRemove(parent); err != nil {
 		t.Errorf("parent Remove: %v", err)
 	}
 	want := []string{"rollback sp begins", "rollback sp ends", "rollback tx"}
@@ -247,19 +244,18 @@ func TestReviewCore2ParentNetDuringChildRemove(t *testing.T) {
 // when it is removed). The scope's end decides the hooks without waiting
 // for the hand commit in flight, before it has recorded handCommitted, and
 // runs OnRollback.
-func TestReviewCore2HandCommitDuringRemoveHooks(t *testing.T) {
-	t.Skip("core bug: Scope.Remove decides hooks before an in-flight ScopedSession.Commit records handCommitted, lead fixes")
+func TestHandCommitDuringRemoveHooks(t *testing.T) {
 	rec := &testkit.Log{}
 	entered, release := make(chan struct{}), make(chan struct{})
-	r := scoped.New(func(context.Context) (*rc2Tx, error) { return &rc2Tx{name: "tx"}, nil },
+	r := scoped.New(func(context.Context) (*ceTx, error) { return &ceTx{name: "tx"}, nil },
 		scoped.WithTeardownErrorHook(nil),
-		scoped.WithCommit(func(_ context.Context, t *rc2Tx) error {
+		scoped.WithCommit(func(_ context.Context, t *ceTx) error {
 			close(entered)
 			<-release
 			rec.Add("commit %s", t.name)
 			return nil
 		}),
-		scoped.WithRollback(func(_ context.Context, t *rc2Tx) error { rec.Add("rollback %s", t.name); return nil }))
+		scoped.WithRollback(func(_ context.Context, t *ceTx) error { rec.Add("rollback %s", t.name); return nil }))
 
 	ctx, s := scoped.Begin(context.Background())
 	if _, err := r.Current(ctx); err != nil {
@@ -276,8 +272,8 @@ func TestReviewCore2HandCommitDuringRemoveHooks(t *testing.T) {
 	testkit.WaitFor(t, entered, "the hand commit")
 
 	removeDone := make(chan error, 1)
-	go func() { removeDone <- rc2ScopeRemove(s) }()
-	rerr, returned := rc2ReturnedOrParked(t, removeDone, "rc2ScopeRemove")
+	go func() { removeDone <- ceScopeRemove(s) }()
+	rerr, returned := ceReturnedOrParked(t, removeDone, "ceScopeRemove")
 	close(release)
 	cerr := testkit.WaitFor(t, commitDone, "the hand commit")
 	if !returned {

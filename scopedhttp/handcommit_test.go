@@ -24,14 +24,9 @@ import (
 // "not saved" (it would send the request again and save that part
 // twice), and the unit's OnRollback hooks must not claim an undo: the
 // outcome is partial, as units.md says of a unit removed after a hand
-// commit.
-//
-// Core bug: Scope.Commit of a unit one of whose sessions was committed by
-// hand (ScopedSession.Commit) reports a failed commit with ErrNotCommitted
-// and settleHooks runs its OnRollback hooks; it should wrap
-// ErrPartiallyCommitted and run neither kind (hooks.go, scope.go end).
-func TestReview2HandCommitThenFailedCommitIsPartial(t *testing.T) {
-	t.Skip("core bug: Scope.Commit after a ScopedSession.Commit says ErrNotCommitted and runs OnRollback hooks, lead fixes")
+// commit. (It failed before: ErrNotCommitted, a 500 saying nothing was
+// saved, and the OnRollback hook ran.)
+func TestHandCommitThenFailedCommitIsPartial(t *testing.T) {
 	s := dbtest.Postgres(t)
 	db := openDB(t, s)
 	table := dbtest.CreateCommitFailureTable(t, db, "rv2_part") // id >= 1,000,000 fails at COMMIT
@@ -86,7 +81,7 @@ func TestReview2HandCommitThenFailedCommitIsPartial(t *testing.T) {
 // (every MariaDB deadlock) is the handler's error and is not retried.
 // Two concurrent increments, one conflicts: with the work in a retried
 // Run both succeed; run directly in the handler, one gets its conflict.
-func TestReview2ConflictAtTheHandlersOwnStatementIsTheHandlers(t *testing.T) {
+func TestConflictAtTheHandlersOwnStatementIsTheHandlers(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		server func(testing.TB) dbtest.Server
