@@ -3,6 +3,7 @@ package scopedpgx
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -302,5 +303,12 @@ func TestStatementTimeoutFromDeadline(t *testing.T) {
 	}
 	if ms := show(context.Background()); ms != 0 {
 		t.Errorf("without a deadline, on the same connection after a unit with one: statement_timeout = %d ms, want 0", ms)
+	}
+	// A deadline past the largest value PostgreSQL takes (2^31-1 ms, about
+	// 24.8 days) is the largest bound, not a failed setup (it was: 22023).
+	far, cancelFar := context.WithTimeout(context.Background(), 30*24*time.Hour)
+	defer cancelFar()
+	if ms := show(far); ms != math.MaxInt32 {
+		t.Errorf("with a 30-day deadline: statement_timeout = %d ms, want %d", ms, math.MaxInt32)
 	}
 }

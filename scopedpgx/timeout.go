@@ -3,6 +3,7 @@ package scopedpgx
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -20,8 +21,9 @@ import (
 //
 //	txs := scopedpgx.NewTx(pool, pgx.TxOptions{}, scopedpgx.WithSetup(scopedpgx.StatementTimeout))
 //
-// The timeout bounds each statement, not the transaction, and is the
-// time left when the unit began: a unit that runs many statements can
+// A deadline more than about 24.8 days away sets the largest value
+// PostgreSQL takes, 2^31-1 ms. The timeout bounds each statement, not the
+// transaction, and is the time left when the unit began: a unit that runs many statements can
 // outlive its deadline by the time of the last.
 func StatementTimeout(ctx context.Context, b *pgx.Batch) error {
 	d, ok := ctx.Deadline()
@@ -32,7 +34,9 @@ func StatementTimeout(ctx context.Context, b *pgx.Batch) error {
 	if left <= 0 {
 		return fmt.Errorf("scopedpgx: statement_timeout: %w", context.DeadlineExceeded)
 	}
-	ms := (left + time.Millisecond - 1) / time.Millisecond
+	// PostgreSQL takes at most 2^31-1 ms (about 24.8 days): a later
+	// deadline gets that bound rather than a failed setup.
+	ms := min((left+time.Millisecond-1)/time.Millisecond, math.MaxInt32)
 	// One statement text for every value, so that pgx prepares it once
 	// per connection rather than once per unit.
 	b.Queue("select set_config('statement_timeout', $1, true)", strconv.FormatInt(int64(ms), 10))
