@@ -62,6 +62,8 @@ func newConfig(opts []Option) *rpcscope.Config[connect.Code] {
 // which the handler must not modify; nothing of a failed run reaches the
 // client (a unary response is sent only when the interceptor returns).
 // Streaming calls are never run again: WithRetry does not apply to them.
+// Nor is a call whose handler committed a session by hand
+// ([scoped.ScopedSession.Commit]): that part is saved.
 //
 // A commit that fails retryably on the last run is answered CodeAborted
 // by [DefaultErrorHandler]; a retryable error the handler returned on the

@@ -55,7 +55,9 @@ func newConfig(opts []Option) *rpcscope.Config[codes.Code] {
 // nothing of a failed run reaches the client, except headers it sent
 // itself with grpc.SendHeader, or set with grpc.SetHeader (which the next
 // run's add to). Streaming calls are never run again: the
-// [StreamServerInterceptor] ignores WithRetry.
+// [StreamServerInterceptor] ignores WithRetry. Nor is a call whose
+// handler committed a session by hand ([scoped.ScopedSession.Commit]):
+// that part is saved.
 //
 // A commit that fails retryably on the last run is answered Aborted by
 // [DefaultErrorHandler]; a retryable error the handler returned on the

@@ -152,3 +152,42 @@ func TestConflictAtTheHandlersOwnStatementIsTheHandlers(t *testing.T) {
 		}
 	}
 }
+
+// A handler that committed a row by hand, then had a scoped.Run with
+// scoped.WithRetry inside it fail retryably (which asks the middleware to
+// run the request again), is not run again: the hand-committed row would
+// be saved once per run (it was: rows [1 2 3]).
+func TestRetryAskedAfterAHandCommitIsNotRetried(t *testing.T) {
+	s := dbtest.Postgres(t)
+	db := openDB(t, s)
+	table := dbtest.CreateIDTable(t, db, "hand_retry")
+	txs := scopedsql.NewTx(db, nil, scoped.WithTeardownErrorHook(nil))
+	errConflict := errors.New("conflict")
+	retryable := func(err error) bool { return errors.Is(err, errConflict) }
+	runs := 0
+	h := scopedhttp.Middleware(scopedhttp.Bind(txs), scopedhttp.WithCommitMode(scopedhttp.Autocommit),
+		scopedhttp.WithRetry(3, retryable))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		runs++
+		tx, err := txs.Current(ctx)
+		if err == nil {
+			_, err = tx.ExecContext(ctx, s.InsertID(table), runs)
+		}
+		if err == nil {
+			err = txs.Commit(ctx) // saved now
+		}
+		if err != nil {
+			t.Errorf("handler: %v", err)
+		}
+		err = scoped.Run(ctx, func(context.Context) error { return errConflict }, scoped.WithRetry(2, retryable))
+		http.Error(w, err.Error(), http.StatusConflict)
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	if ids := dbtest.IDs(t, db, table); runs != 1 || len(ids) != 1 {
+		t.Errorf("handler ran %d times, rows %v; want one run and one row", runs, ids)
+	}
+	if rec.Code != http.StatusConflict {
+		t.Errorf("client got %d %q, want the handler's 409", rec.Code, rec.Body)
+	}
+}

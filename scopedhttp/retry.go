@@ -33,13 +33,13 @@ const DefaultRetryBodyLimit = 1 << 20
 //     [WithRetryBodyLimit] (the body is recorded as the handler reads it,
 //     never read ahead);
 //   - when the handler ended the scope itself (it may have committed);
-//   - after a commit that saved something, or may have.
+//   - after a commit that saved something, or may have;
+//   - after the handler committed a session by hand with
+//     [scoped.ScopedSession.Commit]: that part is saved (a commit of the
+//     rest that fails then says [scoped.ErrPartiallyCommitted]).
 //
-// A handler that commits part of its work by hand with
-// [scoped.ScopedSession.Commit] before it returns must not be retried:
-// the middleware cannot see that commit, and would save that part twice.
-// The handler must be safe to run again otherwise too: what it did
-// outside the database (a mail, a call to a service) is not undone.
+// The handler must be safe to run again otherwise: what it did outside
+// the database (a mail, a call to a service) is not undone.
 //
 // When the last run fails at its commit with a retryable error, or with
 // maxAttempts 1, [DefaultErrorHandler] answers 503 with Retry-After.
