@@ -39,16 +39,26 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		_ = scope.Remove()
 		return fmt.Errorf("%w: %w", endedEarly, ctx.Err())
 	}
-	if scope.Err() != nil {
+	if serr := scope.Err(); serr != nil {
 		// The handler ended the scope itself: nothing left to decide. Its
 		// end may still run on another goroutine; Remove waits for it, so
 		// that its hooks are settled (held) before RunAfter looks.
 		_ = scope.Remove()
+		if errors.Is(serr, scoped.ErrScopeCancelled) {
+			// Or the context ended just after the check above and the
+			// safety net rolled the scope back: not the handler's doing,
+			// and nothing was saved.
+			return fmt.Errorf("%w: %w", endedEarly, serr)
+		}
 		return nil
 	}
 	cerr := scope.Commit()
 	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
 		return nil // committed; a close failing afterwards lost nothing
+	}
+	if serr := scope.Err(); errors.Is(cerr, scoped.ErrScopeClosed) && errors.Is(serr, scoped.ErrScopeCancelled) {
+		// The safety net pre-empted the commit: rolled back.
+		return fmt.Errorf("%w: %w", endedEarly, serr)
 	}
 	return fmt.Errorf("%s: %w", pkg, cerr)
 }
