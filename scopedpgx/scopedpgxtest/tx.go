@@ -94,8 +94,9 @@ func (t *tx) Begin(ctx context.Context) (pgx.Tx, error) {
 // Commit releases t's savepoint: its work becomes part of the enclosing
 // transaction. A transaction of DB.Begin that a failed statement aborted
 // is rolled back instead, and Commit returns [pgx.ErrTxCommitRollback],
-// as COMMIT does; a nested one fails as RELEASE SAVEPOINT fails, as
-// pgx's savepoints do.
+// as COMMIT does; a nested one fails as RELEASE SAVEPOINT fails, and
+// stays open as scopedpgx's savepoints do, so that a Rollback after it
+// undoes its work.
 func (t *tx) Commit(ctx context.Context) error { return t.end(true) }
 
 // Rollback rolls back to t's savepoint and releases it: its work, and only
@@ -112,6 +113,17 @@ func (t *tx) end(commit bool) error {
 	defer t.d.give()
 	if t.closed {
 		return pgx.ErrTxClosed
+	}
+	if commit && !t.top {
+		// A RELEASE refused (in an aborted transaction) leaves the
+		// savepoint open, as scopedpgx's savepoints do: a Rollback after
+		// it rolls back to it, and the enclosing transaction is usable
+		// again.
+		if err := t.d.control("release savepoint " + t.name); err != nil {
+			return err
+		}
+		t.closeFrom()
+		return nil
 	}
 	t.closeFrom()
 	switch {
