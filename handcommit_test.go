@@ -69,3 +69,50 @@ func TestRetryAfterHandCommit(t *testing.T) {
 		})
 	}
 }
+
+// In a child unit every session is a part of an ancestor's (a savepoint):
+// one committed by hand there was released, not saved, so a failed commit
+// of the child afterwards saved nothing and says so (ErrNotCommitted, not
+// ErrPartiallyCommitted), and the root may still run again.
+func TestHandReleaseInAChildIsNotASave(t *testing.T) {
+	saved := 0
+	errRelease := errors.New("release failed")
+	newNested := func(failRelease bool) *scoped.ScopedSession[*handTx] {
+		return scoped.New(func(ctx context.Context) (*handTx, error) { return &handTx{saved: &saved}, nil },
+			scoped.WithTeardownErrorHook(nil),
+			scoped.WithNesting(func(_ context.Context, p *handTx) (scoped.Nested[*handTx], error) {
+				return scoped.Nested[*handTx]{
+					Session: p,
+					Release: func(context.Context) error {
+						if failRelease {
+							return errRelease
+						}
+						return nil
+					},
+					Rollback: func(context.Context) error { return nil },
+				}, nil
+			}))
+	}
+	a, b := newNested(false), newNested(true)
+	err := scoped.Run(context.Background(), func(ctx context.Context) error {
+		_, _ = a.Current(ctx) // the root's sessions
+		_, _ = b.Current(ctx)
+		childErr := scoped.Run(ctx, func(ctx context.Context) error {
+			if _, err := a.Current(ctx); err != nil {
+				return err
+			}
+			if err := a.Commit(ctx); err != nil { // a release by hand
+				return err
+			}
+			_, err := b.Current(ctx) // its release fails at the child's commit
+			return err
+		})
+		if !errors.Is(childErr, scoped.ErrNotCommitted) || errors.Is(childErr, scoped.ErrPartiallyCommitted) {
+			t.Errorf("child: %v, want ErrNotCommitted and not ErrPartiallyCommitted: a release saves nothing", childErr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("root: %v", err)
+	}
+}

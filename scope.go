@@ -96,7 +96,12 @@ func (s *Scope) ended() bool { return s.state.Load()&stEnded != 0 }
 // open. Under s.mu. A scope never touched ends without the lock: its
 // state goes from 0 to ended in one compare-and-swap, which a touch
 // either precedes (the end then takes the lock) or sees.
-func (s *Scope) touch() bool { return s.state.Or(stTouched)&stEnded == 0 }
+func (s *Scope) touch() bool {
+	if st := s.state.Load(); st&stTouched != 0 {
+		return st&stEnded == 0 // under mu: stEnded is set under it once touched
+	}
+	return s.state.Or(stTouched)&stEnded == 0
+}
 
 // Begin starts a scope and returns a context that carries it. Every
 // session a [ScopedSession] creates for this context (or one derived from
@@ -316,7 +321,7 @@ func (s *Scope) Remove() error { return s.end(false) }
 func (s *Scope) Commit() error { return s.end(true) }
 
 func (s *Scope) end(commit bool) error {
-	if s.state.CompareAndSwap(0, stEnded|stFinished) {
+	if s.state.Load() == 0 && s.state.CompareAndSwap(0, stEnded|stFinished) {
 		s.release() // never touched: nothing to end, and no one saw it ending
 		return nil
 	}
@@ -382,7 +387,9 @@ func (s *Scope) end(commit bool) error {
 			errs = append(errs, err)
 		}
 	}
-	handSaved := unit && s.awaitPartial()
+	// A child's sessions are parts of its ancestors' (savepoints): one it
+	// committed by hand was released, not saved.
+	handSaved := unit && s.awaitPartial() && s.parent == nil
 	if commit && netFiredBefore {
 		// The net rolled back part of the scope: committing the rest
 		// would save half of the work.
