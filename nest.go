@@ -129,6 +129,13 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		}
 		return zero, fmt.Errorf("%w: %s", ErrNestedBusy, r.name)
 	}
+	if cause := pn.poisoned.Load(); cause != nil {
+		// A savepoint of a transaction that is gone (MariaDB rolls the
+		// whole of it back on a deadlock) would leave the child's
+		// statements to run, and be saved, outside any transaction.
+		pn.openChild.Store(false)
+		return zero, fmt.Errorf("scoped: %s session of the enclosing unit cannot take a nested unit of work, an earlier one left it unusable: %w", r.name, *cause)
+	}
 	x := e.extraState()
 	x.parentNode = pn
 	if px := entryOf[S](pn).extra; px != nil {

@@ -411,7 +411,6 @@ func fmtList(s []string) string {
 // root reports ErrNotCommitted. The core knows the transaction is poisoned
 // when the second child joins it; the join should fail saying why.
 func TestReviewChildAfterPoisonedSiblingSavesNothing(t *testing.T) {
-	t.Skip("core bug: join (nest.go:125) hands a poisoned transaction to a new child, whose writes autocommit on MariaDB; lead fixes")
 	s := dbtest.MySQL(t)
 	p := openPool(t, s, 4)
 	counter := createCounter(t, p, "scoped_rv_dlnext")
