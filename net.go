@@ -83,13 +83,15 @@ func (s *Scope) cancelled() {
 	}
 	s.beginPartial() // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
+	defer func() { // also if a teardown calls runtime.Goexit
+		s.endPartial(false)
+		if h := testHookNetFired.Load(); h != nil {
+			(*h)(s)
+		}
+	}()
 	runBounds(fired)
 	for _, n := range nodes {
 		_ = endNode(n, s.teardownContext(), false) // errors reach the hooks
-	}
-	s.endPartial(false)
-	if h := testHookNetFired.Load(); h != nil {
-		(*h)(s)
 	}
 }
 

@@ -306,7 +306,10 @@ func (s *Scope) take(n *node) {
 // a second caller returns nil once the first has finished. An end of one
 // of its sessions in progress elsewhere ([ScopedSession.Remove] or
 // [ScopedSession.Commit] on another goroutine, the safety net) is waited
-// for too.
+// for too; except by a Remove or Commit called from a session's teardown,
+// which never waits for another end (it might be waiting for itself): it
+// returns [ErrReentrant] when the scope's own end is in progress, and
+// does not wait for ends of single sessions.
 func (s *Scope) Remove() error { return s.end(false) }
 
 // Commit commits every committable session of the scope in creation

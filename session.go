@@ -370,8 +370,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
+	saved := false
+	defer func() { p.ended(saved) }() // also if a teardown calls runtime.Goexit
 	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
-	p.ended(committable && !n.commitFailed)
+	saved = committable && !n.commitFailed
 	return err
 }
 

@@ -319,11 +319,11 @@ func (e *entry[S]) endWithin(ctx context.Context, commit bool, d time.Duration) 
 	}
 	done := make(chan result, 1)
 	tctx, cancel := context.WithTimeout(ctx, d)
-	go func() {
+	go teardownAside(func() {
 		defer cancel()
 		err, failed := e.teardown(tctx, commit)
 		done <- result{err, failed}
-	}()
+	})
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -365,18 +365,25 @@ func endNode(n *node, ctx context.Context, commit bool) error {
 	return n.owner.ends.end(n, ctx, commit)
 }
 
+// teardownAside runs a bounded teardown on a goroutine of its own
+// (endWithin), under a frame inTeardown finds as it finds endNode's.
+//
+//go:noinline
+func teardownAside(f func()) { f() }
+
 // inTeardown reports whether the caller runs inside a session's end
-// (endNode) on this goroutine. Only an end of a scope that would otherwise
+// (endNode, or teardownAside) on this goroutine. Only an end of a scope that would otherwise
 // wait for another end in progress asks, which is rare: Go has no other
-// goroutine identity, and Remove and Commit get no context. It errs on one
-// side only: a teardown that ends an unrelated scope that another
-// goroutine is ending gets ErrReentrant instead of waiting.
+// goroutine identity, and Remove and Commit get no context. It cannot
+// tell which scope's teardown runs: a teardown that ends an unrelated
+// scope does not wait for ends in progress on other goroutines either
+// (see Scope.Remove).
 func inTeardown() bool {
 	pcs := make([]uintptr, 256)
 	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
 	for {
 		f, more := frames.Next()
-		if f.Function == endNodeFunc {
+		if f.Function == endNodeFunc || f.Function == asideFunc {
 			return true
 		}
 		if !more {
@@ -385,7 +392,10 @@ func inTeardown() bool {
 	}
 }
 
-var endNodeFunc = reflect.TypeFor[Scope]().PkgPath() + ".endNode"
+var (
+	endNodeFunc = reflect.TypeFor[Scope]().PkgPath() + ".endNode"
+	asideFunc   = reflect.TypeFor[Scope]().PkgPath() + ".teardownAside"
+)
 
 // endNodes ends sessions listed newest first. With commit, committable
 // sessions are committed in creation order until a commit fails;
