@@ -15,7 +15,7 @@ import (
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
-// Review of nesting under IsolatedDB: cases dbtest.CompareNesting does not
+// Nesting under IsolatedDB: cases dbtest.CompareNesting does not
 // run, each compared with the real pool.
 
 type reviewOutcome struct {
@@ -119,7 +119,7 @@ func reviewInsert(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSessio
 	return err
 }
 
-func TestReviewIsolatedDBNestsAsTheRealPool(t *testing.T) {
+func TestIsolatedDBNestsAsTheRealPoolMoreCases(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		plain := plainDB(t, s)
 		names := make([]string, 0, len(reviewCases))

@@ -12,7 +12,7 @@ import (
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// Review of nested units of work (spec §6) on the real servers, written
+// Nested units of work (spec §6) on the real servers, written
 // as a user would write them.
 
 func setN(ctx context.Context, p *pool, tx *sql.Tx, table string, id, n int) error {
@@ -29,7 +29,7 @@ func inUse(t *testing.T, p *pool) {
 
 // Three and four levels: a failed level undoes itself and every level
 // released inside it, nothing else.
-func TestReviewDeepNesting(t *testing.T) {
+func TestDeepNesting(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 1)
 		table := createCounter(t, p, "scoped_rv_deep")
@@ -88,7 +88,7 @@ func TestReviewDeepNesting(t *testing.T) {
 
 // A child that is not the first user of the transaction: the root never
 // asked for it, the grandchild is the first statement of the transaction.
-func TestReviewGrandchildIsFirstStatement(t *testing.T) {
+func TestGrandchildIsFirstStatement(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 1)
 		table := createCounter(t, p, "scoped_rv_first")
@@ -127,7 +127,7 @@ func TestReviewGrandchildIsFirstStatement(t *testing.T) {
 
 // A child begun with scoped.Begin and ended by hand: Commit releases,
 // Remove undoes; a child left open when the root commits is rolled back.
-func TestReviewHandEndedChild(t *testing.T) {
+func TestHandEndedChild(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 1)
 		table := createCounter(t, p, "scoped_rv_hand")
@@ -175,7 +175,7 @@ func TestReviewHandEndedChild(t *testing.T) {
 
 // ScopedSession.Commit and Remove by hand inside a child unit end the
 // child's savepoint, never the root's transaction.
-func TestReviewHandCommitInsideChild(t *testing.T) {
+func TestHandCommitInsideChild(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 1)
 		table := createCounter(t, p, "scoped_rv_handsess")
@@ -226,7 +226,7 @@ func TestReviewHandCommitInsideChild(t *testing.T) {
 // errgroup fan-out: goroutines each in their own child Run on one
 // transaction. The one that comes second gets ErrNestedBusy; the root
 // commits the other's work; nothing stays busy.
-func TestReviewFanOutChildren(t *testing.T) {
+func TestFanOutChildren(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 2)
 		table := createCounter(t, p, "scoped_rv_fan")
@@ -288,7 +288,7 @@ func TestReviewFanOutChildren(t *testing.T) {
 
 // Independent and Detach inside a child that fails inside a root that
 // rolls back: their work is their own, committed.
-func TestReviewIndependentAndDetachInChild(t *testing.T) {
+func TestIndependentAndDetachInChild(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 3)
 		table := createCounter(t, p, "scoped_rv_indep")
@@ -344,7 +344,7 @@ func TestReviewIndependentAndDetachInChild(t *testing.T) {
 }
 
 // Hooks in children three levels deep.
-func TestReviewHooksDeep(t *testing.T) {
+func TestHooksDeep(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		p := openPool(t, s, 1)
 		_ = createCounter(t, p, "scoped_rv_hooks")
@@ -410,7 +410,7 @@ func fmtList(s []string) string {
 // its writes run outside any transaction and are saved at once, while the
 // root reports ErrNotCommitted. The core knows the transaction is poisoned
 // when the second child joins it; the join should fail saying why.
-func TestReviewChildAfterPoisonedSiblingSavesNothing(t *testing.T) {
+func TestChildAfterPoisonedSiblingSavesNothing(t *testing.T) {
 	s := dbtest.MySQL(t)
 	p := openPool(t, s, 4)
 	counter := createCounter(t, p, "scoped_rv_dlnext")

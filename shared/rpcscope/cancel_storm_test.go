@@ -32,7 +32,7 @@ func (c *lateErrCtx) Err() error {
 // its unit rolled back by the safety net. Finish took that for a scope the
 // handler ended itself and returned nil: the call ended with the handler's
 // success for work that was rolled back.
-func TestCancelReviewFinishNetFiredAfterContextCheck(t *testing.T) {
+func TestCancelFinishNetFiredAfterContextCheck(t *testing.T) {
 	inner, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ctx := &lateErrCtx{Context: inner}

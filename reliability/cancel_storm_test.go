@@ -60,7 +60,7 @@ func (l *reviewLedger) note(m map[int]int, id int) {
 	l.mu.Unlock()
 }
 
-// TestCancelReviewStorm is the client-cancellation storm the fault storm
+// TestCancelStorm is the client-cancellation storm the fault storm
 // (TestStorm) does not make: each client cancels its request at a random
 // moment (before the first statement, mid-INSERT, while rows are read,
 // during the COMMIT, which the session's commit makes take a few
@@ -70,7 +70,7 @@ func (l *reviewLedger) note(m map[int]int, id int) {
 // wrote, with what the client read, and with the unit hook that ran, and
 // nothing is left: no connection in use, no live session or scope, no
 // transaction open on the server, no goroutine.
-func TestCancelReviewStorm(t *testing.T) {
+func TestCancelStorm(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		const requests, inFlight = 600, 32
 		baseScopes := scoped.LiveScopes()

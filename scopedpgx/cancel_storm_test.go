@@ -66,7 +66,7 @@ func (l *cancelLedger) note(m map[int]int, id int) {
 	l.mu.Unlock()
 }
 
-// TestCancelReviewPgxHTTPStorm: clients that go away at every moment of a
+// TestCancelPgxHTTPStorm: clients that go away at every moment of a
 // request (before the first statement, mid-INSERT, while rows are read,
 // during a COMMIT made slow by a deferred constraint trigger, after it,
 // while the OnCommit hook runs) and request deadlines (scopedhttp.WithTimeout)
@@ -75,7 +75,7 @@ func (l *cancelLedger) note(m map[int]int, id int) {
 // agrees with what the server answered and with the unit hooks that ran,
 // and nothing is left: no acquired connection, no live session or scope, no
 // transaction open on the server, no goroutine.
-func TestCancelReviewPgxHTTPStorm(t *testing.T) {
+func TestCancelPgxHTTPStorm(t *testing.T) {
 	const (
 		requests = 800
 		inFlight = 32

@@ -18,7 +18,7 @@ import (
 // savepoint, and the caller goes on and commits its own work. Under
 // Isolate exactly as on the real pool (spec §6: child scopes have the
 // semantics they have in production).
-func TestReviewChildSwallowsFailedStatementAsInProduction(t *testing.T) {
+func TestChildSwallowsFailedStatementAsInProduction(t *testing.T) {
 	pool := newPool(t, 4)
 	run := func(t *testing.T, txs *scoped.ScopedSession[pgx.Tx], q querier, table string) ([]int, error, error) {
 		var childErr error

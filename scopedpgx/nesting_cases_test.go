@@ -13,7 +13,7 @@ import (
 	"github.com/go-scoped/scoped/internal/dbtest"
 )
 
-// Review of nested units of work on scopedpgx's transactions, whose BEGIN
+// Nested units of work on scopedpgx's transactions, whose BEGIN
 // rides with the first statement.
 
 func reviewInsert(ctx context.Context, txs *scoped.ScopedSession[pgx.Tx], table string, id int) error {
@@ -30,7 +30,7 @@ func reviewInsert(ctx context.Context, txs *scoped.ScopedSession[pgx.Tx], table 
 // (WithRetry) runs the whole unit again anyway; only the second
 // attempt's rows are saved. The grandchild's statement is the
 // transaction's first: BEGIN, SAVEPOINT, SAVEPOINT and the statement.
-func TestReviewDeepRetryAskedByAGrandchild(t *testing.T) {
+func TestDeepRetryAskedByAGrandchild(t *testing.T) {
 	pool := newPool(t, 1)
 	table := newTable(t, pool, "pgx_rv_retry")
 	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
@@ -75,7 +75,7 @@ func TestReviewDeepRetryAskedByAGrandchild(t *testing.T) {
 // ErrNestedBusy, the other's row and the root's are saved, nothing stays
 // acquired. Then an independent unit inside a child that fails inside a
 // root that fails: only the independent row is saved.
-func TestReviewFanOutOnALazyTransactionAndIndependent(t *testing.T) {
+func TestFanOutOnALazyTransactionAndIndependent(t *testing.T) {
 	pool := newPool(t, 2)
 	table := newTable(t, pool, "pgx_rv_fan")
 	txs := NewTx(pool, pgx.TxOptions{}, scoped.WithTeardownErrorHook(nil))
