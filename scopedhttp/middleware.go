@@ -70,7 +70,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !rpcscope.Pause(ctx, rt.attempt) {
 			// The failed run's response is gone; the request ended before
 			// another could commit.
-			h.cfg.onError(w, r, notSaved(ctx))
+			h.cfg.onError(w, r, notSaved(ctx, nil))
 			return
 		}
 	}
@@ -192,7 +192,7 @@ func (w *writer) finish(rt *retrier) (again bool) {
 		cancelled := errors.Is(w.scope.Err(), scoped.ErrScopeCancelled)
 		_ = w.scope.Remove()
 		if commit && cancelled {
-			err = notSaved(ctx)
+			err = notSaved(ctx, w.scope)
 		}
 	case !commit:
 		_ = w.scope.Remove() // errors reach the sessions' teardown hooks
@@ -200,10 +200,10 @@ func (w *writer) finish(rt *retrier) (again bool) {
 	// connection saved its statements as they ran.
 	case ctx.Err() != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
-		err = notSaved(ctx)
+		err = notSaved(ctx, w.scope)
 	case w.broken != nil && w.scope.Committable() > 0:
 		_ = w.scope.Remove()
-		err = fmt.Errorf("scopedhttp: the streamed response could not be sent (%w), changes rolled back: %w", w.broken, scoped.ErrNotCommitted)
+		err = rolledBack(w.scope, fmt.Errorf("scopedhttp: the streamed response could not be sent (%w)", w.broken))
 	default:
 		if cerr := w.scope.Commit(); cerr != nil {
 			if rt != nil && scoped.MayRetry(cerr, w.h.cfg.retryable) {
@@ -213,7 +213,7 @@ func (w *writer) finish(rt *retrier) (again bool) {
 				}
 				cerr = fmt.Errorf("%w: %w", errRetryable, cerr)
 			}
-			err = commitError(ctx, cerr)
+			err = commitError(ctx, w.scope, cerr)
 		}
 	}
 	if err == nil && !abort {
@@ -239,9 +239,9 @@ func (w *writer) finish(rt *retrier) (again bool) {
 // commitError words the outcome of a failed Scope.Commit. A commit the
 // safety net pre-empted (the request's context ended between the check
 // and the commit) rolled back: nothing was saved.
-func commitError(ctx context.Context, err error) error {
+func commitError(ctx context.Context, scope *scoped.Scope, err error) error {
 	if errors.Is(err, scoped.ErrScopeCancelled) || errors.Is(err, scoped.ErrScopeClosed) && ctx.Err() != nil {
-		return notSaved(ctx)
+		return notSaved(ctx, scope)
 	}
 	if committed(err) {
 		return nil // saved; the close error has reached the teardown hook
@@ -250,9 +250,22 @@ func commitError(ctx context.Context, err error) error {
 }
 
 // notSaved is the error of a request that ended (client gone, deadline)
-// before its scope was committed: it was rolled back.
-func notSaved(ctx context.Context) error {
-	return fmt.Errorf("scopedhttp: request ended before the commit, changes rolled back: %w: %w", context.Cause(ctx), scoped.ErrNotCommitted)
+// before its scope was committed: it was rolled back, all of it unless
+// the handler had committed a session by hand (scope, when not nil).
+func notSaved(ctx context.Context, scope *scoped.Scope) error {
+	return rolledBack(scope, fmt.Errorf("scopedhttp: request ended before the commit (%w)", context.Cause(ctx)))
+}
+
+// rolledBack words cause, the reason the scope's sessions were rolled
+// back instead of committed: nothing was saved, or, after a session was
+// committed by hand (ScopedSession.Commit), part of the request was, and
+// the client must not be told "not saved" (it would send the request
+// again and save that part twice).
+func rolledBack(scope *scoped.Scope, cause error) error {
+	if scope != nil && unithooks.SavedByHand(scope) {
+		return fmt.Errorf("%w, the rest rolled back after a session was committed by hand: %w", cause, scoped.ErrPartiallyCommitted)
+	}
+	return fmt.Errorf("%w, changes rolled back: %w", cause, scoped.ErrNotCommitted)
 }
 
 // committed reports whether a commit error says the work was saved all
