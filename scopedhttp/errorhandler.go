@@ -16,10 +16,12 @@ import (
 //     ([scoped.ErrCommitUnknown], as when the connection was lost during
 //     COMMIT);
 //   - 500, "partially saved", when some sessions committed and a later
-//     one failed ([scoped.ErrPartiallyCommitted]);
+//     one failed ([scoped.ErrPartiallyCommitted]), or the request ended
+//     before the commit after a session was committed by hand
+//     (ScopedSession.Commit);
 //   - 500, or 503 when the request's deadline passed, "not saved", when
 //     nothing was ([scoped.ErrNotCommitted], or a request that ended
-//     before the commit);
+//     before the commit with nothing committed by hand);
 //   - 503 with Retry-After: 1, "not saved, conflicted with concurrent
 //     work; retry", when the commit failed with an error the
 //     [WithRetry] classifier accepts (after the last run), or
