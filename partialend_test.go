@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,22 +19,6 @@ import (
 
 type prTx struct{ name string }
 
-// prParked reports whether a goroutine whose stack holds marker is
-// blocked.
-func prParked(marker string) bool {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, marker) {
-			continue
-		}
-		head, _, _ := strings.Cut(g, "\n")
-		if !strings.Contains(head, "[running]") && !strings.Contains(head, "[runnable]") {
-			return true
-		}
-	}
-	return false
-}
 
 // prNested returns a ScopedSession of transactions with savepoints whose
 // RELEASE fails when failRelease says so.

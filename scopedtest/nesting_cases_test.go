@@ -36,11 +36,11 @@ func errKind(err error) string {
 	return "error"
 }
 
-// reviewCases: a child that handles its own failed statement and returns
+// nestingCases: a child that handles its own failed statement and returns
 // nil (PostgreSQL refuses its RELEASE), three levels with the middle one
 // failing after the deepest released, fan-out of two children at once.
-var reviewCases = map[string]func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) (error, []error){
-	"child swallows its failed statement": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) (error, []error) {
+var nestingCases = map[string]func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) ([]error, error){
+	"child swallows its failed statement": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) ([]error, error) {
 		var child error
 		err := scoped.Run(ctx, func(ctx context.Context) error {
 			if err := reviewInsert(ctx, s, txs, table, 1); err != nil {
@@ -55,9 +55,9 @@ var reviewCases = map[string]func(ctx context.Context, s dbtest.Server, txs *sco
 			})
 			return reviewInsert(ctx, s, txs, table, 3)
 		})
-		return err, []error{child}
+		return []error{child}, err
 	},
-	"middle fails after the deepest released": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) (error, []error) {
+	"middle fails after the deepest released": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) ([]error, error) {
 		var mid, deep error
 		err := scoped.Run(ctx, func(ctx context.Context) error {
 			if err := reviewInsert(ctx, s, txs, table, 1); err != nil {
@@ -74,9 +74,9 @@ var reviewCases = map[string]func(ctx context.Context, s dbtest.Server, txs *sco
 			})
 			return reviewInsert(ctx, s, txs, table, 4)
 		})
-		return err, []error{mid, deep}
+		return []error{mid, deep}, err
 	},
-	"two children at once": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) (error, []error) {
+	"two children at once": func(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSession[*sql.Tx], table string) ([]error, error) {
 		errs := make([]error, 2)
 		err := scoped.Run(ctx, func(ctx context.Context) error {
 			if err := reviewInsert(ctx, s, txs, table, 1); err != nil {
@@ -106,7 +106,7 @@ var reviewCases = map[string]func(ctx context.Context, s dbtest.Server, txs *sco
 			wg.Wait()
 			return nil
 		})
-		return err, errs
+		return errs, err
 	},
 }
 
@@ -122,19 +122,19 @@ func reviewInsert(ctx context.Context, s dbtest.Server, txs *scoped.ScopedSessio
 func TestIsolatedDBNestsAsTheRealPoolMoreCases(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		plain := plainDB(t, s)
-		names := make([]string, 0, len(reviewCases))
-		for name := range reviewCases {
+		names := make([]string, 0, len(nestingCases))
+		for name := range nestingCases {
 			names = append(names, name)
 		}
 		slices.Sort(names)
 		for _, name := range names {
-			c := reviewCases[name]
+			c := nestingCases[name]
 			t.Run(name, func(t *testing.T) {
 				realTable := dbtest.CreateIDTable(t, plain, "scopedtest_rv")
 				isoTable := dbtest.CreateIDTable(t, plain, "scopedtest_rv_iso")
 				run := func(t *testing.T, db *sql.DB, table string) reviewOutcome {
 					txs := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
-					root, children := c(dbtest.Ctx(t), s, txs, table)
+					children, root := c(dbtest.Ctx(t), s, txs, table)
 					o := reviewOutcome{IDs: dbtest.IDs(t, db, table), Root: errKind(root)}
 					for _, e := range children {
 						o.Children = append(o.Children, errKind(e))
