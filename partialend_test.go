@@ -19,7 +19,6 @@ import (
 
 type prTx struct{ name string }
 
-
 // prNested returns a ScopedSession of transactions with savepoints whose
 // RELEASE fails when failRelease says so.
 func prNested(rec *testkit.Log, name string, failRelease func() bool) *scoped.ScopedSession[*prTx] {
