@@ -173,15 +173,21 @@ func (r *ScopedSession[S]) Close() error {
 // keyPlace is one key of a keyed store: a place for lookup, and the store
 // its creation settles in.
 type keyPlace struct {
-	k   *keyedStore
-	key any
-	ctx context.Context // of the caller: its values end the session
+	k      *keyedStore
+	key    any
+	ctx    context.Context // of the caller: its values end the session
+	commit bool            // for ScopedSession.Commit
 }
 
-func (p keyPlace) lock()                       { p.k.mu.Lock() }
-func (p keyPlace) unlock()                     { p.k.mu.Unlock() }
-func (p keyPlace) get() *node                  { return p.k.m[p.key].n }
-func (p keyPlace) check() error                { return nil }
+func (p keyPlace) lock()      { p.k.mu.Lock() }
+func (p keyPlace) unlock()    { p.k.mu.Unlock() }
+func (p keyPlace) get() *node { return p.k.m[p.key].n }
+func (p keyPlace) check() error {
+	if p.commit && p.k.closed.Load() {
+		return ErrClosed // its session, if it had one, was rolled back by Close
+	}
+	return nil
+}
 func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
 func (p keyPlace) ended(bool)                  {}
 func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }

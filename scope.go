@@ -377,6 +377,14 @@ func (s *Scope) end(commit bool) error {
 	unit := s.unit != nil || len(children) > 0
 	s.state.Or(stEnded)
 	s.mu.Unlock()
+	defer func() {
+		if s.state.Load()&stFinished == 0 {
+			// A teardown called runtime.Goexit (t.FailNow in a fake): end
+			// the rest and finish, so that no later end waits for good.
+			_ = endNodes(s.teardownContext(), nodes, false, nil, false)
+			_ = s.finish(nil)
+		}
+	}()
 	if s.parent == nil && unit {
 		s.warnRetryUnread()
 	}

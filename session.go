@@ -294,8 +294,10 @@ func (e *entry[S]) failed(ctx context.Context, st store, err error, child bool, 
 	if e.tracked {
 		untrack(&e.node)
 	}
-	if r.events != nil && !child {
-		r.emit(ctx, Event{Kind: Failed, Start: start, Duration: time.Since(start), Err: err, Route: e.routeName()})
+	// A child's failure is its own only when its savepoint failed (join got
+	// as far as nesting): its parent's failure was told by the parent.
+	if nested := child && e.extra != nil && e.extra.parentNode != nil; r.events != nil && (!child || nested) {
+		r.emit(ctx, Event{Kind: Failed, Nested: nested, Start: start, Duration: time.Since(start), Err: err, Route: e.routeName()})
 	}
 }
 
@@ -351,7 +353,7 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 		}
 		return endAt(ctx, r, scopePlace{s: s, o: &r.owner, end: end}, commit)
 	}
-	return endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx}, commit)
+	return endAt(ctx, r, keyPlace{k: &r.keyed, key: key, ctx: ctx, commit: commit}, commit)
 }
 
 // endAt ends the session at p, if there is one.

@@ -223,23 +223,36 @@ func (r *ScopedSession[S]) end(n *node, ctx context.Context, commit bool) (err e
 		return err
 	}
 	commit = commit && r.td.commit != nil
+	asked := commit // what the events say, even when the commit becomes a rollback
 	var poisoned *error
 	if commit {
 		if poisoned = e.poisoned.Load(); poisoned != nil {
 			commit = false // roll back what is left of it: nothing of it may be saved
 		}
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			// The teardown called runtime.Goexit (t.FailNow in a fake): the
+			// goroutine goes on exiting, but the end is counted and told.
+			r.stats.endFailed.Add(1)
+			if r.events != nil {
+				e.emitEnd(ctx, start, asked, fmt.Errorf("scoped: ending %s session: its teardown called runtime.Goexit", r.name))
+			}
+		}
+	}()
 	if r.timeout > 0 {
 		err, e.commitFailed = e.endWithin(ctx, commit, r.timeout)
 	} else {
 		err, e.commitFailed = e.teardown(ctx, commit)
 	}
+	returned = true
 	if poisoned != nil {
 		err = errors.Join(fmt.Errorf("scoped: %s session rolled back instead of committed, a nested unit of work left it unusable: %w", r.name, *poisoned), err)
 		e.commitFailed = true
 	}
 	if r.events != nil {
-		e.emitEnd(ctx, start, commit, err)
+		e.emitEnd(ctx, start, asked, err)
 	}
 	switch {
 	case err != nil:
