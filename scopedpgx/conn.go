@@ -2,6 +2,7 @@ package scopedpgx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/go-scoped/scoped"
@@ -57,7 +58,10 @@ func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*p
 
 // resetAndRelease is NewConn's teardown.
 func (h *home) resetAndRelease(ctx context.Context, c *pgxpool.Conn) error {
-	pc := c.Conn()
+	pc, ok := connOf(c)
+	if !ok {
+		return errReleasedByHand
+	}
 	if !reusable(pc) {
 		h.giveBack(c) // closes it
 		return nil
@@ -74,6 +78,24 @@ func (h *home) resetAndRelease(ctx context.Context, c *pgxpool.Conn) error {
 	dropNotifications(pc)
 	h.giveBack(c)
 	return nil
+}
+
+// errReleasedByHand is NewConn's teardown error for a connection that the
+// scope's code released (or hijacked) itself.
+var errReleasedByHand = errors.New("scopedpgx: pinned connection released (or hijacked) by hand before " +
+	"its scope ended, so it went back to the pool without NewConn's session reset and its session state " +
+	"(SET, temporary tables, advisory locks) may reach its next user; do not Release a connection from " +
+	"NewConn, the scope's end does")
+
+// connOf returns c's connection, or false if c was released or hijacked
+// already: pgxpool's Conn then has none, and its Conn method panics.
+func connOf(c *pgxpool.Conn) (pc *pgx.Conn, ok bool) {
+	defer func() {
+		if recover() != nil {
+			pc, ok = nil, false
+		}
+	}()
+	return c.Conn(), true
 }
 
 // dropNotifications empties pgx's client-side buffer of notifications,

@@ -3,6 +3,9 @@ package scopedsql
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
 	"reflect"
 
 	"github.com/go-scoped/scoped"
@@ -53,13 +56,31 @@ func resetClose(kind resetKind) func(ctx context.Context, c *sql.Conn) error {
 			// run in a transaction block: a transaction left open (begun
 			// with SQL, not BeginTx) makes it fail, and the connection is
 			// discarded, which rolls the transaction back.
-			if _, err := c.ExecContext(ctx, "DISCARD ALL"); err == nil {
+			_, err := c.ExecContext(ctx, "DISCARD ALL")
+			if err == nil {
 				return sqlconn.Close(c)
 			}
+			if errors.Is(err, sql.ErrConnDone) {
+				return errClosedByHand(err)
+			}
 		}
-		sqlconn.Discard(c)
+		// What sqlconn.Discard does, keeping Raw's error: a connection
+		// closed by hand went back to the pool unreset.
+		if err := c.Raw(func(any) error { return driver.ErrBadConn }); errors.Is(err, sql.ErrConnDone) {
+			return errClosedByHand(err)
+		}
 		return nil
 	}
+}
+
+// errClosedByHand is NewConn's teardown error for a connection closed
+// before the teardown, as sqlconn.Close reports it: closed by the scope's
+// code, database/sql pooled it as the scope left it, before the reset.
+func errClosedByHand(err error) error {
+	return fmt.Errorf("scopedsql: pinned connection closed before its scope ended, so NewConn could not reset "+
+		"its session: closed by hand, it went back to the pool with its session state (SET, temporary tables, "+
+		"locks) for its next user; do not Close a connection from NewConn, the scope's end does (database/sql "+
+		"also closes it, discarding it, when a transaction begun on it is cancelled): %w", err)
 }
 
 // WithoutSessionReset declares that the scopes of a [NewConn] leave no

@@ -132,6 +132,9 @@ func (e *Engines) Tx(name string) func(context.Context) (*sql.Tx, error) {
 
 // Conn returns the [Conn] factory of the named engine, ready for
 // scoped.New. It panics if no engine has that name, as [Engines.Tx] does.
+// Like scoped.New([Conn](db)), it does not reset a connection's session
+// when its scope ends: for [NewConn]'s reset, pass it the engine's pool
+// from [Engines.DB].
 func (e *Engines) Conn(name string) func(context.Context) (*sql.Conn, error) {
 	return Conn(e.must("Conn", name).db)
 }
