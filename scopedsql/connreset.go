@@ -87,7 +87,9 @@ func errClosedByHand(err error) error {
 // session state on their connections (or that it does not matter): the
 // connection goes back to the pool as it is, without DISCARD ALL, and a
 // MySQL or MariaDB connection is pooled instead of closed. Pass it to
-// NewConn.
+// NewConn. A transaction begun with SQL (START TRANSACTION) and left open
+// is such state: on MySQL and MariaDB the next user's BeginTx would commit
+// it.
 func WithoutSessionReset() scoped.Option {
 	return scoped.WithClose(func(_ context.Context, c *sql.Conn) error { return CloseConn(c) })
 }
