@@ -619,6 +619,9 @@ func (p scopePlace) check() error {
 type scopeKey struct{}
 
 func scopeFrom(ctx context.Context) *Scope {
+	if c, ok := ctx.(*scopeContext); ok { // the common case: no layers above Begin's context
+		return (*Scope)(c)
+	}
 	s, _ := ctx.Value(scopeKey{}).(*Scope)
 	return s
 }

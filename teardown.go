@@ -10,6 +10,7 @@ import (
 	"net"
 	"reflect"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -368,35 +369,34 @@ func (r *ScopedSession[S]) committable(n *node) bool {
 	return !e.shared && r.td.commit != nil
 }
 
-// endNode ends one session. Every end of a session, and so all the user
-// code a teardown runs, goes through it, so that inTeardown can tell an end
-// of a scope called from a teardown, which must not wait for the end it
-// may be part of.
-//
-//go:noinline
+// endNode ends one session: every end of a session, and so all the user
+// code a teardown runs, goes through its ScopedSession's end, the frame
+// inTeardown looks for.
 func endNode(n *node, ctx context.Context, commit bool) error {
 	return n.owner.ends.end(n, ctx, commit)
 }
 
 // teardownAside runs a bounded teardown on a goroutine of its own
-// (endWithin), under a frame inTeardown finds as it finds endNode's.
+// (endWithin), under a frame inTeardown finds as it finds a session's end.
 //
 //go:noinline
 func teardownAside(f func()) { f() }
 
 // inTeardown reports whether the caller runs inside a session's end
-// (endNode, or teardownAside) on this goroutine. Only an end of a scope that would otherwise
-// wait for another end in progress asks, which is rare: Go has no other
-// goroutine identity, and Remove and Commit get no context. It cannot
-// tell which scope's teardown runs: a teardown that ends an unrelated
-// scope does not wait for ends in progress on other goroutines either
-// (see Scope.Remove).
+// ((*ScopedSession[S]).end, called through an interface, never inlined;
+// or teardownAside) on this goroutine. Only an end of a scope that would
+// otherwise wait for another end in progress asks, which is rare: Go has
+// no other goroutine identity, and Remove and Commit get no context. It
+// cannot tell which scope's teardown runs: a teardown that ends an
+// unrelated scope does not wait for ends in progress on other goroutines
+// either (see Scope.Remove).
 func inTeardown() bool {
 	pcs := make([]uintptr, 256)
 	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
 	for {
 		f, more := frames.Next()
-		if f.Function == endNodeFunc || f.Function == asideFunc {
+		if f.Function == asideFunc ||
+			strings.HasPrefix(f.Function, endPrefix) && strings.HasSuffix(f.Function, "]).end") {
 			return true
 		}
 		if !more {
@@ -406,8 +406,8 @@ func inTeardown() bool {
 }
 
 var (
-	endNodeFunc = reflect.TypeFor[Scope]().PkgPath() + ".endNode"
-	asideFunc   = reflect.TypeFor[Scope]().PkgPath() + ".teardownAside"
+	endPrefix = reflect.TypeFor[Scope]().PkgPath() + ".(*ScopedSession["
+	asideFunc = reflect.TypeFor[Scope]().PkgPath() + ".teardownAside"
 )
 
 // endNodes ends sessions listed newest first. With commit, committable

@@ -48,6 +48,3 @@ func TestNewConnClosedByHandSaysSo(t *testing.T) {
 		wantInUse(t, db, 0)
 	})
 }
-
-
-
