@@ -450,7 +450,7 @@ func (s *Scope) endPartial(saved bool) {
 }
 
 // awaitPartial waits until no partial end is in progress, then reports
-// whether one committed a session. A teardown that ends its own scope
+// whether one committed a session. Called from a session's teardown it
 // does not wait: the partial end it may be part of would wait for it.
 func (s *Scope) awaitPartial() (handSaved bool) {
 	s.mu.Lock()

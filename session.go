@@ -167,8 +167,7 @@ func (r *ScopedSession[S]) Stats() Stats { return r.stats.snapshot() }
 // Outside any scope Current returns [ErrNoScope]; in a scope that has
 // ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
 func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
-	// The hot path, small enough to inline: the scope's immutable list of
-	// sessions, no lock.
+	// The hot path: the scope's immutable list of sessions, no lock.
 	if s := scopeFrom(ctx); s != nil && r.scopeFunc == nil {
 		if n := s.find(&r.owner); n != nil {
 			return entryOf[S](n).s, nil
