@@ -33,8 +33,9 @@ var (
 
 	// ErrReentrant is returned instead of waiting for oneself: by Current
 	// when a factory asks, directly or through another factory, for the
-	// session it is creating, and by an end of a scope called from that
-	// scope's own teardown.
+	// session it is creating, and by an end of a scope called from a
+	// session's teardown (or an event or teardown-error hook run during
+	// one) while that scope's end is in progress.
 	ErrReentrant = errors.New("scoped: re-entrant call would wait for itself")
 
 	// ErrScopeCancelled is wrapped, with [ErrScopeClosed] and the
@@ -89,6 +90,7 @@ func errOwnSession(name string) error {
 	return fmt.Errorf("%w: the factory of %s asked for its own session (directly or through another factory)", ErrReentrant, name)
 }
 
-// errOwnTeardown is returned by an end of a scope that is called from the
-// teardown of the same scope, which is still in progress.
-var errOwnTeardown = fmt.Errorf("%w: Remove or Commit called from a teardown of the scope being ended", ErrReentrant)
+// errOwnTeardown is returned by an end of a scope called from a session's
+// teardown while the scope's end is in progress: it may be waiting for
+// itself.
+var errOwnTeardown = fmt.Errorf("%w: Remove or Commit called from a teardown while the scope's end is in progress", ErrReentrant)

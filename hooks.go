@@ -93,6 +93,7 @@ type unitState struct {
 	// for the scope's end waiting for them.
 	partial int
 	idle    chan struct{}
+	lost    bool // a partial end ended a session with work to commit without saving it
 }
 
 // unitOf returns s's unit state, made on first need. Under s.mu.

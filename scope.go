@@ -380,9 +380,10 @@ func (s *Scope) end(commit bool) error {
 	defer func() {
 		if s.state.Load()&stFinished == 0 {
 			// A teardown called runtime.Goexit (t.FailNow in a fake): end
-			// the rest and finish, so that no later end waits for good.
+			// the rest and finish, so that no later end waits for good
+			// (deferred: another teardown here may call Goexit too).
+			defer s.finish(nil)
 			_ = endNodes(s.teardownContext(), nodes, false, nil, false)
-			_ = s.finish(nil)
 		}
 	}()
 	if s.parent == nil && unit {
@@ -400,7 +401,11 @@ func (s *Scope) end(commit bool) error {
 	}
 	// A child's sessions are parts of its ancestors' (savepoints): one it
 	// committed by hand was released, not saved.
-	handSaved := unit && s.awaitPartial() && s.parent == nil
+	handSaved, lost := false, false
+	if unit {
+		handSaved, lost = s.awaitPartial()
+		handSaved = handSaved && s.parent == nil
+	}
 	if commit && netFiredBefore {
 		// The net rolled back part of the scope: committing the rest
 		// would save half of the work.
@@ -413,9 +418,10 @@ func (s *Scope) end(commit bool) error {
 		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err))
 	}
 	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved)
-	if unit && !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) {
-		// Nothing that could have been saved was rolled back: if a session
-		// was committed by hand, the unit's work is saved (hooks.go).
+	if unit && !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) && !lost {
+		// Nothing that could have been saved was rolled back, here or by a
+		// partial end: if a session was committed by hand, the unit's work
+		// is saved (hooks.go).
 		return s.finishHooks(unit, false, errRemovedAfterHandCommit)
 	}
 	return s.finishHooks(unit, commit, err)
@@ -431,11 +437,14 @@ func (s *Scope) end(commit bool) error {
 // beginPartial counts a partial end starting. Under s.mu.
 func (s *Scope) beginPartial() { s.unitOf().partial++ }
 
-// endPartial counts a partial end finished; saved says it committed.
-func (s *Scope) endPartial(saved bool) {
+// endPartial counts a partial end finished: saved says it committed a
+// session, lost that it ended one with work to commit without saving it
+// (a hand Remove, a failed hand commit, the net's rollback).
+func (s *Scope) endPartial(saved, lost bool) {
 	s.mu.Lock()
 	u := s.unit
 	u.handCommitted = u.handCommitted || saved
+	u.lost = u.lost || lost
 	u.partial--
 	idle := u.idle
 	if u.partial == 0 {
@@ -450,14 +459,19 @@ func (s *Scope) endPartial(saved bool) {
 }
 
 // awaitPartial waits until no partial end is in progress, then reports
-// whether one committed a session. Called from a session's teardown it
-// does not wait: the partial end it may be part of would wait for it.
-func (s *Scope) awaitPartial() (handSaved bool) {
+// whether one committed a session, and whether one lost work. Called from
+// a session's teardown it does not wait: the partial end it may be part
+// of would wait for it.
+func (s *Scope) awaitPartial() (saved, lost bool) {
 	s.mu.Lock()
 	u := s.unit
-	if u == nil || u.partial == 0 {
+	if u == nil {
 		s.mu.Unlock()
-		return u != nil && u.handCommitted
+		return false, false
+	}
+	if u.partial == 0 {
+		defer s.mu.Unlock()
+		return u.handCommitted, u.lost
 	}
 	if u.idle == nil {
 		u.idle = make(chan struct{})
@@ -469,7 +483,7 @@ func (s *Scope) awaitPartial() (handSaved bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return u.handCommitted
+	return u.handCommitted, u.lost
 }
 
 // holdsCommittable reports whether one of nodes has a commit of its own.
@@ -581,7 +595,7 @@ const (
 func (p scopePlace) lock()                       { p.s.mu.Lock() }
 func (p scopePlace) unlock()                     { p.s.mu.Unlock() }
 func (p scopePlace) take(n *node)                { p.s.take(n); p.s.beginPartial() }
-func (p scopePlace) ended(saved bool)            { p.s.endPartial(saved) }
+func (p scopePlace) ended(saved, lost bool)      { p.s.endPartial(saved, lost) }
 func (p scopePlace) endContext() context.Context { return p.s.teardownContext() }
 
 func (p scopePlace) get() *node {

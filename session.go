@@ -371,8 +371,8 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
-	saved := false
-	defer func() { p.ended(saved) }() // also if a teardown calls runtime.Goexit
+	saved, holds := false, r.committable(n)
+	defer func() { p.ended(saved, holds && !saved) }() // also if a teardown calls runtime.Goexit
 	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
 	saved = committable && !n.commitFailed
 	return err
@@ -384,10 +384,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 type place interface {
 	lock()
 	unlock()
-	get() *node       // the node, ready or being created, or nil; under the lock
-	check() error     // why nothing may be looked up now; under the lock
-	take(n *node)     // removes n, which is ready, to end it; under the lock
-	ended(saved bool) // n, taken, has ended; saved: by a commit
+	get() *node             // the node, ready or being created, or nil; under the lock
+	check() error           // why nothing may be looked up now; under the lock
+	take(n *node)           // removes n, which is ready, to end it; under the lock
+	ended(saved, lost bool) // n, taken, has ended; saved: by a commit; lost: its work was not saved
 	endContext() context.Context
 }
 

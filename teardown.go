@@ -98,13 +98,19 @@ func defaultTeardown[S any]() teardown[S] {
 // blame the user's code for a client that went away.
 func closeConn(ctx context.Context, c *sql.Conn) error {
 	err := sqlconn.Close(c)
-	if err != nil && errors.Is(err, sqlconn.ErrInUse) {
-		if s := scopeFrom(ctx); s != nil && s.parentCtx.Err() != nil {
-			return nil
-		}
+	if err != nil && errors.Is(err, sqlconn.ErrInUse) && scopeDone(ctx) {
+		return nil
 	}
 	return err
 }
+
+// scopeDone reports whether the context of ctx's scope has ended.
+func scopeDone(ctx context.Context) bool {
+	s := scopeFrom(ctx)
+	return s != nil && s.parentCtx.Err() != nil
+}
+
+func init() { sqlconn.ScopeDone = scopeDone }
 
 type teardownOverride struct {
 	set bool

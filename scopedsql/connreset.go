@@ -61,13 +61,13 @@ func resetClose(kind resetKind) func(ctx context.Context, c *sql.Conn) error {
 				return sqlconn.Close(c)
 			}
 			if errors.Is(err, sql.ErrConnDone) {
-				return errClosedByHand(err)
+				return errClosedByHand(ctx, err)
 			}
 		}
 		// What sqlconn.Discard does, keeping Raw's error: a connection
 		// closed by hand went back to the pool unreset.
 		if err := c.Raw(func(any) error { return driver.ErrBadConn }); errors.Is(err, sql.ErrConnDone) {
-			return errClosedByHand(err)
+			return errClosedByHand(ctx, err)
 		}
 		return nil
 	}
@@ -76,7 +76,14 @@ func resetClose(kind resetKind) func(ctx context.Context, c *sql.Conn) error {
 // errClosedByHand is NewConn's teardown error for a connection closed
 // before the teardown, as sqlconn.Close reports it: closed by the scope's
 // code, database/sql pooled it as the scope left it, before the reset.
-func errClosedByHand(err error) error {
+//
+// Unless the scope's context has ended: database/sql closed the connection
+// itself, discarding it, when a query or transaction on it was cancelled,
+// and reporting that would blame the user's code for a client that left.
+func errClosedByHand(ctx context.Context, err error) error {
+	if sqlconn.ScopeDone(ctx) {
+		return nil
+	}
 	return fmt.Errorf("scopedsql: pinned connection closed before its scope ended, so NewConn could not reset "+
 		"its session: closed by hand, it went back to the pool with its session state (SET, temporary tables, "+
 		"locks) for its next user; do not Close a connection from NewConn, the scope's end does (database/sql "+

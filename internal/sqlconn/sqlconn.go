@@ -11,12 +11,20 @@
 package sqlconn
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
 )
+
+// ScopeDone reports whether the context of the scope a teardown's ctx
+// belongs to has ended (the client went away, the deadline passed): then
+// what the cancellation left on a pinned connection, or a connection
+// database/sql closed because of it, is no fault of the user's code.
+// Package scoped sets it; the teardown context carries no cancellation.
+var ScopeDone = func(context.Context) bool { return false }
 
 // ErrInUse is scopedsql.ErrConnInUse: the sentinel is scopedsql's, which
 // documents it, and lives here so that scoped's default teardown for
