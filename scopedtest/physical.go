@@ -5,7 +5,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -35,6 +37,10 @@ type physical struct {
 	stack  []*savepoint
 	seq    uint64 // names savepoints uniquely
 	closed bool
+	// deferrable: the server has checks deferred to COMMIT (PostgreSQL's
+	// DEFERRABLE constraints and constraint triggers), which a RELEASE
+	// SAVEPOINT does not run; see checkDeferred.
+	deferrable bool
 
 	broken atomic.Pointer[error] // set once, by lose
 }
@@ -49,7 +55,55 @@ type savepoint struct {
 }
 
 func newPhysical(conn driver.Conn, outer driver.Tx) *physical {
-	return &physical{sem: make(chan struct{}, 1), conn: conn, outer: outer}
+	p := &physical{sem: make(chan struct{}, 1), conn: conn, outer: outer}
+	if postgresDriver(conn) {
+		// Nothing is pending yet: SET CONSTRAINTS fails only where the
+		// server does not have it (CockroachDB), and then nothing is
+		// deferred.
+		p.deferrable = true
+		if err := p.checkDeferred(); err != nil {
+			p.deferrable = false
+		}
+	}
+	return p
+}
+
+// postgresDriver reports whether c is a connection of a PostgreSQL
+// driver (lib/pq, pgx's stdlib), the servers with checks deferred to
+// COMMIT.
+func postgresDriver(c driver.Conn) bool {
+	t := reflect.TypeOf(c)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	path := t.PkgPath()
+	return strings.HasPrefix(path, "github.com/lib/pq") || strings.HasPrefix(path, "github.com/jackc/pgx/")
+}
+
+// checkDeferred runs the checks that COMMIT would run at the end of a
+// transaction (deferred constraints and constraint triggers), which a
+// RELEASE SAVEPOINT does not, and returns their error: a commit of the
+// code under test fails as it would in production. They run in a
+// savepoint rolled back afterwards, so that the constraints keep their
+// modes for the rest of the test and the checks are still pending for
+// the outer transaction (PostgreSQL marks them not run again). The
+// caller holds the lock.
+func (p *physical) checkDeferred() error {
+	if !p.deferrable {
+		return nil
+	}
+	const name = "scopedtest_check" // released each time
+	if err := p.run("SAVEPOINT " + name); err != nil {
+		return err
+	}
+	cerr := p.check(execDirect(context.Background(), p.conn, "SET CONSTRAINTS ALL IMMEDIATE"))
+	if err := p.run("ROLLBACK TO SAVEPOINT " + name); err != nil {
+		return errors.Join(cerr, p.lose(err))
+	}
+	if err := p.run("RELEASE SAVEPOINT " + name); err != nil {
+		return errors.Join(cerr, p.lose(err))
+	}
+	return cerr
 }
 
 // lock waits for the connection, or for ctx to be done.
@@ -130,9 +184,14 @@ func (p *physical) commit(sp *savepoint) error {
 		sp.committed = true
 		return nil
 	}
-	if err := p.run("RELEASE SAVEPOINT " + sp.name); err != nil {
-		// On PostgreSQL a transaction with a failed statement cannot be
-		// committed; like COMMIT there, roll it back and say so.
+	err := p.checkDeferred()
+	if err == nil {
+		err = p.run("RELEASE SAVEPOINT " + sp.name)
+	}
+	if err != nil {
+		// On PostgreSQL a transaction with a failed statement, or whose
+		// deferred checks fail, cannot be committed; like COMMIT there,
+		// roll it back and say so.
 		if rerr := p.rollback(sp); rerr != nil {
 			return errors.Join(err, rerr)
 		}
@@ -196,6 +255,9 @@ func (p *physical) autocommit(f func() error) error {
 		return err
 	}
 	ferr := f()
+	if ferr == nil {
+		ferr = p.checkDeferred() // the statement's implicit COMMIT
+	}
 	if ferr != nil && ferr != driver.ErrSkip {
 		if err := p.run("ROLLBACK TO SAVEPOINT " + name); err != nil {
 			return errors.Join(ferr, p.lose(err))

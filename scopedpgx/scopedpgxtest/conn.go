@@ -96,6 +96,26 @@ func (d *DB) control(sql string) error {
 	return err
 }
 
+// checkDeferred runs, with the turn held, the checks that COMMIT runs at
+// the end of a transaction (deferred constraints and constraint
+// triggers), which RELEASE SAVEPOINT does not, and returns their error,
+// so that a commit fails as it would on a pool. They run in a savepoint
+// rolled back afterwards: the constraints keep their modes for the rest
+// of the test, and PostgreSQL marks the checks pending again.
+func (d *DB) checkDeferred() error {
+	const name = "scopedpgxtest_check" // released each time
+	if err := d.control("savepoint " + name); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	_, cerr := d.c.Exec(ctx, "set constraints all immediate")
+	cancel()
+	if err := d.control(rollbackTo(name)); err != nil {
+		return both(cerr, err)
+	}
+	return cerr
+}
+
 // savepoint names a new savepoint, with the turn held.
 func (d *DB) savepoint() string {
 	d.spNum++

@@ -15,7 +15,8 @@ import (
 // alone runs f, a statement outside any transaction, in a savepoint of
 // its own, with the turn held: released when f succeeded, rolled back
 // when it failed (f returns its statement's error). The error is that of
-// taking the turn or of the savepoint itself.
+// taking the turn, of the savepoint itself, or of the checks deferred to
+// the statement's implicit COMMIT (see checkDeferred).
 func (d *DB) alone(ctx context.Context, f func(ctx context.Context) error) error {
 	if err := d.take(ctx); err != nil {
 		return err
@@ -29,6 +30,9 @@ func (d *DB) alone(ctx context.Context, f func(ctx context.Context) error) error
 	d.interruptible(ctx, func(ctx context.Context) { failed = f(ctx) })
 	if failed != nil || d.aborted() {
 		return d.control(rollbackTo(name))
+	}
+	if err := d.checkDeferred(); err != nil { // the statement's implicit COMMIT
+		return both(err, d.control(rollbackTo(name)))
 	}
 	return d.control("release savepoint " + name)
 }

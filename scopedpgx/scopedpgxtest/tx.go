@@ -134,6 +134,11 @@ func (t *tx) end(commit bool) error {
 			return err
 		}
 		return pgx.ErrTxCommitRollback
+	case t.top:
+		// COMMIT runs the checks deferred to it; a failed one rolls back.
+		if err := t.d.checkDeferred(); err != nil {
+			return both(err, t.d.control(rollbackTo(t.name)))
+		}
 	}
 	return t.d.control("release savepoint " + t.name)
 }
