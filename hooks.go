@@ -34,10 +34,12 @@ import (
 // known ([ErrCommitUnknown]) or only part of the unit was saved
 // ([ErrPartiallyCommitted], or a session committed by hand with
 // [ScopedSession.Commit] in a unit whose removal then rolled back another
-// session), neither OnCommit nor [OnRollback] hooks run, and that is
-// logged: running either would claim an outcome nobody knows. A unit whose
-// sessions were all committed by hand runs its OnCommit hooks when it is
-// removed.
+// transaction, or after a failed hand commit or the safety net's
+// rollback), neither OnCommit nor [OnRollback] hooks run, and that is
+// logged: running either would claim an outcome nobody knows. A unit
+// removed after its transactions were committed by hand runs its OnCommit
+// hooks; a transaction removed by hand is the caller's decision, not work
+// lost.
 //
 // A hook is lost if the process dies between the commit and the hook.
 // For work that must not be lost, write it in the unit's own transaction
@@ -93,7 +95,7 @@ type unitState struct {
 	// for the scope's end waiting for them.
 	partial int
 	idle    chan struct{}
-	lost    bool // a partial end ended a session with work to commit without saving it
+	lost    bool // a hand commit failed, or the net rolled back work to commit
 }
 
 // unitOf returns s's unit state, made on first need. Under s.mu.
@@ -133,11 +135,12 @@ const (
 )
 
 // settleHooks decides, once s's sessions have ended with err (commit
-// says whether the end was asked to commit), what becomes of its hooks:
+// says whether the end was asked to commit; byHand, that a removal rolled
+// back nothing with work to commit), what becomes of its hooks:
 // a released child hands them all to its parent; otherwise the ones of
 // the outcome are returned to run, unless the owner holds them (see
 // internal/unithooks), in which case they stay on s, decided.
-func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int) {
+func (s *Scope) settleHooks(commit bool, err error, byHand bool) (list []unitHook, which int) {
 	s.mu.Lock()
 	u := s.unit
 	if u == nil || len(u.hooks) == 0 {
@@ -150,7 +153,7 @@ func (s *Scope) settleHooks(commit bool, err error) (list []unitHook, which int)
 	s.mu.Unlock()
 
 	switch {
-	case !commit && handCommitted && err == errRemovedAfterHandCommit:
+	case !commit && handCommitted && byHand:
 		which = hooksCommit // all the unit saved was saved by hand; nothing was rolled back
 	case !commit && handCommitted:
 		reportSkipped(s.parentCtx, list, errHandCommitted)
@@ -218,11 +221,6 @@ func hookKind(h unitHook) string {
 // errHandCommitted is why the hooks of a unit removed after one of its
 // sessions was committed by hand do not run.
 var errHandCommitted = errors.New("scoped: a session of the unit was committed by hand (ScopedSession.Commit) and the unit was then removed, not committed: part of its work is saved; commit the scope (Scope.Commit, or a middleware's automatic mode) for its OnCommit hooks to run")
-
-// errRemovedAfterHandCommit marks, for settleHooks only, an end by Remove
-// that rolled back nothing a commit could have saved; finishHooks returns
-// it to no caller.
-var errRemovedAfterHandCommit = errors.New("scoped: removed with nothing left to commit")
 
 // reportSkipped logs the hooks not run because the unit's outcome is
 // unknown or partial.

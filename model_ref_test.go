@@ -34,8 +34,9 @@ type mScopeM struct {
 	ended    bool
 	sess     []*mSessM // ready sessions, oldest first
 	// A session was committed by hand (ScopedSession.Commit): a failed
-	// commit of the scope afterwards is partial.
-	handSaved bool
+	// commit of the scope afterwards is partial. lost: a hand commit
+	// failed, or the net rolled back a session with a commit.
+	handSaved, lost bool
 }
 
 type mRootM struct{ cancelled bool }
@@ -490,8 +491,9 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 	}
 	s.sess = slices.DeleteFunc(s.sess, func(y *mSessM) bool { return y == x })
 	errs := m.endSession(w, x, commit)
-	if commit && modelRegs[x.reg].commit && !x.shared && !x.plan.commitErr {
-		s.handSaved = true
+	if commit && modelRegs[x.reg].commit && !x.shared {
+		s.handSaved = s.handSaved || !x.plan.commitErr
+		s.lost = s.lost || x.plan.commitErr
 	}
 	return mErrString(mClassifyOne(x, commit, errs))
 }
@@ -567,8 +569,10 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	nodes := s.sess
 	s.sess = nil
 	done := make([]bool, len(nodes))
-	if commit && s.netFired {
-		// The net rolled back part of the scope: nothing more is committed.
+	holds := slices.ContainsFunc(nodes, func(x *mSessM) bool { return modelRegs[x.reg].commit && !x.shared })
+	if commit && s.netFired && (s.lost || holds) {
+		// The net rolled back part of the scope, or its context ended with
+		// work still to commit: nothing more is committed.
 		errs = append(errs, "ErrScopeClosed", "ErrScopeCancelled", "context.Canceled")
 		for i := len(nodes) - 1; i >= 0; i-- {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
@@ -606,7 +610,14 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
 		}
 	}
-	if commit && len(errs) > 0 {
+	if commit && s.lost && len(errs) == 0 {
+		// A hand commit failed (or the net rolled back work) before.
+		if s.handSaved || holds {
+			errs = append(errs, "PartiallyCommitted")
+		} else {
+			errs = append(errs, "NotCommitted")
+		}
+	} else if commit && len(errs) > 0 {
 		switch {
 		case !commitFailed:
 			errs = append(errs, "CommittedCloseFailed")
@@ -644,6 +655,7 @@ func (m *mModel) netEnd(w *mWorkerM, s *mScopeM) {
 	for i := len(s.sess) - 1; i >= 0; i-- {
 		if x := s.sess[i]; !modelRegs[x.reg].noNet {
 			m.endSession(w, x, false)
+			s.lost = s.lost || modelRegs[x.reg].commit && !x.shared
 		}
 	}
 	s.sess = slices.DeleteFunc(s.sess, func(x *mSessM) bool { return !modelRegs[x.reg].noNet })

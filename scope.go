@@ -393,6 +393,8 @@ func (s *Scope) end(commit bool) error {
 	if stop != nil {
 		stop()
 	}
+	// Read before they end: a child holding no work loses none.
+	childWork := len(children) > 0 && holdWork(children)
 	var errs []error
 	for _, c := range children {
 		if err := c.end(false); err != nil {
@@ -406,26 +408,40 @@ func (s *Scope) end(commit bool) error {
 		handSaved, lost = s.awaitPartial()
 		handSaved = handSaved && s.parent == nil
 	}
-	if commit && netFiredBefore {
-		// The net rolled back part of the scope: committing the rest
-		// would save half of the work.
+	if commit && netFiredBefore && (lost || holdsCommittable(nodes)) {
+		// The net rolled back part of the scope, or its context ended with
+		// work still to commit: committing the rest would save half of the
+		// work, for a client that is gone.
 		errs = append(errs, errNetFired(s))
 		err := endNodes(s.teardownContext(), nodes, false, errs, false)
 		outcome := ErrNotCommitted
 		if handSaved {
 			outcome = ErrPartiallyCommitted
 		}
-		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err))
+		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err), false)
 	}
 	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved)
-	if unit && !commit && err == nil && len(children) == 0 && !holdsCommittable(nodes) && !lost {
-		// Nothing that could have been saved was rolled back, here or by a
-		// partial end: if a session was committed by hand, the unit's work
-		// is saved (hooks.go).
-		return s.finishHooks(unit, false, errRemovedAfterHandCommit)
+	if commit && lost && err == nil {
+		// A hand commit failed before: the unit did not save all it meant
+		// to, whatever this commit saved.
+		err = errLostByHand
+		if handSaved || holdsCommittable(nodes) {
+			err = errPartlyLostByHand
+		}
 	}
-	return s.finishHooks(unit, commit, err)
+	// Nothing that could have been saved was rolled back, here or by a
+	// partial end: if a session was committed by hand, the unit's work is
+	// saved (hooks.go), whatever a close without a commit returned.
+	byHand := !commit && !childWork && !holdsCommittable(nodes) && !lost
+	return s.finishHooks(unit, commit, err, byHand)
 }
+
+// errLostByHand is the error of a scope's Commit after a hand commit of one
+// of its sessions failed (ScopedSession.Commit): that work was not saved.
+var (
+	errLostByHand       = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit", ErrNotCommitted)
+	errPartlyLostByHand = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit, which saved the rest", ErrPartiallyCommitted)
+)
 
 // Partial ends are ends of some of a scope's sessions outside its own end:
 // [ScopedSession.Remove] and [ScopedSession.Commit], and the safety net's
@@ -439,7 +455,7 @@ func (s *Scope) beginPartial() { s.unitOf().partial++ }
 
 // endPartial counts a partial end finished: saved says it committed a
 // session, lost that it ended one with work to commit without saving it
-// (a hand Remove, a failed hand commit, the net's rollback).
+// against the caller's wish (a failed hand commit, the net's rollback).
 func (s *Scope) endPartial(saved, lost bool) {
 	s.mu.Lock()
 	u := s.unit
@@ -486,6 +502,28 @@ func (s *Scope) awaitPartial() (saved, lost bool) {
 	return u.handCommitted, u.lost
 }
 
+// holdWork reports whether one of scopes, or a scope open inside one,
+// holds a session with a commit of its own (a savepoint's part).
+func holdWork(scopes []*Scope) bool {
+	for _, c := range scopes {
+		for l := c.sessions.Load(); l != nil; l = l.next {
+			if l.n.owner.ends.committable(l.n) {
+				return true
+			}
+		}
+		c.mu.Lock()
+		var inner []*Scope
+		for g := c.children; g != nil; g = g.sibling {
+			inner = append(inner, g)
+		}
+		c.mu.Unlock()
+		if holdWork(inner) {
+			return true
+		}
+	}
+	return false
+}
+
 // holdsCommittable reports whether one of nodes has a commit of its own.
 func holdsCommittable(nodes []*node) bool {
 	for _, n := range nodes {
@@ -499,14 +537,11 @@ func holdsCommittable(nodes []*node) bool {
 // finishHooks finishes an end whose sessions ended with err, then runs
 // the unit hooks its outcome calls for (hooks.go), if unit says it may
 // have some.
-func (s *Scope) finishHooks(unit, commit bool, err error) error {
+func (s *Scope) finishHooks(unit, commit bool, err error, byHand bool) error {
 	var list []unitHook
 	var which int
 	if unit {
-		list, which = s.settleHooks(commit, err)
-	}
-	if err == errRemovedAfterHandCommit {
-		err = nil
+		list, which = s.settleHooks(commit, err, byHand)
 	}
 	err = s.finish(err)
 	if list != nil {

@@ -371,8 +371,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
-	saved, holds := false, r.committable(n)
-	defer func() { p.ended(saved, holds && !saved) }() // also if a teardown calls runtime.Goexit
+	saved := false
+	// A commit asked for and not saved is work lost; a Remove by hand is
+	// the caller's decision (also if a teardown calls runtime.Goexit).
+	defer func() { p.ended(saved, committable && !saved) }()
 	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
 	saved = committable && !n.commitFailed
 	return err
