@@ -107,10 +107,13 @@ var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand
 
 // savedByHand reports whether a session of s was committed by hand
 // (ScopedSession.Commit). A retrying owner of s must not run it again.
+// It waits for partial ends in progress (awaitPartial): an owner asks
+// before ending s, while a hand commit the handler started on another
+// goroutine may still run, and "not yet" would let that part be saved
+// once per run.
 func (s *Scope) savedByHand() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.unit != nil && s.unit.handCommitted
+	saved, _ := s.awaitPartial()
+	return saved
 }
 
 // A retryRequest is what a Run inside a scope leaves on the scopes
