@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -16,45 +15,27 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/callcases"
 	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/scopedconnect"
-	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// A call of every kind (unary, server, client and bidirectional
-// streaming) whose client sends cmds and what must come of it in Manual
-// or Autocommit mode: the code the server ended the call with, the
-// committed rows and the unit hooks that ran (after the response, under
-// scopedconnect.Handler).
-type callCase struct {
-	name  string
-	auto  bool
-	cmds  []string // insert:N, commit (by hand), send, error, panic, wait (until the client cancels)
-	code  connect.Code
-	text  string
-	rows  []int64
-	hooks []string
-}
+// callCases are the shared call cases (internal/callcases) and those only
+// scopedconnect runs, each made by every kind of call (unary, server,
+// client and bidirectional streaming); the unit hooks run after the
+// response, under scopedconnect.Handler.
+var callCases = append(slices.Clone(callcases.Cases),
+	callcases.Case{Name: "manual/commit/more/ok", Cmds: []string{"insert:1", "commit", "send", "insert:2"}, Code: callcases.OK, Rows: []int64{1}},
+	callcases.Case{Name: "manual/commit/error", Cmds: []string{"insert:1", "commit", "send", "error"}, Code: callcases.FailedPrecondition, Text: "handler", Rows: []int64{1}, Hooks: []string{"commit"}},
+	callcases.Case{Name: "manual/commit/more/panic", Cmds: []string{"insert:1", "commit", "send", "insert:2", "panic"}, Code: callcases.Internal, Text: "recovered", Rows: []int64{1}},
+)
 
-var callCases = []callCase{
-	{"manual/ok", false, []string{"insert:1", "send", "insert:2", "send"}, scopedconnect.OK, "", nil, []string{"rollback"}},
-	{"auto/ok", true, []string{"insert:1", "send", "insert:2", "send"}, scopedconnect.OK, "", []int64{1, 2}, []string{"commit"}},
-	{"manual/commit", false, []string{"insert:1", "send", "commit"}, scopedconnect.OK, "", []int64{1}, []string{"commit"}},
-	{"manual/commit/more/ok", false, []string{"insert:1", "commit", "send", "insert:2"}, scopedconnect.OK, "", []int64{1}, nil},
-	{"manual/commit/error", false, []string{"insert:1", "commit", "send", "error"}, connect.CodeFailedPrecondition, "handler", []int64{1}, []string{"commit"}},
-	{"manual/commit/more/error", false, []string{"insert:1", "commit", "send", "insert:2", "error"}, connect.CodeFailedPrecondition, "handler", []int64{1}, nil},
-	{"auto/commit/more/error", true, []string{"insert:1", "commit", "send", "insert:2", "error"}, connect.CodeFailedPrecondition, "handler", []int64{1}, nil},
-	{"manual/commit/more/panic", false, []string{"insert:1", "commit", "send", "insert:2", "panic"}, connect.CodeInternal, "recovered", []int64{1}, nil},
-	{"auto/panic", true, []string{"insert:1", "send", "panic"}, connect.CodeInternal, "recovered", nil, []string{"rollback"}},
-	{"auto/commit fails", true, []string{"insert:1000001", "send"}, connect.CodeInternal, "not saved", nil, []string{"rollback"}},
-	{"auto/serialization fails", true, []string{"insert:-1", "send"}, connect.CodeAborted, "retry", nil, []string{"rollback"}},
-	{"auto/commit/more/commit fails", true, []string{"insert:1", "commit", "insert:-2", "send"}, connect.CodeInternal, "part of", []int64{1}, nil},
-	{"manual/commit/more/cancel", false, []string{"insert:1", "commit", "insert:2", "send", "wait"}, scopedconnect.OK, "", []int64{1}, nil},
-	{"auto/commit/more/cancel", true, []string{"insert:1", "commit", "insert:2", "send", "wait"}, connect.CodeCanceled, "had not committed", []int64{1}, nil},
-	{"auto/cancel", true, []string{"insert:1", "send", "wait"}, connect.CodeCanceled, "had not committed", nil, []string{"rollback"}},
-}
+// cases binds the shared call cases to this package's database and
+// errors.
+var cases = callcases.Kit{OpenDB: openDB, Insert: insert, Error: func(c callcases.Code, msg string) error {
+	return connect.NewError(connect.Code(c), errors.New(msg))
+}}
 
 const streamsService = "/scopedtest.Streams/"
 
@@ -64,7 +45,7 @@ func TestCallCases(t *testing.T) {
 	for _, kind := range []string{"Unary", "Server", "Client", "Bidi"} {
 		for _, proto := range []string{"grpc-go", "connect", "connect-grpc", "connect-grpcweb"} {
 			for _, c := range callCases {
-				t.Run(kind+"/"+proto+"/"+c.name, func(t *testing.T) { runCallCase(t, kind, proto, c) })
+				t.Run(kind+"/"+proto+"/"+c.Name, func(t *testing.T) { runCallCase(t, kind, proto, c) })
 			}
 		}
 	}
@@ -74,8 +55,8 @@ func TestCallCases(t *testing.T) {
 // 1) saved part of its unit: neither kind of hook may run (hooks.go,
 // docs/units.md). The core runs OnCommit (TestReviewFailedHandCommitRunsNoHooks).
 func TestCallCasesFailedHandCommit(t *testing.T) {
-	c := callCase{"manual/commit/more/commit fails", false, []string{"insert:1", "commit", "insert:1000001", "commit", "send"},
-		connect.CodeInternal, "handler", []int64{1}, nil}
+	c := callcases.Case{Name: "manual/commit/more/commit fails", Cmds: []string{"insert:1", "commit", "insert:1000001", "commit", "send"},
+		Code: callcases.Internal, Text: "handler", Rows: []int64{1}}
 	for _, kind := range []string{"Unary", "Server", "Client", "Bidi"} {
 		for _, proto := range []string{"grpc-go", "connect", "connect-grpc", "connect-grpcweb"} {
 			t.Run(kind+"/"+proto, func(t *testing.T) { runCallCase(t, kind, proto, c) })
@@ -83,62 +64,24 @@ func TestCallCasesFailedHandCommit(t *testing.T) {
 	}
 }
 
-func runCallCase(t *testing.T, kind, proto string, c callCase) {
-	db, table := openDB(t)
-	txs := scopedsql.NewTx(db, nil, scoped.WithTeardownErrorHook(nil))
-	var hooks testkit.Log
-	waiting := make(chan struct{})
-	// do runs one command; stop says the handler returns err.
-	do := func(ctx context.Context, cmd string, send func() error) (stop bool, err error) {
-		name, arg, _ := strings.Cut(cmd, ":")
-		switch name {
-		case "insert":
-			id, _ := strconv.ParseInt(arg, 10, 64)
-			err = insert(ctx, table, id)
-		case "commit":
-			err = txs.Commit(ctx)
-			if err != nil {
-				return true, connect.NewError(connect.CodeInternal, errors.New("handler: hand commit failed"))
-			}
-		case "send":
-			if send != nil {
-				err = send()
-			}
-		case "error":
-			return true, connect.NewError(connect.CodeFailedPrecondition, errors.New("handler says no"))
-		case "panic":
-			panic("boom")
-		case "wait":
-			close(waiting)
-			<-ctx.Done()
-			return true, nil
-		}
-		if err != nil {
-			t.Errorf("handler: %s: %v", cmd, err)
-			return true, err
-		}
-		return false, nil
-	}
-	begin := func(ctx context.Context) {
-		scoped.OnCommit(ctx, func(context.Context) { hooks.Add("commit") })
-		scoped.OnRollback(ctx, func(context.Context) { hooks.Add("rollback") })
-	}
+func runCallCase(t *testing.T, kind, proto string, c callcases.Case) {
+	u := cases.Unit(t)
 	all := func(ctx context.Context, cmds string, send func() error) error {
-		begin(ctx)
+		u.Begin(ctx)
 		for _, cmd := range strings.Split(cmds, ",") {
-			if stop, err := do(ctx, cmd, send); stop {
+			if stop, err := u.Do(ctx, cmd, send); stop {
 				return err
 			}
 		}
 		return nil
 	}
 	mode := scopedconnect.WithCommitMode(scopedconnect.Manual)
-	if c.auto {
+	if c.Auto {
 		mode = scopedconnect.WithCommitMode(scopedconnect.Autocommit)
 	}
 	done := make(finished, 1)
 	opts := []connect.HandlerOption{connect.WithInterceptors(done), recovered,
-		connect.WithInterceptors(scopedconnect.NewInterceptor(mode, scopedconnect.Bind(txs)))}
+		connect.WithInterceptors(scopedconnect.NewInterceptor(mode, scopedconnect.Bind(u.Txs)))}
 	mux := http.NewServeMux()
 	mux.Handle(streamsService+"Unary", connect.NewUnaryHandler(streamsService+"Unary",
 		func(ctx context.Context, req *connect.Request[checkReq]) (*connect.Response[checkResp], error) {
@@ -153,9 +96,9 @@ func runCallCase(t *testing.T, kind, proto string, c callCase) {
 		}, opts...))
 	mux.Handle(streamsService+"Client", connect.NewClientStreamHandler(streamsService+"Client",
 		func(ctx context.Context, s *connect.ClientStream[checkReq]) (*connect.Response[checkResp], error) {
-			begin(ctx)
+			u.Begin(ctx)
 			for s.Receive() {
-				if stop, err := do(ctx, s.Msg().Service, nil); stop {
+				if stop, err := u.Do(ctx, s.Msg().Service, nil); stop {
 					if err != nil {
 						return nil, err
 					}
@@ -169,7 +112,7 @@ func runCallCase(t *testing.T, kind, proto string, c callCase) {
 		}, opts...))
 	mux.Handle(streamsService+"Bidi", connect.NewBidiStreamHandler(streamsService+"Bidi",
 		func(ctx context.Context, s *connect.BidiStream[checkReq, checkResp]) error {
-			begin(ctx)
+			u.Begin(ctx)
 			for {
 				req, err := s.Receive()
 				if errors.Is(err, io.EOF) {
@@ -178,7 +121,7 @@ func runCallCase(t *testing.T, kind, proto string, c callCase) {
 				if err != nil {
 					return err
 				}
-				if stop, err := do(ctx, req.Service, func() error { return s.Send(&checkResp{}) }); stop {
+				if stop, err := u.Do(ctx, req.Service, func() error { return s.Send(&checkResp{}) }); stop {
 					return err
 				}
 			}
@@ -187,32 +130,13 @@ func runCallCase(t *testing.T, kind, proto string, c callCase) {
 
 	ctx, cancel := context.WithCancel(dbtest.Ctx(t))
 	defer cancel()
-	if slices.Contains(c.cmds, "wait") {
-		go func() {
-			select {
-			case <-waiting:
-			case <-ctx.Done():
-			}
-			cancel()
-		}()
-	}
-	clientErr := callAs(ctx, t, url, kind, proto, c.cmds)
+	u.CancelOnWait(ctx, cancel, c.Cmds)
+	clientErr := callAs(ctx, t, url, kind, proto, c.Cmds)
 	serr := done.wait(t)
-	if code := codeOrOK(serr); code != c.code || !strings.Contains(messageOf(serr), c.text) {
-		t.Errorf("server ended the call with %v, want %v %q", serr, c.code, c.text)
+	if len(c.Hooks) > 0 {
+		testkit.Eventually(t, "the hooks to run", func() bool { return len(u.Hooks()) >= len(c.Hooks) })
 	}
-	if c.code != scopedconnect.OK && clientErr == nil {
-		t.Errorf("client got OK, the server ended with %v", serr)
-	}
-	if len(c.hooks) > 0 {
-		testkit.Eventually(t, "the hooks to run", func() bool { return len(hooks.List()) >= len(c.hooks) })
-	}
-	if ids := dbtest.IDs(t, db, table); !slices.Equal(ids, c.rows) {
-		t.Errorf("rows %v, want %v", ids, c.rows)
-	}
-	if got := hooks.List(); !slices.Equal(got, c.hooks) {
-		t.Errorf("hooks %q, want %q", got, c.hooks)
-	}
+	u.Check(t, c, callcases.Ended{Code: callcases.Code(codeOrOK(serr)), Message: messageOf(serr), Err: serr, ClientOK: clientErr == nil})
 }
 
 func codeOrOK(err error) connect.Code {
