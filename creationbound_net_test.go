@@ -11,9 +11,9 @@ import (
 	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-// A begin that asks for the bound
-// after the scope's safety net has already run must get a bound that is
-// done, whichever way the net ran. When the net ended the whole scope the
+// A begin that asks to be watched
+// after the scope's safety net has already run must be fired at once,
+// whichever way the net ran. When the net ended the whole scope the
 // bound sees the scope ended; when the net was not registered yet, the
 // bound registers it and it fires at once. But when the scope holds a
 // session WithoutSafetyNet beside one the net may end (the partial net),
@@ -65,24 +65,24 @@ func TestCreationBoundAskedAfterTheNetRanIsDone(t *testing.T) {
 				}
 				close(checked)
 				<-proceed // preempted here: the context ends and the net runs
-				src, ok := fctx.(creation.Source)
+				w, ok := fctx.(creation.Watcher)
 				if !ok {
-					t.Error("the factory context is not a bound.Source")
+					t.Error("the factory context is not a bound.Watcher")
 					return &fakeTx{}, nil
 				}
-				b, ok := src.BoundCreation()
-				if !ok {
-					t.Error("no creation bound in a scope with a safety net")
+				b := newBoundTarget()
+				if !w.Watch(b) {
+					t.Error("no watch in a scope with a safety net")
 					return &fakeTx{}, nil
 				}
 				// database/sql would now wait for a connection, bounded only by b.
 				select {
-				case <-b.Done():
+				case <-b.fired:
 					boundDone <- true
 				case <-time.After(testkit.Bound): // a hang detector: nothing else fires it until Remove
 					boundDone <- false
 				}
-				return &fakeTx{}, b.Settle()
+				return &fakeTx{}, w.Unwatch()
 			}, scoped.WithTeardownErrorHook(nil))
 
 			errc := make(chan error, 1)
@@ -121,12 +121,13 @@ func TestBoundAfterAnIdleNetLeavesTheScopeOpen(t *testing.T) {
 	safe := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "safe"}, nil },
 		scoped.WithTeardownErrorHook(nil))
 	begun := scoped.New(func(fctx context.Context) (*fakeTx, error) {
-		b, ok := fctx.(creation.Source).BoundCreation()
-		if !ok {
-			return nil, errors.New("no creation bound in a scope with a safety net")
+		w := fctx.(creation.Watcher)
+		b := newBoundTarget()
+		if !w.Watch(b) {
+			return nil, errors.New("no watch in a scope with a safety net")
 		}
-		<-b.Done() // the context is cancelled: the net fires at once
-		return nil, b.Settle()
+		<-b.fired // the context is cancelled: the net fires at once
+		return nil, w.Unwatch()
 	}, scoped.WithTeardownErrorHook(nil))
 	for range 50 {
 		parent, cancel := context.WithCancel(context.Background())

@@ -11,60 +11,60 @@ import (
 	"github.com/go-scoped/scoped/internal/testkit"
 )
 
-type boundKey struct{}
-
 var errBoundCause = errors.New("client went away")
 
-// boundFactory returns a factory that takes the creation bound, derives a
-// context from it as database/sql's BeginTx does, reports it on got, and
-// then waits for release or for the derived context to end, returning
-// Settle's verdict as its error.
-func boundFactory(t *testing.T, got chan<- context.Context, release <-chan struct{}) func(context.Context) (*fakeTx, error) {
+// boundTarget is an adapter's bounded begin, as scopedsql's beginCtx:
+// fired records the error its context would say from then on.
+type boundTarget struct {
+	fired chan struct{}
+	err   error
+}
+
+func newBoundTarget() *boundTarget { return &boundTarget{fired: make(chan struct{})} }
+
+func (b *boundTarget) Fire(err error) { b.err = err; close(b.fired) }
+
+// boundFactory returns a factory that has its begin watched, reports it
+// on got, and then waits for release or for the begin to be fired,
+// returning Unwatch's verdict as its error.
+func boundFactory(t *testing.T, got chan<- *boundTarget, release <-chan struct{}) func(context.Context) (*fakeTx, error) {
 	return func(ctx context.Context) (*fakeTx, error) {
-		src, ok := ctx.(creation.Source)
+		w, ok := ctx.(creation.Watcher)
 		if !ok {
-			t.Error("the factory context is not a bound.Source")
-			return nil, errors.New("no source")
+			t.Error("the factory context is not a bound.Watcher")
+			return nil, errors.New("no watcher")
 		}
-		b, ok := src.BoundCreation()
-		if !ok {
-			t.Error("no creation bound in a scope with a safety net")
-			return nil, errors.New("no bound")
+		b := newBoundTarget()
+		if !w.Watch(b) {
+			t.Error("no watch in a scope with a safety net")
+			return nil, errors.New("no watch")
 		}
-		derived, cancel := context.WithCancel(b) // what database/sql's beginDC does
-		t.Cleanup(cancel)
-		got <- derived
+		got <- b
 		select {
 		case <-release:
-		case <-derived.Done():
+		case <-b.fired:
 		case <-time.After(testkit.Bound):
 			t.Error("the begin was never released")
 		}
-		if err := b.Settle(); err != nil {
+		if err := w.Unwatch(); err != nil {
 			return nil, err
 		}
 		return &fakeTx{name: "tx"}, nil
 	}
 }
 
-// A scope's context ending while the factory runs ends the bound: the
-// begin gives up with the context's cause, and nothing is registered.
+// A scope's context ending while the factory runs fires the watched
+// begin: it gives up with the context's cause, and nothing is registered.
 func TestCreationBoundEndsTheBeginWhenTheScopeContextEnds(t *testing.T) {
-	got := make(chan context.Context, 1)
+	got := make(chan *boundTarget, 1)
 	txs := scoped.New(boundFactory(t, got, nil), scoped.WithTeardownErrorHook(nil))
-	parent, cancel := context.WithCancelCause(context.WithValue(context.Background(), boundKey{}, "v"))
+	parent, cancel := context.WithCancelCause(context.Background())
 	ctx, scope := scoped.Begin(parent)
 	defer scope.Remove()
 
 	errc := make(chan error, 1)
 	go func() { _, err := txs.Current(ctx); errc <- err }()
 	derived := <-got
-	if derived.Value(boundKey{}) != "v" {
-		t.Error("the bound lost the scope's values")
-	}
-	if _, ok := derived.Deadline(); ok {
-		t.Error("the bound has a deadline: a driver would set it on the session's connection")
-	}
 	cancel(errBoundCause)
 	var err error
 	select {
@@ -75,8 +75,8 @@ func TestCreationBoundEndsTheBeginWhenTheScopeContextEnds(t *testing.T) {
 	if !errors.Is(err, errBoundCause) {
 		t.Errorf("Current = %v, want the context's cause", err)
 	}
-	if derived.Err() != context.Canceled {
-		t.Errorf("the derived context's Err = %v, want context.Canceled", derived.Err())
+	if derived.err != context.Canceled {
+		t.Errorf("the begin was fired with %v, want context.Canceled", derived.err)
 	}
 	if txs.Has(ctx) {
 		t.Error("a session is registered after the abandoned begin")
@@ -86,10 +86,10 @@ func TestCreationBoundEndsTheBeginWhenTheScopeContextEnds(t *testing.T) {
 	}
 }
 
-// A bound settled without firing is never done: what was begun with it
+// A begin unwatched without firing is never fired: what was begun
 // outlives the scope's context, and the scope's safety net ends it.
 func TestCreationBoundNeverEndsAfterSettle(t *testing.T) {
-	got := make(chan context.Context, 1)
+	got := make(chan *boundTarget, 1)
 	release := make(chan struct{})
 	close(release)
 	rolledBack := make(chan struct{})
@@ -109,8 +109,8 @@ func TestCreationBoundNeverEndsAfterSettle(t *testing.T) {
 		t.Fatal("the safety net did not end the session")
 	}
 	select {
-	case <-derived.Done():
-		t.Error("the session's derived context ended with the scope's context after the begin")
+	case <-derived.fired:
+		t.Error("the begin was fired with the scope's context after it returned")
 	default:
 	}
 	if err := scope.Err(); !errors.Is(err, scoped.ErrScopeCancelled) {
@@ -121,7 +121,7 @@ func TestCreationBoundNeverEndsAfterSettle(t *testing.T) {
 // Remove while a begin runs gives the begin up: its session would be
 // ended the moment it existed.
 func TestCreationBoundEndsWhenTheScopeIsRemoved(t *testing.T) {
-	got := make(chan context.Context, 1)
+	got := make(chan *boundTarget, 1)
 	txs := scoped.New(boundFactory(t, got, nil), scoped.WithTeardownErrorHook(nil))
 	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -129,9 +129,17 @@ func TestCreationBoundEndsWhenTheScopeIsRemoved(t *testing.T) {
 
 	errc := make(chan error, 1)
 	go func() { _, err := txs.Current(ctx); errc <- err }()
-	<-got
+	b := <-got
 	if err := scope.Remove(); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-b.fired:
+	case <-time.After(testkit.Bound):
+		t.Fatal("Remove did not fire the begin it cut short")
+	}
+	if b.err != context.Canceled {
+		t.Errorf("the begin was fired with %v, want context.Canceled", b.err)
 	}
 	select {
 	case err := <-errc:
@@ -143,14 +151,15 @@ func TestCreationBoundEndsWhenTheScopeIsRemoved(t *testing.T) {
 	}
 }
 
-// Where no safety net watches the creation, there is no bound, and the
+// Where no safety net watches the creation, Watch says so, and the
 // adapter must watch the context itself.
 func TestCreationBoundOnlyUnderASafetyNet(t *testing.T) {
 	offered := func(begin func(context.Context) (context.Context, *scoped.Scope), parent context.Context, opts ...scoped.Option) bool {
 		var ok bool
 		txs := scoped.New(func(ctx context.Context) (*fakeTx, error) {
-			if src, is := ctx.(creation.Source); is {
-				_, ok = src.BoundCreation()
+			if w, is := ctx.(creation.Watcher); is {
+				ok = w.Watch(newBoundTarget())
+				_ = w.Unwatch()
 			}
 			return &fakeTx{}, nil
 		}, append(opts, scoped.WithTeardownErrorHook(nil))...)

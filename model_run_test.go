@@ -172,6 +172,11 @@ func newHarness() *rHarness {
 	return h
 }
 
+// modelTarget is a watched begin that does nothing when fired.
+type modelTarget struct{}
+
+func (modelTarget) Fire(error) {}
+
 func (h *rHarness) factory(reg int) func(context.Context) (*mSession, error) {
 	return func(ctx context.Context) (*mSession, error) {
 		w, _ := ctx.Value(mWorkerKey{}).(*rWorker)
@@ -183,10 +188,8 @@ func (h *rHarness) factory(reg int) func(context.Context) (*mSession, error) {
 		// Take the creation bound where there is one, as scopedsql does,
 		// so that its bookkeeping runs under every program; its verdict
 		// is not used (the reference model does not know of it).
-		if src, ok := ctx.(creation.Source); ok {
-			if b, ok := src.BoundCreation(); ok {
-				defer func() { _ = b.Settle() }()
-			}
+		if w, ok := ctx.(creation.Watcher); ok && w.Watch(modelTarget{}) {
+			defer func() { _ = w.Unwatch() }()
 		}
 		if w.block {
 			close(w.started)

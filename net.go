@@ -2,9 +2,7 @@ package scoped
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-scoped/scoped/internal/bound"
 )
@@ -40,13 +38,13 @@ func (s *Scope) arm() {
 // rolls back the sessions that may be ended from another goroutine and
 // leaves the others, and the scope, to Remove.
 func (s *Scope) cancelled() {
-	var fb [2]*node
+	var fb [2]bound.Target
 	s.mu.Lock()
 	if s.ended() {
 		s.mu.Unlock()
 		return
 	}
-	fired := s.fireBounds(fb[:0], false) // a begin still running gives up first
+	fired := s.fireWatches(fb[:0], false) // a begin still running gives up first
 	if s.flags&netHeld == 0 || s.sessions.Load() == nil && s.creating == nil {
 		// Registered only to bound a begin, or every session the scope
 		// held was ended by hand (ScopedSession.Commit or Remove) and none
@@ -58,7 +56,7 @@ func (s *Scope) cancelled() {
 		// for a begin alone (the creation bound) must not end the scope.
 		s.flags &^= armed | netHeld
 		s.mu.Unlock()
-		runBounds(fired)
+		s.runWatches(fired, false)
 		if h := testHookNetIdle.Load(); h != nil && held {
 			(*h)(s)
 		}
@@ -71,7 +69,7 @@ func (s *Scope) cancelled() {
 	if !unsafe {
 		s.flags |= byNet
 		s.mu.Unlock()
-		runBounds(fired)
+		s.runWatches(fired, false)
 		_ = s.end(false)
 		return
 	}
@@ -89,7 +87,7 @@ func (s *Scope) cancelled() {
 			(*h)(s)
 		}
 	}()
-	runBounds(fired)
+	s.runWatches(fired, false)
 	for _, n := range nodes {
 		_ = endNode(n, s.teardownContext(), false) // errors reach the hooks
 	}
@@ -104,196 +102,84 @@ var testHookNetFired atomic.Pointer[func(*Scope)]
 // bound a begin).
 var testHookNetIdle atomic.Pointer[func(*Scope)]
 
-// The creation bound: a context, handed to adapters that ask for it (see
-// internal/bound), that is done if the scope's safety net fires or the
-// scope ends while the session's factory runs, and never after. It is the
-// factory context under another type and is driven by the net's own
-// registration, so a bounded begin costs no allocation of its own.
+// The creation bound: an adapter that ties a session to the context of
+// its begin (scopedsql) bounds the begin by the scope's context through
+// the net's own registration rather than one of its own (internal/bound).
+// The bounded context is the adapter's; the core fires it if the net
+// fires, or the scope ends, while the session's factory runs. Its state
+// is in the node being created, under the scope's mu.
 
-// creationBound is the bound's state, in the node being created. Guarded
-// by the scope's mu.
-type creationBound struct {
-	state boundState
-	byEnd bool          // fired by the scope's end rather than the net: Canceled, ErrScopeClosed
-	done  chan struct{} // made by the first Done
-	after func()        // registered by AfterFunc (database/sql's, once; more are chained)
-}
+var _ bound.Watcher = (*factoryContext)(nil)
 
-type boundState uint8
-
-const (
-	boundIdle     boundState = iota // nobody asked for it
-	boundWatching                   // done if the net fires or the scope ends
-	boundFired                      // done
-	boundSettled                    // never done
-)
-
-// boundContext is the bound as a context.
-type boundContext node
-
-var _ bound.Source = (*factoryContext)(nil)
-
-// BoundCreation implements bound.Source: it arms the scope's safety net
-// now, rather than once the session exists, so that the net watches the
-// begin too.
-func (c *factoryContext) BoundCreation() (bound.Context, bool) {
-	s := c.scope
+// Watch implements bound.Watcher: it arms the scope's safety net now,
+// rather than once the session exists, so that the net watches the begin
+// too.
+func (c *factoryContext) Watch(t bound.Target) bool {
+	s, n := c.scope, (*node)(c)
 	if s.parent != nil || c.owner.noNet || s.parentCtx.Done() == nil {
-		return nil, false
+		return false
 	}
 	s.mu.Lock()
-	b := &c.bound
+	var now error // the begin's context is done already: its Err
 	arm := false
 	switch {
 	case s.flags&noNet != 0:
 		s.mu.Unlock()
-		return nil, false
-	case b.state == boundFired:
+		return false
 	case s.flags&netFired != 0:
 		// The net ended part of the scope and will not run again: the
-		// scope's context is done, and so is the bound.
-		b.state = boundFired
+		// scope's context is done, and so is the begin.
+		n.watchCause, now = context.Cause(s.parentCtx), s.parentCtx.Err()
 	case s.ended():
-		b.state, b.byEnd = boundFired, true
+		n.watchCause, now = ErrScopeClosed, context.Canceled
 	default:
-		b.state = boundWatching
+		n.watch = t
 		arm = s.flags&armed == 0
 		s.flags |= armed
 	}
 	s.mu.Unlock()
-	if arm {
+	if now != nil {
+		t.Fire(now)
+	} else if arm {
 		s.arm()
 	}
-	return (*boundContext)(c), true
+	return true
 }
 
-// fireBounds marks the watching bounds of s's creations fired and returns
-// their nodes, for runBounds once the caller has released s.mu. Under s.mu.
-func (s *Scope) fireBounds(buf []*node, byEnd bool) []*node {
+// Unwatch implements bound.Watcher.
+func (c *factoryContext) Unwatch() error {
+	s := c.scope
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.watch = nil
+	return c.watchCause
+}
+
+// fireWatches fires the watches of s's creations: the scope ended (byEnd)
+// or its context did. It returns what to fire, for runWatches once the
+// caller has released s.mu. Under s.mu.
+func (s *Scope) fireWatches(buf []bound.Target, byEnd bool) []bound.Target {
 	for c := s.creating; c != nil; c = c.next {
-		if b := &c.n.bound; b.state == boundWatching {
-			b.state, b.byEnd = boundFired, byEnd
-			buf = append(buf, c.n)
+		if n := c.n; n.watch != nil {
+			n.watchCause = ErrScopeClosed
+			if !byEnd {
+				n.watchCause = context.Cause(s.parentCtx)
+			}
+			buf = append(buf, n.watch)
+			n.watch = nil
 		}
 	}
 	return buf
 }
 
-// runBounds closes the channels of fired bounds and runs what was
-// registered with them. No lock is held: database/sql's callbacks take
-// their own.
-func runBounds(fired []*node) {
-	for _, n := range fired {
-		s := n.scope
-		s.mu.Lock()
-		b := &n.bound
-		if b.done == nil {
-			b.done = closedChan
-		} else if b.done != closedChan {
-			close(b.done)
-			b.done = closedChan
-		}
-		after := b.after
-		b.after = nil
-		s.mu.Unlock()
-		if after != nil {
-			after()
-		}
+// runWatches fires the targets fireWatches returned, with no lock held:
+// database/sql's callbacks take their own.
+func (s *Scope) runWatches(fired []bound.Target, byEnd bool) {
+	err := context.Canceled
+	if !byEnd {
+		err = s.parentCtx.Err()
 	}
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// settleBound ends n's bound when its creation has finished, whether or
-// not the factory settled it. Under the scope's mu.
-func (n *node) settleBound() {
-	if b := &n.bound; b.state == boundWatching {
-		b.state = boundSettled
-		b.after = nil
+	for _, t := range fired {
+		t.Fire(err)
 	}
-}
-
-// errs returns what a fired bound's Err and Settle say.
-func (c *boundContext) errs() (err, cause error) {
-	if c.bound.byEnd {
-		return context.Canceled, ErrScopeClosed
-	}
-	ctx := c.scope.parentCtx
-	return ctx.Err(), context.Cause(ctx)
-}
-
-func (c *boundContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *boundContext) Value(key any) any           { return (*factoryContext)(c).Value(key) }
-func (c *boundContext) String() string {
-	return fmt.Sprint((*factoryContext)(c)) + ".WithCreationBound"
-}
-
-func (c *boundContext) Done() <-chan struct{} {
-	s := c.scope
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := &c.bound
-	if b.done == nil {
-		if b.state == boundFired {
-			b.done = closedChan
-		} else {
-			b.done = make(chan struct{})
-		}
-	}
-	return b.done
-}
-
-func (c *boundContext) Err() error {
-	s := c.scope
-	s.mu.Lock()
-	fired := c.bound.state == boundFired
-	s.mu.Unlock()
-	if !fired {
-		return nil
-	}
-	err, _ := c.errs() // outside mu: the caller's context
-	return err
-}
-
-// AfterFunc makes the bound an afterFuncer (context's optional
-// interface), so that database/sql's WithCancel of it registers here
-// instead of starting a goroutine. Its stop always reports true: context
-// calls it when the transaction's own context ends, after the begin, and
-// from then on nothing registered here runs.
-func (c *boundContext) AfterFunc(f func()) func() bool {
-	s := c.scope
-	s.mu.Lock()
-	b := &c.bound
-	switch b.state {
-	case boundFired:
-		s.mu.Unlock()
-		go f()
-		return stopped
-	case boundWatching:
-		if prev := b.after; prev == nil {
-			b.after = f
-		} else {
-			b.after = func() { prev(); f() }
-		}
-	}
-	s.mu.Unlock()
-	return stopped
-}
-
-func stopped() bool { return true }
-
-// Settle implements bound.Context.
-func (c *boundContext) Settle() error {
-	s := c.scope
-	s.mu.Lock()
-	fired := c.bound.state == boundFired
-	if !fired {
-		(*node)(c).settleBound()
-	}
-	s.mu.Unlock()
-	if !fired {
-		return nil
-	}
-	_, cause := c.errs()
-	return cause
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/go-scoped/scoped/internal/bound"
 )
 
 // A Scope is one unit of work (a request, a job, a test) that owns the
@@ -235,7 +237,7 @@ func (s *Scope) endCreation(n *node) {
 		}
 	}
 	n.cell = link{}
-	n.settleBound()
+	n.watch = nil // the creation no longer runs: nothing to fire
 }
 
 func (s *Scope) publish(n *node) error {
@@ -344,8 +346,8 @@ func (s *Scope) end(commit bool) error {
 	}
 	// A begin still running is given up: its session would be ended the
 	// moment it exists (net.go).
-	var fb [2]*node
-	fired := s.fireBounds(fb[:0], true)
+	var fb [2]bound.Target
+	fired := s.fireWatches(fb[:0], true)
 	netFiredBefore, stop := s.flags&netFired != 0, s.stop
 	s.stop = nil
 	var kids [4]*Scope
@@ -389,7 +391,7 @@ func (s *Scope) end(commit bool) error {
 	if s.parent == nil && unit {
 		s.warnRetryUnread()
 	}
-	runBounds(fired)
+	s.runWatches(fired, true)
 	if stop != nil {
 		stop()
 	}

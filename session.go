@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/go-scoped/scoped/internal/bound"
 )
 
 // A ScopedSession hands out one session of type S per scope: the first
@@ -49,10 +51,11 @@ type node struct {
 	owner *owner
 	scope *Scope // the scope holding it; nil in the keyed store
 	cell  link   // its cell in its scope's list of sessions, or of creations
-	// While the factory runs, under the store's lock (net.go for bound):
-	up    *node    // the creation whose factory asked for this one
-	wait  *waiters // made by the first caller that waits for the creation
-	bound creationBound
+	// While the factory runs, under the store's lock (net.go for watch):
+	up         *node        // the creation whose factory asked for this one
+	wait       *waiters     // made by the first caller that waits for the creation
+	watch      bound.Target // the adapter's begin, fired if the net or the scope's end cuts it short
+	watchCause error        // why it was fired
 	// ready: the session exists (under the store's lock). shared: a child's
 	// share of its ancestor's session, nothing to end (set before ready).
 	ready, shared bool

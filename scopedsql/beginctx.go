@@ -7,7 +7,8 @@ import (
 )
 
 // beginCtx is the context BeginTx gets: the scope's values, and its
-// cancellation only until BeginTx returns. It replaces
+// cancellation only until BeginTx returns. In a scope with a safety net the
+// net fires it (bound.Watcher), without a registration of its own. It replaces
 // WithCancelCause(WithoutCancel(ctx)) with one allocation, and it is an
 // afterFuncer (context's optional interface), so that database/sql's own
 // WithCancel of it registers a callback here instead of allocating a
@@ -73,9 +74,13 @@ func stopped() bool { return true }
 
 // fire is run by context.AfterFunc when the scope's context is done
 // while BeginTx runs.
-func (b *beginCtx) fire() {
+func (b *beginCtx) fire() { b.Fire(b.parent.Err()) }
+
+// Fire ends the begin with err as the context's error: fire's, or the
+// scope's safety net's (bound.Target).
+func (b *beginCtx) Fire(err error) {
 	b.mu.Lock()
-	b.err = b.parent.Err()
+	b.err = err
 	if b.done == nil {
 		b.done = closedChan
 	} else {

@@ -85,8 +85,8 @@ func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 // to send a cancel request). Passing context.WithoutCancel(ctx) instead
 // would leave waiting for a pooled connection unbounded. So BeginTx gets a
 // context of its own (beginCtx), with ctx's values, that is done only if
-// ctx is done while BeginTx runs. Inside a scope with a safety net that
-// context is the scope's own (internal/bound), which costs no allocation.
+// ctx is done while BeginTx runs. Inside a scope with a safety net, the
+// net fires it (internal/bound), which saves a registration of its own.
 func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))
@@ -114,18 +114,17 @@ func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, e
 		// Never cancelled (context.Background, scoped.Detach): nothing to bound.
 		return wrapBegin(db.BeginTx(ctx, opts))
 	}
-	if src, ok := ctx.(bound.Source); ok {
+	b := &beginCtx{parent: ctx}
+	if w, ok := ctx.(bound.Watcher); ok && w.Watch(b) {
 		// The factory of a scope with a safety net: the net watches the
 		// begin too, and nothing needs registering here.
-		if b, ok := src.BoundCreation(); ok {
-			tx, err := db.BeginTx(b, opts)
-			if cause := b.Settle(); cause != nil {
-				return abandoned(tx, err, cause)
-			}
-			return wrapBegin(tx, err)
+		tx, err := db.BeginTx(b, opts)
+		if cause := w.Unwatch(); cause != nil {
+			return abandoned(tx, err, cause)
 		}
+		b.settle()
+		return wrapBegin(tx, err)
 	}
-	b := &beginCtx{parent: ctx}
 	stop := context.AfterFunc(ctx, b.fire)
 	tx, err := db.BeginTx(b, opts)
 	if stop() {

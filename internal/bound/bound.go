@@ -2,35 +2,36 @@
 // whose driver ties a session's life to the context the session is begun
 // with, as database/sql ties a *sql.Tx to the context of BeginTx.
 //
-// Such an adapter wants a context that ends the begin if the scope's
-// context ends meanwhile, and never ends the session afterwards. It could
-// watch the scope's context itself (context.AfterFunc, four allocations
-// per begin), but the scope already watches it for its safety net. The
-// factory context of a session created in a scope with a safety net is a
-// [Source]: its [Context] is done exactly when the safety net fires (or
-// the scope ends) before [Context.Settle] is called, and is never done
-// after.
+// Such an adapter begins with a context of its own that ends the begin if
+// the scope's context ends meanwhile and never ends the session afterwards
+// (scopedsql's beginCtx). It could watch the scope's context itself
+// (context.AfterFunc: three allocations per begin), but a scope with a
+// safety net already watches it: the factory context of a session created
+// in such a scope is a [Watcher], which fires the adapter's context from
+// the net's own registration. The bounded context itself lives with the
+// adapter; the core only says when it fires.
 package bound
 
-import "context"
-
-// Source is implemented by the context a scoped factory runs with.
-type Source interface {
-	// BoundCreation returns the creation's bounded context, or false when
-	// there is none: no safety net watches this creation (the scope or
-	// the session is without one, or the scope's context is never
-	// cancelled), and the adapter must bound the begin itself.
-	BoundCreation() (Context, bool)
+// Target is what a Watcher fires: the adapter's bounded context.
+type Target interface {
+	// Fire ends the begin. err is what the bounded context's Err must say
+	// from now on: the scope context's error, or context.Canceled when the
+	// scope ended. It runs at most once, with none of the core's locks
+	// held, possibly on another goroutine and possibly within Watch.
+	Fire(err error)
 }
 
-// Context is a context with the factory context's values that is done
-// only if the scope's safety net fires, or the scope ends, before Settle.
-type Context interface {
-	context.Context
-	// Settle ends the bound: from now on the context is never done and
-	// nothing registered with it runs. It returns nil if the bound never
-	// fired, and otherwise why it fired (the scope context's cause, or
-	// scoped.ErrScopeClosed): whatever was begun with the context is
-	// being undone by its driver.
-	Settle() error
+// Watcher is implemented by the context a scoped factory runs with.
+type Watcher interface {
+	// Watch has t fired if the scope's safety net fires, or the scope
+	// ends, before Unwatch. It returns false when no safety net watches
+	// this creation (the scope or the session is without one, or the
+	// scope's context is never cancelled): the adapter must watch the
+	// context itself.
+	Watch(t Target) bool
+	// Unwatch ends the watch. It returns nil if t was not fired and never
+	// will be, and otherwise why it was: the scope context's cause, or
+	// scoped.ErrScopeClosed. Whatever was begun is then being undone by
+	// its driver.
+	Unwatch() error
 }
