@@ -171,9 +171,12 @@ func (r *ScopedSession[S]) Stats() Stats { return r.stats.snapshot() }
 // ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
 func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
 	// The hot path: the scope's immutable list of sessions, no lock.
-	if s := scopeFrom(ctx); s != nil && r.scopeFunc == nil {
-		if n := s.find(&r.owner); n != nil {
-			return entryOf[S](n).s, nil
+	if r.scopeFunc == nil {
+		if s := scopeFrom(ctx); s != nil {
+			if n := s.find(&r.owner); n != nil {
+				return entryOf[S](n).s, nil
+			}
+			return r.currentInScope(ctx, s)
 		}
 	}
 	return r.current(ctx)

@@ -17,6 +17,7 @@ var (
 	// Pending reports whether a held scope's end kept hooks to run.
 	Pending func(scope any) bool
 	// SavedByHand reports whether a session of the scope was committed by
-	// hand (ScopedSession.Commit): its owner must not run it again.
+	// hand (ScopedSession.Commit): its owner must not run it again. It
+	// waits for such a commit still running on another goroutine.
 	SavedByHand func(scope any) bool
 )
