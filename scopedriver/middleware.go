@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/shared/unit"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
@@ -25,9 +26,10 @@ var _ rivertype.WorkerMiddleware = (*Middleware)(nil)
 // of its own, begun on the job's context: when Work returns nil the scope
 // is committed (with [CompleteTx], together with the job's completion),
 // and otherwise rolled back, the error going to River, which retries the
-// job as usual. A panic rolls the scope back and continues to River's own
-// panic handling. NewMiddleware panics if two [Bind] options bind the
-// same session type.
+// job as usual, unless part of the job was committed by hand (see
+// [Middleware.Work]). A panic rolls the scope back and continues to
+// River's own panic handling. NewMiddleware panics if two [Bind] options
+// bind the same session type.
 func NewMiddleware(opts ...Option) *Middleware {
 	m := &Middleware{}
 	for _, o := range opts {
@@ -45,6 +47,12 @@ func NewMiddleware(opts ...Option) *Middleware {
 
 // Work runs doInner, the rest of the job's middleware and its Work, in a
 // new scope.
+//
+// A job that fails (an error, a snooze, a failed completion) after a
+// session of its scope was committed by hand (ScopedSession.Commit) is
+// cancelled (river.JobCancel), with an error that wraps the job's and
+// [scoped.ErrPartiallyCommitted]: that part is saved, and River would
+// save it again with every attempt, so the job is not run again.
 //
 // A commit that fails leaves the job to River's retry, except when every
 // session committed and only a close failed afterwards
@@ -76,7 +84,10 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	ended = true
 	if err != nil {
 		if rerr := scope.Remove(); rerr != nil {
-			return errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
+			err = errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
+		}
+		if unit.SavedByHand(scope) {
+			return notRunAgain(job, err)
 		}
 		return err
 	}

@@ -1,0 +1,21 @@
+// Package unit tells this repository's adapters what became of a unit of
+// work they own, where package scoped's exported API does not say.
+//
+// It is not for applications. It is public only because adapters such as
+// scopedriver are modules of their own, and Go lets no module import
+// another's internal packages; like every package of the root module it
+// keeps its API within a major version, so that an integration module
+// built against one version of the root builds against every later one.
+package unit
+
+import (
+	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/unithooks"
+)
+
+// SavedByHand reports whether a session of s was committed by hand
+// (ScopedSession.Commit). An owner that runs failed units again must not
+// run s again: that part would be saved once per run. It waits for a hand
+// commit still running on another goroutine, so ask after the handler has
+// returned, before or after ending s.
+func SavedByHand(s *scoped.Scope) bool { return unithooks.SavedByHand(s) }
