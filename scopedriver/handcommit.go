@@ -9,16 +9,21 @@ import (
 	"github.com/riverqueue/river/rivertype"
 )
 
-// notRunAgain is what Work returns for a job that failed with err after a
-// session of its scope was committed by hand (ScopedSession.Commit): River
-// would save that part once more per attempt, so the job is cancelled,
-// as scoped.Run's WithRetry refuses to run such a unit again.
-func notRunAgain(job *rivertype.JobRow, err error) error {
+// notRunAgain is what Work returns for a job that failed with err, for the
+// reason why, after part of its work was saved: by a hand commit of a
+// session of its scope (ScopedSession.Commit), or by the scope's own
+// commit of some of its sessions before another's failed. River would
+// save that part once more per attempt, so the job is cancelled, as
+// scoped.Run's WithRetry refuses to run such a unit again.
+func notRunAgain(job *rivertype.JobRow, why string, err error) error {
 	if errors.Is(err, &rivertype.JobSnoozeError{}) {
 		// River looks for a snooze before a cancellation: wrapped, it would
 		// still run the job again. Keep its text only.
 		err = errors.New(err.Error())
 	}
-	return river.JobCancel(fmt.Errorf("scopedriver: job %d (%s): a session of the job was committed by hand (ScopedSession.Commit) before it failed: "+
-		"part of its work is saved, it is not run again (%w): %w", job.ID, job.Kind, scoped.ErrPartiallyCommitted, err))
+	if !errors.Is(err, scoped.ErrPartiallyCommitted) {
+		err = fmt.Errorf("%w: %w", scoped.ErrPartiallyCommitted, err)
+	}
+	return river.JobCancel(fmt.Errorf("scopedriver: job %d (%s): %s: part of its work is saved, it is not run again: %w",
+		job.ID, job.Kind, why, err))
 }

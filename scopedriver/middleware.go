@@ -54,9 +54,15 @@ func NewMiddleware(opts ...Option) *Middleware {
 // [scoped.ErrPartiallyCommitted]: that part is saved, and River would
 // save it again with every attempt, so the job is not run again.
 //
-// A commit that fails leaves the job to River's retry, except when every
-// session committed and only a close failed afterwards
-// ([scoped.ErrCommittedCloseFailed]): the work is saved, so the job is
+// A commit that fails after part of the job's work was saved, by a hand
+// commit or by the commit of another bound session
+// ([scoped.ErrPartiallyCommitted]), cancels the job likewise, with an
+// error that wraps the commit's. A commit that saved nothing
+// ([scoped.ErrNotCommitted]) leaves the job to River's retry, and so does
+// one whose outcome is unknown ([scoped.ErrCommitUnknown]): it may have
+// landed, which is why a job without [CompleteTx] must be idempotent.
+// When every session committed and only a close failed afterwards
+// ([scoped.ErrCommittedCloseFailed]), the work is saved, so the job is
 // done and Work returns nil; the close error reaches the session's
 // teardown error hook ([scoped.WithTeardownErrorHook]), as every
 // teardown error does.
@@ -87,12 +93,18 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 			err = errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
 		}
 		if unit.SavedByHand(scope) {
-			return notRunAgain(job, err)
+			return notRunAgain(job, "a session of the job was committed by hand (ScopedSession.Commit) before it failed", err)
 		}
 		return err
 	}
-	if err := scope.Commit(); err != nil && !errors.Is(err, scoped.ErrCommittedCloseFailed) {
+	switch err := scope.Commit(); {
+	case err == nil:
+		return nil
+	case errors.Is(err, scoped.ErrPartiallyCommitted):
+		return notRunAgain(job, "commit", err)
+	case errors.Is(err, scoped.ErrCommittedCloseFailed) && !errors.Is(err, scoped.ErrNotCommitted):
+		return nil
+	default:
 		return fmt.Errorf("scopedriver: job %d (%s): commit: %w", job.ID, job.Kind, err)
 	}
-	return nil
 }
