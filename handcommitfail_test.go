@@ -52,3 +52,42 @@ func TestFailedHandCommitRunsNoHooks(t *testing.T) {
 		t.Errorf("hooks %q ran for a unit that saved only part of its work, want none", ran)
 	}
 }
+
+// A failed hand commit is work lost whatever the unit's own commit says
+// afterwards: when that commit saves the rest and only a close fails, the
+// outcome is a partial commit, not ErrCommittedCloseFailed, which callers
+// (scopedhttp, scopedriver) take for "everything saved" and answer OK.
+func TestFailedHandCommitThenCloseFailureIsNotSaved(t *testing.T) {
+	saved := 0
+	lost := scoped.New(func(context.Context) (*handTx, error) {
+		return &handTx{saved: &saved, fail: errors.New("commit failed")}, nil
+	}, scoped.WithName("lost"), scoped.WithTeardownErrorHook(nil))
+	closing := scoped.New(func(context.Context) (*handTx, error) { return &handTx{saved: &saved}, nil },
+		scoped.WithName("closing"), scoped.WithTeardownErrorHook(nil),
+		scoped.WithClose(func(context.Context, *handTx) error { return errors.New("close failed") }))
+	ctx, scope := scoped.Begin(context.Background())
+	var ran []string
+	_ = scoped.OnCommit(ctx, func(context.Context) { ran = append(ran, "commit") })
+	if _, err := lost.Current(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.Commit(ctx); err == nil {
+		t.Fatal("hand commit succeeded, want its failure")
+	}
+	if _, err := closing.Current(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := scope.Commit()
+	if saved != 1 {
+		t.Fatalf("saved %d, want 1 (the second session)", saved)
+	}
+	if !errors.Is(err, scoped.ErrPartiallyCommitted) {
+		t.Errorf("Commit = %v, want ErrPartiallyCommitted: the hand commit's work was lost", err)
+	}
+	if errors.Is(err, scoped.ErrCommittedCloseFailed) && !errors.Is(err, scoped.ErrPartiallyCommitted) && !errors.Is(err, scoped.ErrNotCommitted) {
+		t.Errorf("Commit = %v reads as everything saved", err)
+	}
+	if len(ran) != 0 {
+		t.Errorf("hooks %q ran for a unit that lost work, want none", ran)
+	}
+}

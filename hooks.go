@@ -163,7 +163,7 @@ func (s *Scope) settleHooks(commit bool, err error, byHand bool) (list []unitHoo
 	case errors.Is(err, ErrPartiallyCommitted) || errors.Is(err, ErrCommitUnknown):
 		reportSkipped(s.parentCtx, list, err)
 		return nil, hooksNone
-	case err == nil || errors.Is(err, ErrCommittedCloseFailed) && !errors.Is(err, ErrNotCommitted):
+	case err == nil || savedAll(err):
 		which = hooksCommit
 	default:
 		which = hooksRollback

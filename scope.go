@@ -2,6 +2,7 @@ package scoped
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -423,19 +424,26 @@ func (s *Scope) end(commit bool) error {
 		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err), false)
 	}
 	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved)
-	if commit && lost && err == nil {
+	if commit && lost && (err == nil || savedAll(err)) {
 		// A hand commit failed before: the unit did not save all it meant
-		// to, whatever this commit saved.
-		err = errLostByHand
+		// to, whatever this commit saved (a close failing after it too).
+		lostErr := errLostByHand
 		if handSaved || holdsCommittable(nodes) {
-			err = errPartlyLostByHand
+			lostErr = errPartlyLostByHand
 		}
+		err = errors.Join(lostErr, err)
 	}
 	// Nothing that could have been saved was rolled back, here or by a
 	// partial end: if a session was committed by hand, the unit's work is
 	// saved (hooks.go), whatever a close without a commit returned.
 	byHand := !commit && !childWork && !holdsCommittable(nodes) && !lost
 	return s.finishHooks(unit, commit, err, byHand)
+}
+
+// savedAll reports whether the error of a commit says that everything it
+// committed was saved, and only a close failed afterwards.
+func savedAll(err error) bool {
+	return errors.Is(err, ErrCommittedCloseFailed) && !errors.Is(err, ErrNotCommitted) && !errors.Is(err, ErrPartiallyCommitted)
 }
 
 // errLostByHand is the error of a scope's Commit after a hand commit of one
