@@ -129,9 +129,9 @@ func (c *factoryContext) Watch(t bound.Target) bool {
 	case s.flags&netFired != 0:
 		// The net ended part of the scope and will not run again: the
 		// scope's context is done, and so is the begin.
-		n.watchCause, now = context.Cause(s.parentCtx), s.parentCtx.Err()
+		n.fired, now = true, s.parentCtx.Err()
 	case s.ended():
-		n.watchCause, now = ErrScopeClosed, context.Canceled
+		n.fired, n.firedByEnd, now = true, true, context.Canceled
 	default:
 		n.watch = t
 		arm = s.flags&armed == 0
@@ -152,7 +152,13 @@ func (c *factoryContext) Unwatch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.watch = nil
-	return c.watchCause
+	switch {
+	case !c.fired:
+		return nil
+	case c.firedByEnd:
+		return ErrScopeClosed
+	}
+	return context.Cause(s.parentCtx)
 }
 
 // fireWatches fires the watches of s's creations: the scope ended (byEnd)
@@ -161,10 +167,7 @@ func (c *factoryContext) Unwatch() error {
 func (s *Scope) fireWatches(buf []bound.Target, byEnd bool) []bound.Target {
 	for c := s.creating; c != nil; c = c.next {
 		if n := c.n; n.watch != nil {
-			n.watchCause = ErrScopeClosed
-			if !byEnd {
-				n.watchCause = context.Cause(s.parentCtx)
-			}
+			n.fired, n.firedByEnd = true, byEnd
 			buf = append(buf, n.watch)
 			n.watch = nil
 		}

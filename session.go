@@ -52,13 +52,15 @@ type node struct {
 	scope *Scope // the scope holding it; nil in the keyed store
 	cell  link   // its cell in its scope's list of sessions, or of creations
 	// While the factory runs, under the store's lock (net.go for watch):
-	up         *node        // the creation whose factory asked for this one
-	wait       *waiters     // made by the first caller that waits for the creation
-	watch      bound.Target // the adapter's begin, fired if the net or the scope's end cuts it short
-	watchCause error        // why it was fired
+	up    *node        // the creation whose factory asked for this one
+	wait  *waiters     // made by the first caller that waits for the creation
+	watch bound.Target // the adapter's begin, fired if the net or the scope's end cuts it short
 	// ready: the session exists (under the store's lock). shared: a child's
 	// share of its ancestor's session, nothing to end (set before ready).
 	ready, shared bool
+	// The watched begin was fired (under the store's lock), by the
+	// scope's end rather than its context.
+	fired, firedByEnd bool
 	// Owned by whoever took the node out of its store to end it.
 	ended, commitFailed bool
 	tracked             bool        // recorded by a Tracker (keyed only); set before it is shared
