@@ -267,8 +267,12 @@ func (r *router) answer(ctx context.Context, f *txMaker, rep *replica, after Pos
 		err error
 	}
 	done := make(chan result, 1)
+	// The begin may outlive this call, while the primary's begin runs with
+	// the same factory context, whose one watch (internal/bound) is then
+	// the primary's: hidden, the replica's begin watches ctx itself.
+	own := struct{ context.Context }{ctx}
 	go func() {
-		tx, err := r.beginChecked(ctx, f, rep, after)
+		tx, err := r.beginChecked(own, f, rep, after)
 		done <- result{tx, err}
 	}()
 	t := time.NewTimer(replicaAnswer + r.wait)

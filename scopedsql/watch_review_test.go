@@ -90,10 +90,6 @@ func anyStackHolds(marker string) bool {
 // of the primary's begin, which waits for a pooled connection and must
 // still give up when the scope's context is cancelled.
 func TestReviewStrayReplicaBeginKeepsThePrimaryBeginBounded(t *testing.T) {
-	skipDefect(t, "the factory context holds one watch (node.watch); the replica begin that "+
-		"router.answer left behind on its goroutine Unwatches the primary's begin, which then "+
-		"waits for a pooled connection after the scope's context is cancelled (net.go Watch/Unwatch, "+
-		"replicaroute.go answer)")
 	primary := openDB(t, dbtest.Postgres(t))
 	primary.SetMaxOpenConns(1)
 	held, err := primary.Conn(dbtest.Ctx(t)) // the pool's only connection, busy
