@@ -9,7 +9,6 @@ package scoped_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,23 +20,6 @@ import (
 // ceTx is a session whose ends are recorded, and whose child part (a
 // savepoint, WithNesting) can block its rollback.
 type ceTx struct{ name string }
-
-// ceParked reports whether a goroutine whose stack holds marker is
-// blocked (in a channel operation, a lock or a select).
-func ceParked(marker string) bool {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, marker) {
-			continue
-		}
-		head, _, _ := strings.Cut(g, "\n")
-		if !strings.Contains(head, "[running]") && !strings.Contains(head, "[runnable]") {
-			return true
-		}
-	}
-	return false
-}
 
 // ceReturnedOrParked waits until done has delivered (it returns the value
 // and true) or a goroutine running marker is parked (zero, false).
@@ -51,7 +33,7 @@ func ceReturnedOrParked(t *testing.T, done <-chan error, marker string) (error, 
 			returned = true
 			return true
 		default:
-			return ceParked(marker)
+			return testkit.Parked(marker)
 		}
 	})
 	return err, returned
@@ -221,7 +203,7 @@ func TestParentNetDuringChildRemove(t *testing.T) {
 	cancel() // the parent's safety net (and the child's) fires
 	testkit.Eventually(t, "the parent's net ended it or waits", func() bool {
 		return parent.Err() != nil && rec.Index("rollback tx WHILE ITS CHILD'S ROLLBACK RUNS") >= 0 ||
-			ceParked("(*Scope).cancelled")
+			testkit.Parked("(*Scope).cancelled")
 	})
 	close(release)
 	if err := testkit.WaitFor(t, childDone, "the child's Remove"); err != nil {
