@@ -397,7 +397,7 @@ func TestDDLIsRolledBackOnPostgres(t *testing.T) {
 
 func TestUnreachableServerFailsIsolatedDB(t *testing.T) {
 	t.Parallel()
-	rec := &cleanupRecorder{TB: t}
+	rec := newCleanupRecorder(t)
 	func() {
 		defer func() { _ = recover() }() // the end of the recorded Fatalf
 		scopedtest.IsolatedDB(rec, "postgres", "postgres://postgres@127.0.0.1:1/test?sslmode=disable")
@@ -405,8 +405,8 @@ func TestUnreachableServerFailsIsolatedDB(t *testing.T) {
 	if len(rec.fatals) != 1 || !strings.Contains(rec.fatals[0], "connection refused") {
 		t.Fatalf("IsolatedDB failed the test with %q, want one message saying the connection was refused", rec.fatals)
 	}
-	if len(rec.cleanups) != 0 {
-		t.Errorf("%d cleanups registered by a failed IsolatedDB", len(rec.cleanups))
+	if rec.registered != 0 {
+		t.Errorf("%d cleanups registered by a failed IsolatedDB", rec.registered)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
@@ -18,7 +19,7 @@ func (leakConn) Close() error { return nil }
 // a Detach inside a Run; and a scope ended on another goroutine as the
 // check starts is not reported.
 func TestCheckScopesNamesTheCallersLineAndWaitsForEndsElsewhere(t *testing.T) {
-	ft := &fakeTB{TB: t}
+	ft := &dbtest.FakeTB{TB: t}
 	scopedtest.CheckScopes(ft)
 	type tenant struct{}
 	keyed := scoped.New(func(context.Context) (leakConn, error) { return leakConn{}, nil },
@@ -38,18 +39,18 @@ func TestCheckScopesNamesTheCallersLineAndWaitsForEndsElsewhere(t *testing.T) {
 	start := make(chan struct{})
 	go func() { <-start; _ = ended.Remove() }()
 	close(start)
-	ft.end()
+	errs := ft.End()
 	_ = detached.Remove()
 	_ = inner.Remove()
 	_ = keyed.Close()
 
-	if len(ft.errs) != 1 {
-		t.Fatalf("reported %q", ft.errs)
+	if len(errs) != 1 {
+		t.Fatalf("reported %q", errs)
 	}
-	lines := strings.Split(ft.errs[0], "\n")[1:]
+	lines := strings.Split(errs[0], "\n")[1:]
 	want := []string{"tenants begun at", "scope begun at", "scope begun at"}
 	if len(lines) != len(want) {
-		t.Fatalf("reported %q, want the keyed session and two detached scopes", ft.errs[0])
+		t.Fatalf("reported %q, want the keyed session and two detached scopes", errs[0])
 	}
 	for i, l := range lines {
 		if !strings.Contains(l, want[i]) || !strings.Contains(l, "leak_cases_test.go:") {

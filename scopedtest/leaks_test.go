@@ -2,50 +2,31 @@ package scopedtest_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedtest"
 )
-
-// fakeTB records what CheckScopes reports instead of failing the test.
-type fakeTB struct {
-	testing.TB
-	errs     []string
-	cleanups []func()
-}
-
-func (f *fakeTB) Helper()           {}
-func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
-func (f *fakeTB) Errorf(format string, a ...any) {
-	f.errs = append(f.errs, strings.TrimSpace(fmt.Sprintf(format, a...)))
-}
-func (f *fakeTB) end() {
-	for i := len(f.cleanups) - 1; i >= 0; i-- {
-		f.cleanups[i]()
-	}
-}
 
 // CheckScopes fails a test that forgot a Remove, naming the line that
 // began the scope, and passes one that ended everything.
 func TestCheckScopesReportsAForgottenRemove(t *testing.T) {
-	ft := &fakeTB{TB: t}
+	ft := &dbtest.FakeTB{TB: t}
 	scopedtest.CheckScopes(ft)
 	_, scope := scoped.Begin(context.Background()) // forgotten
-	ft.end()
-	if len(ft.errs) != 1 || !strings.Contains(ft.errs[0], "leaks_test.go:") || !strings.Contains(ft.errs[0], "never ended") {
-		t.Fatalf("reported %q, want the forgotten scope and its line", ft.errs)
+	errs := ft.End()
+	if len(errs) != 1 || !strings.Contains(errs[0], "leaks_test.go:") || !strings.Contains(errs[0], "never ended") {
+		t.Fatalf("reported %q, want the forgotten scope and its line", errs)
 	}
 	_ = scope.Remove()
 
-	ok := &fakeTB{TB: t}
+	ok := &dbtest.FakeTB{TB: t}
 	scopedtest.CheckScopes(ok)
 	_ = scoped.Run(context.Background(), func(context.Context) error { return nil })
-	ok.end()
-	if len(ok.errs) != 0 {
-		t.Fatalf("reported %q for a test that ended its scopes", ok.errs)
+	if errs := ok.End(); len(errs) != 0 {
+		t.Fatalf("reported %q for a test that ended its scopes", errs)
 	}
 }
 

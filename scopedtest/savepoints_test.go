@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/go-scoped/scoped/scopedtest"
 )
 
@@ -185,14 +185,16 @@ func TestCommitThatCannotReleaseRollsBack(t *testing.T) {
 	}
 }
 
-// cleanupRecorder is a testing.TB whose cleanups and errors a test can
-// run and read itself.
+// cleanupRecorder is a dbtest.FakeTB whose Fatalf is recorded too, and
+// which counts the cleanups registered.
 type cleanupRecorder struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-	errs     []string
-	fatals   []string
+	*dbtest.FakeTB
+	fatals     []string
+	registered int
+}
+
+func newCleanupRecorder(t testing.TB) *cleanupRecorder {
+	return &cleanupRecorder{FakeTB: &dbtest.FakeTB{TB: t}}
 }
 
 // Fatalf records the failure and ends the caller by panicking, where
@@ -202,25 +204,16 @@ func (r *cleanupRecorder) Fatalf(format string, args ...any) {
 	panic("cleanupRecorder.Fatalf")
 }
 
-func (r *cleanupRecorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
-
-func (r *cleanupRecorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.errs = append(r.errs, fmt.Sprintf(format, args...))
-}
-
-func (r *cleanupRecorder) runCleanups() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
+func (r *cleanupRecorder) Cleanup(f func()) {
+	r.registered++
+	r.FakeTB.Cleanup(f)
 }
 
 // A statement that ends the outer transaction (DDL on MySQL) makes the
 // savepoint after it fail: from then on nothing is isolated, every call
 // fails, and the test is told at its end.
 func TestLostOuterTransactionBreaksTheDatabaseLoudly(t *testing.T) {
-	rec := &cleanupRecorder{TB: t}
+	rec := newCleanupRecorder(t)
 	db, mock := mockedIsolatedDB(t, rec)
 	expectSQL(mock, "SAVEPOINT scopedtest_stmt_1", "CREATE TABLE t (id INT)")
 	mock.ExpectExec("RELEASE SAVEPOINT scopedtest_stmt_1").WillReturnError(errors.New("SAVEPOINT does not exist"))
@@ -236,8 +229,7 @@ func TestLostOuterTransactionBreaksTheDatabaseLoudly(t *testing.T) {
 	if _, err := db.BeginTx(context.Background(), nil); !errors.Is(err, scopedtest.ErrBroken) {
 		t.Errorf("Begin = %v, want ErrBroken", err)
 	}
-	rec.runCleanups()
-	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "broke during the test") {
-		t.Errorf("errors reported to the test: %q, want one saying the database broke", rec.errs)
+	if errs := rec.End(); len(errs) != 1 || !strings.Contains(errs[0], "broke during the test") {
+		t.Errorf("errors reported to the test: %q, want one saying the database broke", errs)
 	}
 }

@@ -6,38 +6,10 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/go-scoped/scoped"
 )
-
-// endTB is the test an isolated database belongs to, whose end the test
-// says when: its cleanups run on end, its errors are recorded.
-type endTB struct {
-	testing.TB
-	mu       sync.Mutex
-	errs     []string
-	cleanups []func()
-}
-
-func (f *endTB) Helper()           {}
-func (f *endTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
-func (f *endTB) Errorf(format string, args ...any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.errs = append(f.errs, fmt.Sprintf(format, args...))
-}
-
-// end runs the cleanups, last first, and returns the errors reported.
-func (f *endTB) end() []string {
-	for i := len(f.cleanups) - 1; i >= 0; i-- {
-		f.cleanups[i]()
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.errs
-}
 
 // FailNowInsideAUnit checks that a test failing mid-unit (t.FailNow:
 // runtime.Goexit inside scoped.Run) rolls the unit back as in production,
@@ -46,7 +18,7 @@ func (f *endTB) end() []string {
 // behind: no row, no connection held.
 func (k KitCases[T]) FailNowInsideAUnit(t *testing.T) {
 	table := k.Driver.NewTable(t, "kit_failnow", false)
-	ft := &endTB{TB: t}
+	ft := &FakeTB{TB: t}
 	db := k.Driver.Isolate(ft)
 	e := k.env(db, table)
 	ctx := Ctx(t)
@@ -77,7 +49,7 @@ func (k KitCases[T]) FailNowInsideAUnit(t *testing.T) {
 	if want := []string{"unit:rollback"}; !slices.Equal(e.hooks, want) {
 		t.Errorf("hooks %v, want %v", e.hooks, want)
 	}
-	if errs := ft.end(); len(errs) != 0 {
+	if errs := ft.End(); len(errs) != 0 {
 		t.Errorf("the isolated database's end: %q", errs)
 	}
 	if got := k.Driver.Real().IDs(t, table); len(got) != 0 {

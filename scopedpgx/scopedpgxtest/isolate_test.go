@@ -369,7 +369,7 @@ func mustBeginNoCleanup(t *testing.T, db *DB) pgx.Tx {
 func TestIsolatedCommitAsSQLTextBreaksTheTest(t *testing.T) {
 	pool := newPool(t, 2)
 	table := newTable(t, pool, "pgxtest_broken")
-	ft := &fakeT{TB: t}
+	ft := &dbtest.FakeTB{TB: t}
 	db := Isolate(ft, pool)
 	ctx := dbtest.Ctx(t)
 	if err := insert(ctx, db, table, 1); err != nil {
@@ -384,7 +384,7 @@ func TestIsolatedCommitAsSQLTextBreaksTheTest(t *testing.T) {
 	if _, err := db.Begin(ctx); !errors.Is(err, ErrBroken) {
 		t.Errorf("Begin after it: %v, want an error wrapping ErrBroken", err)
 	}
-	errs := ft.end()
+	errs := ft.End()
 	if len(errs) != 1 || !strings.Contains(errs[0], "may have been committed") {
 		t.Errorf("the test's end reported %q, want that its writes may have been committed", errs)
 	}
@@ -432,8 +432,8 @@ func TestIsolatedCallsAfterTheTestFail(t *testing.T) {
 // cleanups and so before Isolate's. pool.Close waits for every connection
 // acquired from the pool: it must not wait for the test's, which only
 // Isolate's cleanup ends. The test's writes are still rolled back and its
-// session ends. (fakeT
-// runs the cleanups after pool.Close, as the test binary would.)
+// session ends. (FakeTB runs the cleanups after pool.Close, as the test
+// binary would.)
 func TestIsolatedPoolClosedBeforeTheTestEnds(t *testing.T) {
 	check := newPool(t, 1)
 	table := newTable(t, check, "pgxtest_closed")
@@ -441,10 +441,10 @@ func TestIsolatedPoolClosedBeforeTheTestEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ft := &fakeT{TB: t}
+	ft := &dbtest.FakeTB{TB: t}
 	var ended sync.Once
 	end := func() (errs []string) {
-		ended.Do(func() { errs = ft.end() })
+		ended.Do(func() { errs = ft.End() })
 		return errs
 	}
 	t.Cleanup(func() { end() }) // if pool.Close hangs: lets it return

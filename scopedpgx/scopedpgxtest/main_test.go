@@ -2,8 +2,6 @@ package scopedpgxtest
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -74,34 +72,4 @@ func idsIn(ctx context.Context, t testing.TB, q querier, table string) []int {
 func insert(ctx context.Context, e execer, table string, id int) error {
 	_, err := e.Exec(ctx, "INSERT INTO "+table+" (id) VALUES ($1)", id)
 	return err
-}
-
-// fakeT is a testing.TB whose cleanups run when the test says, and whose
-// errors are recorded instead of failing the test: for the failures an
-// isolated database reports at its end.
-type fakeT struct {
-	testing.TB
-	mu       sync.Mutex
-	errs     []string
-	cleanups []func()
-}
-
-func (f *fakeT) Helper() {}
-
-func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
-
-func (f *fakeT) Errorf(format string, args ...any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.errs = append(f.errs, fmt.Sprintf(format, args...))
-}
-
-// end runs the cleanups, last first, and returns the errors reported.
-func (f *fakeT) end() []string {
-	for i := len(f.cleanups) - 1; i >= 0; i-- {
-		f.cleanups[i]()
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.errs
 }
