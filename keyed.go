@@ -116,7 +116,7 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	var zero S
 	if s := scopeFrom(ctx); s != nil && s.ended() {
 		// A late caller from an ended scope must not create what no one ends.
-		return zero, ErrScopeClosed
+		return zero, s.Err()
 	}
 	k := &r.keyed
 	p := keyPlace{k: k, key: key, ctx: ctx}

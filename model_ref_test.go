@@ -31,6 +31,7 @@ type mScopeM struct {
 	noNet    bool
 	armed    bool // the safety net is registered (on the first session it may end)
 	netFired bool // the net ended the sessions it may end; WithoutSafetyNet ones keep the scope open
+	byNet    bool // the net ended the whole scope: its Current says so, with the cause
 	ended    bool
 	sess     []*mSessM // ready sessions, oldest first
 	// A session was committed by hand (ScopedSession.Commit): a failed
@@ -39,13 +40,23 @@ type mScopeM struct {
 	handSaved, lost bool
 }
 
+// closed is what Current, and a ScopedSession's Commit, say in s once it
+// has ended: after the net ended it, that and the context's cause.
+func (s *mScopeM) closed() string {
+	if s.byNet {
+		return mNetFired
+	}
+	return mClosed
+}
+
 type mRootM struct{ cancelled bool }
 
 type mWorkerM struct {
-	id     int
-	scopes []*mScopeM
-	keyed  map[uint8]*mSessM
-	korder []*mSessM // keyed sessions, oldest first
+	id       int
+	netRaced bool // a Remove of one of its scopes raced that scope's safety net
+	scopes   []*mScopeM
+	keyed    map[uint8]*mSessM
+	korder   []*mSessM // keyed sessions, oldest first
 
 	// Filled by the operation being modelled.
 	ev    []string
@@ -139,6 +150,18 @@ func (m *mModel) step(w *mWorkerM, f func(*mExpect) string) mExpect {
 	w.ev, w.async, w.wait = nil, false, nil
 	var e mExpect
 	e.want = f(&e)
+	if w.netRaced {
+		// A scope of w ended by Remove or by the net, whichever came
+		// first: a later Current in it may say either.
+		match, want := e.match, e.want
+		e.match = func(got string) bool {
+			norm := strings.ReplaceAll(got, mNetFired, mClosed)
+			if match != nil {
+				return match(got) || match(norm)
+			}
+			return got == want || norm == want
+		}
+	}
 	e.events, e.unordered, e.wait = w.ev, w.async, w.wait
 	e.scopes = w.states()
 	return e
@@ -246,7 +269,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 			// whose context is already cancelled: callers that come after
 			// the net ended the scope get ErrScopeClosed, and after a net
 			// that ended only part of it, that and the context's cause.
-			late := mClosed
+			late := s.closed()
 			if s.netFired {
 				late = mNetFired
 			}
@@ -279,7 +302,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 			return mErrString(m.endScope(w, s, op.commit))
 		}
 		if s.ended {
-			return "current=" + mClosed + " end=" + end()
+			return "current=" + s.closed() + " end=" + end()
 		}
 		if x := s.find(reg); x != nil {
 			return "current=sess " + x.id + " end=" + end()
@@ -333,6 +356,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		errs := m.endScope(w, s, false)
 		m.cancel(w, s.root)
 		w.async = true
+		w.netRaced = true // whether the net ended it, which Current tells, is not known
 		// Whoever ends the scope first (Remove, or the safety net of the
 		// scope or of an ancestor) ends each session once; Remove returns
 		// the errors of what it ended itself, the hook sees all of them.
@@ -384,7 +408,7 @@ func (m *mModel) newSession(id string, reg int, plan mPlan) *mSessM {
 func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mScopeM) string {
 	if modelRegs[reg].keyed {
 		if s != nil && s.ended {
-			return mClosed // a late caller from an ended scope creates nothing
+			return s.closed() // a late caller from an ended scope creates nothing
 		}
 		if x := w.keyed[key]; x != nil {
 			return "sess " + x.id
@@ -397,7 +421,7 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 		return res
 	}
 	if s.ended {
-		return mClosed
+		return s.closed()
 	}
 	if x := s.find(reg); x != nil {
 		return "sess " + x.id
@@ -478,7 +502,7 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 	}
 	if s.ended {
 		if commit {
-			return mClosed // the session was rolled back with its scope
+			return s.closed() // the session was rolled back with its scope
 		}
 		return "nil"
 	}
@@ -610,17 +634,19 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 			errs = append(errs, m.endSession(w, nodes[i], false)...)
 		}
 	}
+	lostBefore := "NotCommitted" // a hand commit failed (or the net rolled back work) before
+	if s.handSaved || holds {
+		lostBefore = "PartiallyCommitted"
+	}
 	if commit && s.lost && len(errs) == 0 {
-		// A hand commit failed (or the net rolled back work) before.
-		if s.handSaved || holds {
-			errs = append(errs, "PartiallyCommitted")
-		} else {
-			errs = append(errs, "NotCommitted")
-		}
+		errs = append(errs, lostBefore)
 	} else if commit && len(errs) > 0 {
 		switch {
 		case !commitFailed:
 			errs = append(errs, "CommittedCloseFailed")
+			if s.lost { // what this commit saved is not all the unit meant to
+				errs = append(errs, lostBefore)
+			}
 		case committed:
 			errs = append(errs, "PartiallyCommitted")
 		default:
@@ -647,6 +673,7 @@ func (m *mModel) netEnd(w *mWorkerM, s *mScopeM) {
 	w.async = true
 	w.wait = append(w.wait, w.index(s))
 	if !slices.ContainsFunc(s.sess, func(x *mSessM) bool { return modelRegs[x.reg].noNet }) {
+		s.byNet = true
 		m.endScope(w, s, false) // its errors reach only the hook
 		return
 	}

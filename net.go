@@ -126,8 +126,8 @@ func (c *factoryContext) Watch(t bound.Target) bool {
 	case s.flags&noNet != 0:
 		s.mu.Unlock()
 		return false
-	case s.flags&netFired != 0:
-		// The net ended part of the scope and will not run again: the
+	case s.flags&(netFired|byNet) != 0:
+		// The net ended the scope, or part of it, and will not run again: the
 		// scope's context is done, and so is the begin.
 		n.fired, now = true, s.parentCtx.Err()
 	case s.ended():

@@ -205,9 +205,14 @@ func (s *Scope) Err() error {
 		return nil
 	}
 	s.mu.Lock()
-	net := s.flags&byNet != 0
-	s.mu.Unlock()
-	if net {
+	defer s.mu.Unlock()
+	return s.closedErr()
+}
+
+// closedErr is what an ended scope says to Err and to the sessions asked
+// of it: why it ended, when the safety net ended it. Under s.mu.
+func (s *Scope) closedErr() error {
+	if s.flags&byNet != 0 {
 		return errNetFired(s)
 	}
 	return ErrScopeClosed
@@ -245,9 +250,10 @@ func (s *Scope) publish(n *node) error {
 	s.mu.Lock()
 	s.endCreation(n)
 	if s.ended() {
-		n.settle(ErrScopeClosed)
+		err := s.closedErr()
+		n.settle(err)
 		s.mu.Unlock()
-		return ErrScopeClosed
+		return err
 	}
 	n.settle(nil)
 	n.cell = link{n: n, next: s.sessions.Load()}
@@ -663,7 +669,7 @@ func (p scopePlace) check() error {
 	case ended:
 		// For Commit: whatever the session held was rolled back with its
 		// scope, and nil would claim a commit that did not happen.
-		return ErrScopeClosed
+		return p.s.closedErr()
 	case p.s.flags&netFired != 0 && !p.o.noNet:
 		return errNetFired(p.s)
 	}

@@ -170,7 +170,9 @@ func (r *ScopedSession[S]) Stats() Stats { return r.stats.snapshot() }
 // it; either way nothing stays registered and the next call tries again.
 //
 // Outside any scope Current returns [ErrNoScope]; in a scope that has
-// ended, [ErrScopeClosed]; after [ScopedSession.Close], [ErrClosed].
+// ended, [ErrScopeClosed] (also wrapping [ErrScopeCancelled] and the
+// context's cause when the safety net ended it); after
+// [ScopedSession.Close], [ErrClosed].
 func (r *ScopedSession[S]) Current(ctx context.Context) (S, error) {
 	// The hot path: the scope's immutable list of sessions, no lock.
 	if r.scopeFunc == nil {
@@ -213,8 +215,9 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 	// Nothing there: register the creation, still holding s.mu.
 	switch {
 	case !s.touch(): // ended without the lock since lookup's check
+		err := s.closedErr()
 		s.mu.Unlock()
-		return zero, ErrScopeClosed
+		return zero, err
 	case r.keyed.isClosed():
 		s.mu.Unlock()
 		return zero, ErrClosed

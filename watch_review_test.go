@@ -79,8 +79,6 @@ func TestReviewTwoWatchesOfOneFactoryContext(t *testing.T) {
 // ErrScopeClosed, "scope already removed", though nobody removed it.
 // (The same before 5632f9a: the old bound's byEnd.)
 func TestReviewCurrentAfterTheNetEndedTheScopeSaysTheCause(t *testing.T) {
-	skipReviewDefect(t, "after the net ended the whole scope, Watch (s.ended() branch) and Current "+
-		"(scopePlace.check, publish) say ErrScopeClosed without ErrScopeCancelled or the context's cause")
 	safe := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "safe"}, nil },
 		scoped.WithTeardownErrorHook(nil))
 	checked, proceed := make(chan struct{}), make(chan struct{})
