@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/go-scoped/scoped/internal/bound"
 )
 
 // A ScopeFunc maps a context to the key its session is stored under. ok is
@@ -141,7 +143,48 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	k.m[key] = keyedSlot{n: &e.node}
 	k.mu.Unlock()
 	e.tracked = track(&e.node, r.name)
-	return create(e, context.WithoutCancel(ctx), p)
+	return create(e, &keyedCreation{Context: context.WithoutCancel(ctx), n: &e.node, caller: ctx}, p)
+}
+
+// keyedCreation is the context a keyed session's factory runs with: the
+// caller's values without its cancellation, since the session outlives
+// the caller, marked with the creation (factoryKey). It bounds an
+// adapter's begin by the caller's context (internal/bound), as a scope's
+// safety net bounds a scope's: a caller that leaves while the begin waits
+// for a pooled connection is not held until one frees.
+type keyedCreation struct {
+	context.Context
+	n      *node
+	caller context.Context
+	stop   func() bool // the watch of the begin in progress; the factory's goroutine only
+}
+
+var _ bound.Watcher = (*keyedCreation)(nil)
+
+func (c *keyedCreation) Value(key any) any {
+	if _, ok := key.(factoryKey); ok {
+		return c.n
+	}
+	return c.Context.Value(key)
+}
+
+func (c *keyedCreation) Watches() bool { return c.caller.Done() != nil }
+
+func (c *keyedCreation) Watch(t bound.Target) bool {
+	if !c.Watches() {
+		return false
+	}
+	c.stop = context.AfterFunc(c.caller, func() { t.Fire(c.caller.Err()) })
+	return true
+}
+
+func (c *keyedCreation) Unwatch() error {
+	stop := c.stop
+	c.stop = nil
+	if stop == nil || stop() {
+		return nil
+	}
+	return context.Cause(c.caller)
 }
 
 // Close tears down every session r holds under a custom [ScopeFunc] key,

@@ -116,7 +116,7 @@ var _ bound.Watcher = (*factoryContext)(nil)
 // too.
 func (c *factoryContext) Watch(t bound.Target) bool {
 	s, n := c.scope, (*node)(c)
-	if s.parent != nil || c.owner.noNet || s.parentCtx.Done() == nil {
+	if !c.Watches() {
 		return false
 	}
 	s.mu.Lock()
@@ -144,6 +144,13 @@ func (c *factoryContext) Watch(t bound.Target) bool {
 		s.arm()
 	}
 	return true
+}
+
+// Watches implements bound.Watcher: only a root scope's net watches a
+// begin (a child's sessions are its ancestors'), and not that of a session
+// WithoutSafetyNet, nor on a context that is never cancelled.
+func (c *factoryContext) Watches() bool {
+	return c.scope.parent == nil && !c.owner.noNet && c.scope.parentCtx.Done() != nil
 }
 
 // Unwatch implements bound.Watcher.

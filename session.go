@@ -251,7 +251,7 @@ func create[S any, ST store](e *entry[S], parent context.Context, st ST) (s S, e
 	r := e.r()
 	var ctx context.Context = (*factoryContext)(&e.node)
 	if e.scope == nil {
-		ctx = context.WithValue(parent, factoryKey{}, &e.node)
+		ctx = parent // the keyed store's keyedCreation
 	}
 	child := e.scope != nil && e.scope.parent != nil
 	var start time.Time
@@ -323,6 +323,9 @@ func (e *entry[S]) extraState() *entryExtra[S] {
 func (e *entry[S]) endContext(parent context.Context) context.Context {
 	if e.scope != nil {
 		return e.scope.teardownContext()
+	}
+	if c, ok := parent.(*keyedCreation); ok {
+		return c.Context // without the creation's mark: the session exists
 	}
 	return parent
 }
@@ -467,7 +470,7 @@ func unfailed(err error) error {
 // scope's context, marked with the creation it belongs to, so that a
 // factory asking for its own session is told (ErrReentrant) instead of
 // waiting for itself. It is the node under another type: no allocation.
-// (A keyed session's factory gets the mark with context.WithValue.)
+// (A keyed session's factory gets the mark from keyedCreation.)
 type factoryContext node
 
 type factoryKey struct{}

@@ -110,20 +110,28 @@ func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error
 func maxBeginRetries(db *sql.DB) int { return db.Stats().OpenConnections + 1 }
 
 func beginOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
+	var b *beginCtx
+	if w, ok := ctx.(bound.Watcher); ok && w.Watches() {
+		// The factory of a scope with a safety net, or of a keyed session
+		// (its context is the caller's without cancellation): the net, or
+		// the caller's context, watches the begin, and nothing needs
+		// registering here.
+		b = &beginCtx{parent: ctx}
+		if w.Watch(b) {
+			tx, err := db.BeginTx(b, opts)
+			if cause := w.Unwatch(); cause != nil {
+				return abandoned(tx, err, cause)
+			}
+			b.settle()
+			return wrapBegin(tx, err)
+		}
+	}
 	if ctx.Done() == nil {
 		// Never cancelled (context.Background, scoped.Detach): nothing to bound.
 		return wrapBegin(db.BeginTx(ctx, opts))
 	}
-	b := &beginCtx{parent: ctx}
-	if w, ok := ctx.(bound.Watcher); ok && w.Watch(b) {
-		// The factory of a scope with a safety net: the net watches the
-		// begin too, and nothing needs registering here.
-		tx, err := db.BeginTx(b, opts)
-		if cause := w.Unwatch(); cause != nil {
-			return abandoned(tx, err, cause)
-		}
-		b.settle()
-		return wrapBegin(tx, err)
+	if b == nil {
+		b = &beginCtx{parent: ctx}
 	}
 	stop := context.AfterFunc(ctx, b.fire)
 	tx, err := db.BeginTx(b, opts)

@@ -474,8 +474,6 @@ func TestReviewBeginFromAChildScopeIsBounded(t *testing.T) {
 // connection after its own context ended, the unbounded wait beginCtx
 // exists to avoid. Not from 5632f9a or 1058c0b.
 func TestReviewKeyedBeginIsBoundedByTheCallersContext(t *testing.T) {
-	skipDefect(t, "a keyed session's factory gets context.WithoutCancel (keyed.go currentKeyed): "+
-		"its BeginTx waits for a pooled connection after the caller's context ended")
 	db, _ := appDB(t)
 	release := heldPool(t, db)
 	type tenant struct{}

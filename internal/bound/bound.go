@@ -23,6 +23,10 @@ type Target interface {
 
 // Watcher is implemented by the context a scoped factory runs with.
 type Watcher interface {
+	// Watches reports whether Watch may watch: false when nothing can cut
+	// the begin short (no safety net, a context never cancelled), so that
+	// the adapter need not make a Target.
+	Watches() bool
 	// Watch has t fired if the scope's safety net fires, or the scope
 	// ends, before Unwatch. It returns false when no safety net watches
 	// this creation (the scope or the session is without one, or the
