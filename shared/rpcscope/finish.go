@@ -53,7 +53,7 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		return nil
 	}
 	cerr := scope.Commit()
-	if cerr == nil || errors.Is(cerr, scoped.ErrCommittedCloseFailed) {
+	if cerr == nil || savedAll(cerr) {
 		return nil // committed; a close failing afterwards lost nothing
 	}
 	if serr := scope.Err(); errors.Is(cerr, scoped.ErrScopeClosed) && errors.Is(serr, scoped.ErrScopeCancelled) {
@@ -61,4 +61,13 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		return fmt.Errorf("%w: %w", endedEarly, serr)
 	}
 	return fmt.Errorf("%s: %w", pkg, cerr)
+}
+
+// savedAll reports whether a commit error says that everything was saved
+// and only a close failed afterwards. After a failed hand commit the
+// scope's outcome wraps ErrCommittedCloseFailed too, with ErrNotCommitted
+// or ErrPartiallyCommitted: that work was lost, and the call is no success.
+func savedAll(err error) bool {
+	return errors.Is(err, scoped.ErrCommittedCloseFailed) &&
+		!errors.Is(err, scoped.ErrNotCommitted) && !errors.Is(err, scoped.ErrPartiallyCommitted)
 }
