@@ -66,7 +66,14 @@ func NewMiddleware(opts ...Option) *Middleware {
 // done and Work returns nil; the close error reaches the session's
 // teardown error hook ([scoped.WithTeardownErrorHook]), as every
 // teardown error does.
+//
+// Inside a scope already (the middleware given both to the client and by
+// a worker, or any owner that began a scope around the job), the job's
+// scope is a child of that one: its hand commits and its commit release
+// savepoints and save nothing, so Work never cancels the job for them; the
+// enclosing unit's owner decides.
 func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(ctx context.Context) error) error {
+	_, nested := scoped.FromContext(ctx)
 	// The middleware ends the scope itself, on the job's goroutine, so it
 	// has no safety net: one could end a session on another goroutine,
 	// when River cancels the job's context, while Work still uses it.
@@ -92,7 +99,7 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 		if rerr := scope.Remove(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
 		}
-		if unit.SavedByHand(scope) {
+		if !nested && unit.SavedByHand(scope) {
 			return notRunAgain(job, "a session of the job was committed by hand (ScopedSession.Commit) before it failed", err)
 		}
 		return err
@@ -100,7 +107,7 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	switch err := scope.Commit(); {
 	case err == nil:
 		return nil
-	case errors.Is(err, scoped.ErrPartiallyCommitted):
+	case !nested && errors.Is(err, scoped.ErrPartiallyCommitted):
 		return notRunAgain(job, "commit", err)
 	case errors.Is(err, scoped.ErrCommittedCloseFailed) && !errors.Is(err, scoped.ErrNotCommitted):
 		return nil
