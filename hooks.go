@@ -96,6 +96,7 @@ type unitState struct {
 	partial int
 	idle    chan struct{}
 	lost    bool // a hand commit failed, or the net rolled back work to commit
+	unknown bool // a hand commit's outcome is unknown (ErrCommitUnknown): it may have saved
 }
 
 // unitOf returns s's unit state, made on first need. Under s.mu.
@@ -149,11 +150,11 @@ func (s *Scope) settleHooks(commit bool, err error, byHand bool) (list []unitHoo
 	}
 	list, u.hooks = u.hooks, nil
 	held := s.flags&hookHeld != 0
-	handCommitted := u.handCommitted
+	handCommitted, unknown := u.handCommitted, u.unknown
 	s.mu.Unlock()
 
 	switch {
-	case !commit && handCommitted && byHand:
+	case !commit && handCommitted && byHand && !unknown:
 		which = hooksCommit // all the unit saved was saved by hand; nothing was rolled back
 	case !commit && handCommitted:
 		reportSkipped(s.parentCtx, list, errHandCommitted)

@@ -232,7 +232,7 @@ func (p keyPlace) check() error {
 	return nil
 }
 func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
-func (p keyPlace) ended(bool, bool)            {}
+func (p keyPlace) ended(bool, bool, bool)      {}
 func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }
 
 func (p keyPlace) publish(n *node) error {

@@ -642,11 +642,10 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 		errs = append(errs, lostBefore)
 	} else if commit && len(errs) > 0 {
 		switch {
+		case !commitFailed && s.lost: // what this commit saved is not all the unit meant to
+			errs = append(errs, lostBefore)
 		case !commitFailed:
 			errs = append(errs, "CommittedCloseFailed")
-			if s.lost { // what this commit saved is not all the unit meant to
-				errs = append(errs, lostBefore)
-			}
 		case committed:
 			errs = append(errs, "PartiallyCommitted")
 		default:

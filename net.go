@@ -82,7 +82,7 @@ func (s *Scope) cancelled() {
 	s.beginPartial() // Remove waits for it, so that it returns with everything ended
 	s.mu.Unlock()
 	defer func() { // also if a teardown calls runtime.Goexit
-		s.endPartial(false, holdsCommittable(nodes))
+		s.endPartial(false, holdsCommittable(nodes), false)
 		if h := testHookNetFired.Load(); h != nil {
 			(*h)(s)
 		}

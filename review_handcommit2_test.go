@@ -123,8 +123,6 @@ var errUnknownCommit = fmt.Errorf("%w: connection lost during COMMIT", scoped.Er
 // saved" to an HTTP client, which sends the request again) nor run the
 // OnRollback hooks.
 func TestReviewUnknownHandCommitIsNotReportedNotSaved(t *testing.T) {
-	skipHandDefect(t, "endAt records a hand commit of unknown outcome as lost (commitFailed), and Scope.end then "+
-		"returns errLostByHand (ErrNotCommitted) and runs OnRollback for work that may be saved")
 	saved := 0
 	txs := scoped.New(func(context.Context) (*rh2Tx, error) { return &rh2Tx{saved: &saved, err: errUnknownCommit}, nil },
 		scoped.WithTeardownErrorHook(nil))
@@ -155,8 +153,6 @@ func TestReviewUnknownHandCommitIsNotReportedNotSaved(t *testing.T) {
 // rule ("none of the unit's work was or may have been saved") forbids a
 // second run, which saves it again.
 func TestReviewUnknownHandCommitIsNotRunAgain(t *testing.T) {
-	skipHandDefect(t, "savedByHand is false after a hand commit of unknown outcome, so runOnce (and scopedhttp, "+
-		"rpcscope, scopedriver) run the unit again: saved once per run")
 	saved, runs := 0, 0
 	txs := scoped.New(func(context.Context) (*rh2Tx, error) { return &rh2Tx{saved: &saved, err: errUnknownCommit}, nil },
 		scoped.WithTeardownErrorHook(nil))
@@ -182,8 +178,6 @@ func TestReviewUnknownHandCommitIsNotRunAgain(t *testing.T) {
 // changes were saved"), which an owner checking only that sentinel reads
 // as saved (shared/rpcscope's Finish did: the call answered OK).
 func TestReviewLostHandCommitThenCloseFailureIsOneOutcome(t *testing.T) {
-	skipHandDefect(t, "584da7a joins errLostByHand/errPartlyLostByHand with the ErrCommittedCloseFailed error: "+
-		"the outcome wraps ErrNotCommitted (or ErrPartiallyCommitted) and ErrCommittedCloseFailed")
 	type conn struct{}
 	for _, committable := range []bool{false, true} {
 		t.Run(fmt.Sprintf("rest committable=%v", committable), func(t *testing.T) {

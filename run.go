@@ -112,7 +112,7 @@ var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand
 // goroutine may still run, and "not yet" would let that part be saved
 // once per run.
 func (s *Scope) savedByHand() bool {
-	saved, _ := s.awaitPartial()
+	saved, _, _ := s.awaitPartial()
 	return saved
 }
 

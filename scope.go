@@ -392,7 +392,7 @@ func (s *Scope) end(commit bool) error {
 			// the rest and finish, so that no later end waits for good
 			// (deferred: another teardown here may call Goexit too).
 			defer s.finish(nil)
-			_ = endNodes(s.teardownContext(), nodes, false, nil, false)
+			_ = endNodes(s.teardownContext(), nodes, false, nil, false, nil)
 		}
 	}()
 	if s.parent == nil && unit {
@@ -412,33 +412,36 @@ func (s *Scope) end(commit bool) error {
 	}
 	// A child's sessions are parts of its ancestors' (savepoints): one it
 	// committed by hand was released, not saved.
-	handSaved, lost := false, false
+	handSaved, lost, unknown := false, false, false
 	if unit {
-		handSaved, lost = s.awaitPartial()
-		handSaved = handSaved && s.parent == nil
+		handSaved, lost, unknown = s.awaitPartial()
+		handSaved, unknown = handSaved && s.parent == nil, unknown && s.parent == nil
 	}
 	if commit && netFiredBefore && (lost || holdsCommittable(nodes)) {
 		// The net rolled back part of the scope, or its context ended with
 		// work still to commit: committing the rest would save half of the
 		// work, for a client that is gone.
 		errs = append(errs, errNetFired(s))
-		err := endNodes(s.teardownContext(), nodes, false, errs, false)
+		err := endNodes(s.teardownContext(), nodes, false, errs, false, nil)
 		outcome := ErrNotCommitted
 		if handSaved {
 			outcome = ErrPartiallyCommitted
 		}
 		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err), false)
 	}
-	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved)
-	if commit && lost && (err == nil || savedAll(err)) {
-		// A hand commit failed before: the unit did not save all it meant
-		// to, whatever this commit saved (a close failing after it too).
-		lostErr := errLostByHand
-		if handSaved || holdsCommittable(nodes) {
-			lostErr = errPartlyLostByHand
-		}
-		err = errors.Join(lostErr, err)
+	// What a hand commit did before decides the outcome of a commit that
+	// saves everything else: a failed one lost work, whatever this commit
+	// saves; an unknown one makes the unit's outcome unknown.
+	var before error
+	switch {
+	case commit && lost && (handSaved || holdsCommittable(nodes)):
+		before = errPartlyLostByHand
+	case commit && lost:
+		before = errLostByHand
+	case commit && unknown:
+		before = errUnknownByHand
 	}
+	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved, before)
 	// Nothing that could have been saved was rolled back, here or by a
 	// partial end: if a session was committed by hand, the unit's work is
 	// saved (hooks.go), whatever a close without a commit returned.
@@ -457,6 +460,7 @@ func savedAll(err error) bool {
 var (
 	errLostByHand       = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit", ErrNotCommitted)
 	errPartlyLostByHand = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit, which saved the rest", ErrPartiallyCommitted)
+	errUnknownByHand    = fmt.Errorf("%w: the outcome of a commit by hand (ScopedSession.Commit) of a session of the unit is unknown", ErrCommitUnknown)
 )
 
 // Partial ends are ends of some of a scope's sessions outside its own end:
@@ -470,13 +474,15 @@ var (
 func (s *Scope) beginPartial() { s.unitOf().partial++ }
 
 // endPartial counts a partial end finished: saved says it committed a
-// session, lost that it ended one with work to commit without saving it
-// against the caller's wish (a failed hand commit, the net's rollback).
-func (s *Scope) endPartial(saved, lost bool) {
+// session (unknown: perhaps, its commit's outcome is unknown), lost that
+// it ended one with work to commit without saving it against the caller's
+// wish (a failed hand commit, the net's rollback).
+func (s *Scope) endPartial(saved, lost, unknown bool) {
 	s.mu.Lock()
 	u := s.unit
 	u.handCommitted = u.handCommitted || saved
 	u.lost = u.lost || lost
+	u.unknown = u.unknown || unknown
 	u.partial--
 	idle := u.idle
 	if u.partial == 0 {
@@ -491,19 +497,19 @@ func (s *Scope) endPartial(saved, lost bool) {
 }
 
 // awaitPartial waits until no partial end is in progress, then reports
-// whether one committed a session, and whether one lost work. Called from
-// a session's teardown it does not wait: the partial end it may be part
-// of would wait for it.
-func (s *Scope) awaitPartial() (saved, lost bool) {
+// whether one committed a session, whether one lost work, and whether a
+// commit's outcome is unknown. Called from a session's teardown it does
+// not wait: the partial end it may be part of would wait for it.
+func (s *Scope) awaitPartial() (saved, lost, unknown bool) {
 	s.mu.Lock()
 	u := s.unit
 	if u == nil {
 		s.mu.Unlock()
-		return false, false
+		return false, false, false
 	}
 	if u.partial == 0 {
 		defer s.mu.Unlock()
-		return u.handCommitted, u.lost
+		return u.handCommitted, u.lost, u.unknown
 	}
 	if u.idle == nil {
 		u.idle = make(chan struct{})
@@ -515,7 +521,7 @@ func (s *Scope) awaitPartial() (saved, lost bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return u.handCommitted, u.lost
+	return u.handCommitted, u.lost, u.unknown
 }
 
 // holdWork reports whether one of scopes, or a scope open inside one,
@@ -643,11 +649,11 @@ const (
 	endCommit             // ScopedSession.Commit: an ended scope committed nothing
 )
 
-func (p scopePlace) lock()                       { p.s.mu.Lock() }
-func (p scopePlace) unlock()                     { p.s.mu.Unlock() }
-func (p scopePlace) take(n *node)                { p.s.take(n); p.s.beginPartial() }
-func (p scopePlace) ended(saved, lost bool)      { p.s.endPartial(saved, lost) }
-func (p scopePlace) endContext() context.Context { return p.s.teardownContext() }
+func (p scopePlace) lock()                           { p.s.mu.Lock() }
+func (p scopePlace) unlock()                         { p.s.mu.Unlock() }
+func (p scopePlace) take(n *node)                    { p.s.take(n); p.s.beginPartial() }
+func (p scopePlace) ended(saved, lost, unknown bool) { p.s.endPartial(saved, lost, unknown) }
+func (p scopePlace) endContext() context.Context     { return p.s.teardownContext() }
 
 func (p scopePlace) get() *node {
 	if n := p.s.find(p.o); n != nil {

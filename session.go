@@ -385,12 +385,15 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
-	saved := false
+	saved, unknown := false, false
 	// A commit asked for and not saved is work lost; a Remove by hand is
-	// the caller's decision (also if a teardown calls runtime.Goexit).
-	defer func() { p.ended(saved, committable && !saved) }()
+	// the caller's decision (also if a teardown calls runtime.Goexit). A
+	// commit whose outcome is unknown may have saved: not lost, and the
+	// unit must not run again.
+	defer func() { p.ended(saved, committable && !saved, unknown) }()
 	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
-	saved = committable && !n.commitFailed
+	unknown = committable && n.commitFailed && errors.Is(err, ErrCommitUnknown)
+	saved = committable && (!n.commitFailed || unknown)
 	return err
 }
 
@@ -400,10 +403,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 type place interface {
 	lock()
 	unlock()
-	get() *node             // the node, ready or being created, or nil; under the lock
-	check() error           // why nothing may be looked up now; under the lock
-	take(n *node)           // removes n, which is ready, to end it; under the lock
-	ended(saved, lost bool) // n, taken, has ended; saved: by a commit; lost: its work was not saved
+	get() *node                      // the node, ready or being created, or nil; under the lock
+	check() error                    // why nothing may be looked up now; under the lock
+	take(n *node)                    // removes n, which is ready, to end it; under the lock
+	ended(saved, lost, unknown bool) // n, taken, has ended; saved: by a commit (unknown: maybe); lost: its work was not saved
 	endContext() context.Context
 }
 

@@ -419,8 +419,11 @@ var (
 // endNodes ends sessions listed newest first. With commit, committable
 // sessions are committed in creation order until a commit fails;
 // everything not committed is then rolled back and closed, newest first.
-// The joined error says what the failure means for the work (classify).
-func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, committedBefore bool) error {
+// The joined error says what the failure means for the work (classify);
+// before, when not nil, is the outcome a hand end decided earlier (a
+// failed hand commit, or one of unknown outcome), unless a commit here
+// fails.
+func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, committedBefore bool, before error) error {
 	commitFailed, committed := false, committedBefore
 	if commit {
 		for i := len(nodes) - 1; i >= 0; i-- {
@@ -450,7 +453,17 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, com
 			errs = append(errs, err)
 		}
 	}
-	return classify(errors.Join(errs...), commit, commitFailed, committed)
+	err := errors.Join(errs...)
+	if before != nil && commit && !commitFailed {
+		// Every commit here succeeded, but a hand end before decided the
+		// outcome (scope.go): one sentinel, with what failed here, if
+		// anything (a close).
+		if err == nil {
+			return before
+		}
+		return fmt.Errorf("%w: %w", before, err)
+	}
+	return classify(err, commit, commitFailed, committed)
 }
 
 // classify wraps the error of ending sessions with what it means for the
