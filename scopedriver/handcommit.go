@@ -21,9 +21,13 @@ func notRunAgain(job *rivertype.JobRow, why string, err error) error {
 		// still run the job again. Keep its text only.
 		err = errors.New(err.Error())
 	}
-	if !errors.Is(err, scoped.ErrPartiallyCommitted) {
+	saved := "part of its work is saved"
+	switch {
+	case errors.Is(err, scoped.ErrCommitUnknown):
+		saved = "part of its work may be saved" // a hand commit's outcome is unknown
+	case !errors.Is(err, scoped.ErrPartiallyCommitted):
 		err = fmt.Errorf("%w: %w", scoped.ErrPartiallyCommitted, err)
 	}
-	return river.JobCancel(fmt.Errorf("scopedriver: job %d (%s): %s: part of its work is saved, it is not run again: %w",
-		job.ID, job.Kind, why, err))
+	return river.JobCancel(fmt.Errorf("scopedriver: job %d (%s): %s: %s, it is not run again: %w",
+		job.ID, job.Kind, why, saved, err))
 }

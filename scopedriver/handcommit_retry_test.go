@@ -288,3 +288,30 @@ func TestWorkPartiallyCommittedCancels(t *testing.T) {
 		})
 	}
 }
+
+// A hand commit whose outcome is unknown (its COMMIT sent, the connection
+// lost before the answer) may have saved that part: the unit's commit of
+// the rest then says scoped.ErrCommitUnknown, and River must not run the
+// job again, which would save the part once more if it had landed.
+func TestWorkAfterAnUnknownHandCommitIsNotRunAgain(t *testing.T) {
+	errLost := fmt.Errorf("%w: connection reset", scoped.ErrCommitUnknown)
+	f := &fakeSession{commitErr: errLost}
+	sessions := fakeSessions(f)
+	m := scopedriver.NewMiddleware(scopedriver.Bind(sessions))
+	err := m.Work(context.Background(), runningJob, func(ctx context.Context) error {
+		if _, err := sessions.Current(ctx); err != nil {
+			return err
+		}
+		_ = sessions.Commit(ctx) // unknown: the job goes on, as after any failed hand commit
+		f.commitErr = nil
+		_, err := sessions.Current(ctx) // the rest, committed by the scope
+		return err
+	})
+	var cancel *rivertype.JobCancelError
+	if !errors.As(err, &cancel) {
+		t.Fatalf("Work = %v, want a *rivertype.JobCancelError: another attempt would save the hand-committed part again", err)
+	}
+	if !errors.Is(err, scoped.ErrCommitUnknown) {
+		t.Errorf("Work = %v, want it to wrap scoped.ErrCommitUnknown", err)
+	}
+}

@@ -111,6 +111,10 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 		return notRunAgain(job, "commit", err)
 	case errors.Is(err, scoped.ErrCommittedCloseFailed) && !errors.Is(err, scoped.ErrNotCommitted):
 		return nil
+	case !nested && unit.SavedByHand(scope):
+		// A hand commit saved part of the job, or may have (its outcome
+		// unknown): another attempt would save it again.
+		return notRunAgain(job, "commit after a hand commit", err)
 	default:
 		return fmt.Errorf("scopedriver: job %d (%s): commit: %w", job.ID, job.Kind, err)
 	}
