@@ -14,8 +14,6 @@ import (
 // learns after a hand commit (ScopedSession.Commit) that was a savepoint
 // release, whose outcome is unknown, or that failed before a close did.
 
-}
-
 // rh2Tx is a transaction whose commit saves (counted in saved) and then
 // returns err; with lose set it fails with err without saving.
 type rh2Tx struct {
