@@ -693,6 +693,14 @@ func scopeFrom(ctx context.Context) *Scope {
 	if c, ok := ctx.(*scopeContext); ok { // the common case: no layers above Begin's context
 		return (*Scope)(c)
 	}
+	return scopeValue(ctx)
+}
+
+// scopeValue is scopeFrom through the context's layers: apart, so that
+// scopeFrom inlines into Current.
+//
+//go:noinline
+func scopeValue(ctx context.Context) *Scope {
 	s, _ := ctx.Value(scopeKey{}).(*Scope)
 	return s
 }
