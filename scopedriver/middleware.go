@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 
 	"github.com/go-scoped/scoped"
 	"github.com/go-scoped/scoped/shared/unit"
@@ -28,7 +29,8 @@ var _ rivertype.WorkerMiddleware = (*Middleware)(nil)
 // and otherwise rolled back, the error going to River, which retries the
 // job as usual, unless part of the job was committed by hand (see
 // [Middleware.Work]). A panic rolls the scope back and continues to
-// River's own panic handling. NewMiddleware panics if two [Bind] options
+// River's own panic handling (after a hand commit, it cancels the job,
+// with the panic and its stack in the error). NewMiddleware panics if two [Bind] options
 // bind the same session type.
 func NewMiddleware(opts ...Option) *Middleware {
 	m := &Middleware{}
@@ -72,7 +74,7 @@ func NewMiddleware(opts ...Option) *Middleware {
 // scope is a child of that one: its hand commits and its commit release
 // savepoints and save nothing, so Work never cancels the job for them; the
 // enclosing unit's owner decides.
-func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(ctx context.Context) error) error {
+func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner func(ctx context.Context) error) (err error) {
 	_, nested := scoped.FromContext(ctx)
 	// The middleware ends the scope itself, on the job's goroutine, so it
 	// has no safety net: one could end a session on another goroutine,
@@ -83,14 +85,24 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	}
 	ended := false
 	defer func() {
-		if !ended {
-			// A panic (or runtime.Goexit): roll back and let it go on, with
-			// its stack, to River's recovery.
-			_ = scope.Remove()
+		if ended {
+			return
+		}
+		// A panic (or runtime.Goexit): roll back and let it go on, with its
+		// stack, to River's recovery, which retries the job; unless part of
+		// the job was committed by hand, which another attempt would save
+		// again: then the job is cancelled, with the panic and its stack.
+		_ = scope.Remove()
+		if nested || !unit.SavedByHand(scope) {
+			return
+		}
+		if p := recover(); p != nil {
+			err = notRunAgain(job, "a session of the job was committed by hand (ScopedSession.Commit) before it panicked",
+				fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
 		}
 	}()
 
-	err := doInner(ctx)
+	err = doInner(ctx)
 	if err == nil && m.cfg.complete != nil {
 		err = completeInTx(ctx, m.cfg.complete, job)
 	}
