@@ -3,7 +3,9 @@
 //
 // The worker middleware gives each job's Work a scope of its own, committed
 // when Work returns nil and rolled back when it returns an error or panics,
-// River then retrying the job as usual:
+// River then retrying the job as usual, unless part of the job's work was
+// already saved (a session committed by hand, a partial commit): another
+// attempt would save it again, so the job is cancelled (river.JobCancel):
 //
 //	txs := scopedpgx.NewTx(pool, pgx.TxOptions{}) // River's own pool, READ COMMITTED
 //	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
