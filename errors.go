@@ -13,9 +13,11 @@ var (
 	// carries no [Scope] (see [Begin]) or the [ScopeFunc] found no key.
 	ErrNoScope = errors.New("scoped: no scope in context (call scoped.Begin or use the scopedhttp middleware)")
 
-	// ErrScopeClosed is returned by Current in a scope that has already
-	// been removed or committed. A session is never silently re-created
-	// for a scope that has ended: it would never be torn down.
+	// ErrScopeClosed is returned by Current in a scope that has ended:
+	// removed, committed, or rolled back by its safety net (then also
+	// wrapping [ErrScopeCancelled] and the context's cause). A session is
+	// never silently re-created for a scope that has ended: it would never
+	// be torn down.
 	ErrScopeClosed = errors.New("scoped: scope already removed")
 
 	// ErrClosed is returned by Current after [ScopedSession.Close].
@@ -40,8 +42,9 @@ var (
 
 	// ErrScopeCancelled is wrapped, with [ErrScopeClosed] and the
 	// context's cause, by [Scope.Err] and by the errors of a scope whose
-	// safety net rolled it back because its context ended: its work was
-	// not saved by the scope.
+	// safety net rolled it back because its context ended (Current,
+	// ScopedSession.Commit and Remove in it included): its work was not
+	// saved by the scope.
 	ErrScopeCancelled = errors.New("scoped: scope rolled back because its context ended")
 
 	// ErrTeardownTimeout is returned when ending a session took longer than
@@ -69,8 +72,9 @@ var (
 	// [ScopedSession.Commit]): some changes were saved, some were not.
 	ErrPartiallyCommitted = errors.New("scoped: commit failed after other sessions committed")
 
-	// ErrCommittedCloseFailed: every commit succeeded, but closing a
-	// session afterwards failed. The changes were saved.
+	// ErrCommittedCloseFailed: every commit succeeded, hand commits
+	// ([ScopedSession.Commit]) included, but closing a session afterwards
+	// failed. The changes were saved.
 	ErrCommittedCloseFailed = errors.New("scoped: committed, but a session failed to close")
 
 	// ErrCommitUnknown: the outcome of a commit is not known, as when the

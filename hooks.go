@@ -37,9 +37,9 @@ import (
 // transaction, or after a failed hand commit or the safety net's
 // rollback), neither OnCommit nor [OnRollback] hooks run, and that is
 // logged: running either would claim an outcome nobody knows. A unit
-// removed after its transactions were committed by hand runs its OnCommit
-// hooks; a transaction removed by hand is the caller's decision, not work
-// lost.
+// removed after its transactions were committed by hand, each hand commit
+// known to have succeeded, runs its OnCommit hooks; a transaction removed
+// by hand is the caller's decision, not work lost.
 //
 // A hook is lost if the process dies between the commit and the hook.
 // For work that must not be lost, write it in the unit's own transaction

@@ -237,7 +237,9 @@ func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 // unit of work failed with an error retryable accepts (from fn or from the
 // commit: PostgreSQL reports many serialization failures at COMMIT) and
 // nothing of it was saved (see [MayRetry]: a unit with two sessions whose
-// first committed is never run again), up to
+// first committed is never run again, nor one with a session committed by
+// hand, whatever that commit's outcome, once a hand commit still running
+// on another goroutine has ended), up to
 // maxAttempts runs in all, with a jittered exponential pause between them,
 // and never past ctx's end. scopedsql.Retryable and scopedpgx.Retryable
 // accept serialization failures and deadlocks, the errors that SERIALIZABLE

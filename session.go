@@ -349,7 +349,10 @@ func (r *ScopedSession[S]) Has(ctx context.Context) bool {
 func (r *ScopedSession[S]) Remove(ctx context.Context) error { return r.endOne(ctx, false) }
 
 // Commit commits ctx's session of r now and ends it, as a handler in
-// [scopedhttp]'s Manual mode does. The scope stays open.
+// [scopedhttp]'s Manual mode does. The scope stays open. A failed hand
+// commit makes the unit's own commit [ErrNotCommitted] or
+// [ErrPartiallyCommitted]; one of unknown outcome makes it
+// [ErrCommitUnknown], and no retrying owner runs the unit again.
 func (r *ScopedSession[S]) Commit(ctx context.Context) error { return r.endOne(ctx, true) }
 
 // endOne is Remove and Commit: find the session (after its creation, if

@@ -50,11 +50,13 @@ func NewMiddleware(opts ...Option) *Middleware {
 // Work runs doInner, the rest of the job's middleware and its Work, in a
 // new scope.
 //
-// A job that fails (an error, a snooze, a failed completion) after a
-// session of its scope was committed by hand (ScopedSession.Commit) is
-// cancelled (river.JobCancel), with an error that wraps the job's and
-// [scoped.ErrPartiallyCommitted]: that part is saved, and River would
-// save it again with every attempt, so the job is not run again.
+// A job that fails (an error, a snooze, a failed completion, a panic)
+// after a session of its scope was committed by hand
+// (ScopedSession.Commit) is cancelled (river.JobCancel), with an error
+// that wraps the job's (or the panic and its stack) and
+// [scoped.ErrPartiallyCommitted], or [scoped.ErrCommitUnknown] when that
+// commit's outcome is unknown: that part is or may be saved, and River
+// would save it again with every attempt, so the job is not run again.
 //
 // A commit that fails after part of the job's work was saved, by a hand
 // commit or by the commit of another bound session
