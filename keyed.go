@@ -255,5 +255,15 @@ func (p keyPlace) fail(n *node, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.m, p.key)
+	if p.ctx.Err() != nil {
+		// The creator's caller left (its begin was cut short for it): a
+		// caller waiting with a context of its own creates the session
+		// itself rather than fail for someone else's leaving.
+		err = callerLeft{err}
+	}
 	n.settle(err)
 }
+
+// callerLeft is the failure of a keyed creation whose caller's context
+// ended: lookup has its waiters try again.
+type callerLeft struct{ error }

@@ -442,6 +442,9 @@ func lookup[P place](ctx context.Context, p P) (*node, error) {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		}
+		if _, left := w.err.(callerLeft); left {
+			continue
+		}
 		if w.err != nil {
 			return nil, failedCreation{w.err}
 		}

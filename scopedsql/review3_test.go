@@ -25,8 +25,6 @@ type r3Tenant struct{}
 // it got the session once a connection freed. A handler reading
 // errors.Is(err, context.Canceled) takes it for its own client leaving.
 func TestReview3KeyedWaiterIsNotFailedByTheCreatorLeaving(t *testing.T) {
-	skipDefect(t, "keyed.go: the begin is bounded by the creator's context only, and lookup hands its "+
-		"failure to every waiter, whose own context is alive")
 	db, app := appDB(t)
 	release := heldPool(t, db)
 	txs := scoped.New(scopedsql.Tx(db, nil), scoped.WithScopeFunc(scoped.ContextValue(r3Tenant{})),
