@@ -31,7 +31,7 @@ type mScopeM struct {
 	noNet    bool
 	armed    bool // the safety net is registered (on the first session it may end)
 	netFired bool // the net ended the sessions it may end; WithoutSafetyNet ones keep the scope open
-	byNet    bool // the net ended the whole scope: its Current says so, with the cause
+	byNet    bool // the net ended the whole scope (or its parent): its Current says so, with the cause
 	ended    bool
 	sess     []*mSessM // ready sessions, oldest first
 	// A session was committed by hand (ScopedSession.Commit): a failed
@@ -212,7 +212,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 	case mBeginChild:
 		ns := &mScopeM{root: s.root, noNet: op.variant == 1}
 		if s.ended {
-			ns.ended = true // born ended
+			ns.ended, ns.byNet = true, s.byNet // born ended, saying why its parent ended
 		} else {
 			ns.parent = s
 			s.children = append(s.children, ns)
@@ -587,6 +587,9 @@ func (m *mModel) endScope(w *mWorkerM, s *mScopeM, commit bool) []string {
 	s.ended = true
 	var errs []string
 	for i := len(s.children) - 1; i >= 0; i-- {
+		if c := s.children[i]; !c.ended {
+			c.byNet = s.byNet // a child ended by its parent's net says so
+		}
 		errs = append(errs, m.endScope(w, s.children[i], false)...)
 	}
 	s.children = nil

@@ -67,10 +67,9 @@ func (s *Scope) cancelled() {
 		unsafe = unsafe || c.n.owner.noNet
 	}
 	if !unsafe {
-		s.flags |= byNet
 		s.mu.Unlock()
 		s.runWatches(fired, false)
-		_ = s.end(false)
+		_ = s.end(false, true)
 		return
 	}
 	s.flags |= netFired

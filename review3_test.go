@@ -34,8 +34,6 @@ func (b *r3StalledTarget) Fire(error) { close(b.entered); <-b.release; close(b.f
 // it and returned nil. scopedhttp and rpcscope read that sentinel as "not
 // saved" when the handler ended the scope itself.
 func TestReview3CommitThatWinsTheNetIsNotReportedRolledBack(t *testing.T) {
-	skipReviewDefect(t, "net.go cancelled sets byNet before it ends the scope; a Commit that wins the end "+
-		"is then reported by Scope.Err and Current as rolled back by the net (ErrScopeCancelled)")
 	safe := &fakeTx{name: "safe"}
 	txs := scoped.New(func(context.Context) (*fakeTx, error) { return safe, nil }, scoped.WithTeardownErrorHook(nil))
 	target := newR3StalledTarget()
@@ -80,8 +78,6 @@ func TestReview3CommitThatWinsTheNetIsNotReportedRolledBack(t *testing.T) {
 // ErrScopeClosed, "scope already removed", which fb6540f fixed for the
 // root only; so does a child begun after, and a keyed Current from it.
 func TestReview3ChildOfARootTheNetEndedSaysTheCause(t *testing.T) {
-	skipReviewDefect(t, "closedErr reads byNet of the scope itself: a child ended by its root's net "+
-		"(or born ended in it) says a bare ErrScopeClosed")
 	txs := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "tx"}, nil },
 		scoped.WithTeardownErrorHook(nil))
 	type tenant struct{}

@@ -319,7 +319,7 @@ func (s *Scope) take(n *node) {
 // which never waits for another end (it might be waiting for itself): it
 // returns [ErrReentrant] when the scope's own end is in progress, and
 // does not wait for ends of single sessions.
-func (s *Scope) Remove() error { return s.end(false) }
+func (s *Scope) Remove() error { return s.end(false, false) }
 
 // Commit commits every committable session of the scope in creation
 // order, then ends the scope as [Scope.Remove] does. The first failing
@@ -330,9 +330,12 @@ func (s *Scope) Remove() error { return s.end(false) }
 // are removed (rolled back), not committed: their owner never decided.
 // Commit on a scope that has already ended commits nothing and returns
 // [ErrScopeClosed].
-func (s *Scope) Commit() error { return s.end(true) }
+func (s *Scope) Commit() error { return s.end(true, false) }
 
-func (s *Scope) end(commit bool) error {
+// end is Remove, Commit, and with net the safety net's end of the whole
+// scope, which the scope's errors tell from then on (byNet) if it is the
+// end that runs: a Commit that came first keeps its outcome.
+func (s *Scope) end(commit, net bool) error {
 	if s.state.Load() == 0 && s.state.CompareAndSwap(0, stEnded|stFinished) {
 		s.release() // never touched: nothing to end, and no one saw it ending
 		return nil
@@ -353,8 +356,12 @@ func (s *Scope) end(commit bool) error {
 	}
 	// A begin still running is given up: its session would be ended the
 	// moment it exists (net.go).
+	if net {
+		s.flags |= byNet
+	}
+	byNetEnd := s.flags&byNet != 0
 	var fb [2]bound.Target
-	fired := s.fireWatches(fb[:0], true)
+	fired := s.fireWatches(fb[:0], !net)
 	netFiredBefore, stop := s.flags&netFired != 0, s.stop
 	s.stop = nil
 	var kids [4]*Scope
@@ -406,7 +413,10 @@ func (s *Scope) end(commit bool) error {
 	childWork := len(children) > 0 && holdWork(children)
 	var errs []error
 	for _, c := range children {
-		if err := c.end(false); err != nil {
+		if byNetEnd {
+			c.endedByNet()
+		}
+		if err := c.end(false, false); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -611,11 +621,23 @@ func (s *Scope) awaitEnd() {
 	}
 }
 
-// adopt links child into s's children, unless s has ended.
+// endedByNet marks s, a child whose parent the safety net is ending, as
+// ended by the net too: its errors say so, with the context's cause.
+func (s *Scope) endedByNet() {
+	s.mu.Lock()
+	if !s.ended() {
+		s.flags |= byNet
+	}
+	s.mu.Unlock()
+}
+
+// adopt links child into s's children, unless s has ended; then child,
+// born ended, says why s ended.
 func (s *Scope) adopt(child *Scope) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.touch() {
+		child.flags |= s.flags & byNet // not shared yet
 		return false
 	}
 	child.sibling = s.children
