@@ -156,7 +156,7 @@ func (s *Scope) settleHooks(commit bool, err error, byHand bool) (list []unitHoo
 	switch {
 	case !commit && handCommitted && byHand && !unknown:
 		which = hooksCommit // all the unit saved was saved by hand; nothing was rolled back
-	case !commit && handCommitted:
+	case !commit && (handCommitted || unknown):
 		reportSkipped(s.parentCtx, list, errHandCommitted)
 		return nil, hooksNone
 	case !commit:
@@ -267,4 +267,5 @@ func init() {
 	unithooks.Run = func(s any) { s.(*Scope).runHeld() }
 	unithooks.Pending = func(s any) bool { return s.(*Scope).heldPending() }
 	unithooks.SavedByHand = func(s any) bool { return s.(*Scope).savedByHand() }
+	unithooks.UnknownByHand = func(s any) bool { return s.(*Scope).unknownByHand() }
 }

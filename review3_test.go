@@ -165,8 +165,6 @@ func r3Unknown(saved *int) *scoped.ScopedSession[*rh2Tx] {
 // been saved; check before retrying". errors.go allows both sentinels
 // together for this.
 func TestReview3UnknownHandCommitThenAFailureIsUnknown(t *testing.T) {
-	skipReviewDefect(t, "an unknown hand commit counts as saved (handSaved): a later failure says "+
-		"ErrPartiallyCommitted without ErrCommitUnknown")
 	for _, refused := range []string{"unit's commit", "another hand commit"} {
 		t.Run(refused, func(t *testing.T) {
 			saved := 0

@@ -112,8 +112,16 @@ var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand
 // goroutine may still run, and "not yet" would let that part be saved
 // once per run.
 func (s *Scope) savedByHand() bool {
-	saved, _, _ := s.awaitPartial()
-	return saved
+	saved, _, unknown := s.awaitPartial()
+	return saved || unknown
+}
+
+// unknownByHand reports whether a hand commit of s has an unknown outcome
+// (ErrCommitUnknown) while none is known to have saved: its owner says
+// "may have been saved", not "partially saved". It waits as savedByHand.
+func (s *Scope) unknownByHand() bool {
+	saved, _, unknown := s.awaitPartial()
+	return unknown && !saved
 }
 
 // A retryRequest is what a Run inside a scope leaves on the scopes

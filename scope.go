@@ -434,8 +434,11 @@ func (s *Scope) end(commit, net bool) error {
 		errs = append(errs, errNetFired(s))
 		err := endNodes(s.teardownContext(), nodes, false, errs, false, nil)
 		outcome := ErrNotCommitted
-		if handSaved {
+		switch {
+		case handSaved:
 			outcome = ErrPartiallyCommitted
+		case unknown:
+			outcome = ErrCommitUnknown // a hand commit may have saved
 		}
 		return s.finishHooks(unit, true, fmt.Errorf("%w: %w", outcome, err), false)
 	}
@@ -446,10 +449,10 @@ func (s *Scope) end(commit, net bool) error {
 	switch {
 	case commit && lost && (handSaved || holdsCommittable(nodes)):
 		before = errPartlyLostByHand
+	case commit && unknown:
+		before = errUnknownByHand // what else was saved or lost, the outcome is not known
 	case commit && lost:
 		before = errLostByHand
-	case commit && unknown:
-		before = errUnknownByHand
 	}
 	err := endNodes(s.teardownContext(), nodes, commit, errs, handSaved, before)
 	// Nothing that could have been saved was rolled back, here or by a

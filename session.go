@@ -393,10 +393,10 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	// the caller's decision (also if a teardown calls runtime.Goexit). A
 	// commit whose outcome is unknown may have saved: not lost, and the
 	// unit must not run again.
-	defer func() { p.ended(saved, committable && !saved, unknown) }()
+	defer func() { p.ended(saved, committable && !saved && !unknown, unknown) }()
 	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
 	unknown = committable && n.commitFailed && errors.Is(err, ErrCommitUnknown)
-	saved = committable && (!n.commitFailed || unknown)
+	saved = committable && !n.commitFailed
 	return err
 }
 

@@ -262,6 +262,9 @@ func notSaved(ctx context.Context, scope *scoped.Scope) error {
 // the client must not be told "not saved" (it would send the request
 // again and save that part twice).
 func rolledBack(scope *scoped.Scope, cause error) error {
+	if scope != nil && unithooks.UnknownByHand(scope) {
+		return fmt.Errorf("%w, the rest rolled back after a session's commit by hand of unknown outcome: %w", cause, scoped.ErrCommitUnknown)
+	}
 	if scope != nil && unithooks.SavedByHand(scope) {
 		return fmt.Errorf("%w, the rest rolled back after a session was committed by hand: %w", cause, scoped.ErrPartiallyCommitted)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -97,10 +96,6 @@ func TestReview3UnknownHandCommitAnswer(t *testing.T) {
 // middleware's rolledBack asks unithooks.SavedByHand, which counts an
 // unknown hand commit as saved and cannot tell the two apart).
 func TestReview3UnknownHandCommitThenTheDeadlineIsNotPartiallySaved(t *testing.T) {
-	if os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-		t.Skip("defect: the core tells an owner only SavedByHand, true for a hand commit of unknown outcome: " +
-			"scopedhttp's rolledBack answers \"partially saved\" instead of \"may have been saved\"")
-	}
 	saved := 0
 	hand := r3Session(&saved, errR3Unknown, false)
 	other := r3Session(&saved, nil, false)

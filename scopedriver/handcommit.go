@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/shared/unit"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
@@ -15,7 +16,7 @@ import (
 // commit of some of its sessions before another's failed. River would
 // save that part once more per attempt, so the job is cancelled, as
 // scoped.Run's WithRetry refuses to run such a unit again.
-func notRunAgain(job *rivertype.JobRow, why string, err error) error {
+func notRunAgain(job *rivertype.JobRow, scope *scoped.Scope, why string, err error) error {
 	if errors.Is(err, &rivertype.JobSnoozeError{}) {
 		// River looks for a snooze before a cancellation: wrapped, it would
 		// still run the job again. Keep its text only.
@@ -23,6 +24,9 @@ func notRunAgain(job *rivertype.JobRow, why string, err error) error {
 	}
 	saved := "part of its work is saved"
 	switch {
+	case unit.UnknownByHand(scope) && !errors.Is(err, scoped.ErrCommitUnknown):
+		saved = "part of its work may be saved" // a hand commit's outcome is unknown
+		err = fmt.Errorf("%w: %w", scoped.ErrCommitUnknown, err)
 	case errors.Is(err, scoped.ErrCommitUnknown):
 		saved = "part of its work may be saved" // a hand commit's outcome is unknown
 	case !errors.Is(err, scoped.ErrPartiallyCommitted):

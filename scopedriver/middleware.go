@@ -99,7 +99,7 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 			return
 		}
 		if p := recover(); p != nil {
-			err = notRunAgain(job, "a session of the job was committed by hand (ScopedSession.Commit) before it panicked",
+			err = notRunAgain(job, scope, "a session of the job was committed by hand (ScopedSession.Commit) before it panicked",
 				fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
 		}
 	}()
@@ -114,7 +114,7 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 			err = errors.Join(err, fmt.Errorf("scopedriver: job %d (%s): rolling back: %w", job.ID, job.Kind, rerr))
 		}
 		if !nested && unit.SavedByHand(scope) {
-			return notRunAgain(job, "a session of the job was committed by hand (ScopedSession.Commit) before it failed", err)
+			return notRunAgain(job, scope, "a session of the job was committed by hand (ScopedSession.Commit) before it failed", err)
 		}
 		return err
 	}
@@ -122,13 +122,13 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	case err == nil:
 		return nil
 	case !nested && errors.Is(err, scoped.ErrPartiallyCommitted):
-		return notRunAgain(job, "commit", err)
+		return notRunAgain(job, scope, "commit", err)
 	case errors.Is(err, scoped.ErrCommittedCloseFailed) && !errors.Is(err, scoped.ErrNotCommitted):
 		return nil
 	case !nested && unit.SavedByHand(scope):
 		// A hand commit saved part of the job, or may have (its outcome
 		// unknown): another attempt would save it again.
-		return notRunAgain(job, "commit after a hand commit", err)
+		return notRunAgain(job, scope, "commit after a hand commit", err)
 	default:
 		return fmt.Errorf("scopedriver: job %d (%s): commit: %w", job.ID, job.Kind, err)
 	}

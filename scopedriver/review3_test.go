@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -20,10 +19,6 @@ import (
 // ErrPartiallyCommitted, not ErrCommitUnknown: Work learns only
 // SavedByHand, which the core sets for an unknown hand commit too.
 func TestReview3JobFailingAfterAnUnknownHandCommitSaysMaybe(t *testing.T) {
-	if os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-		t.Skip("defect: the core tells an owner only SavedByHand, true for a hand commit of unknown outcome: " +
-			"the cancelled job says \"part of its work is saved\" (ErrPartiallyCommitted), not \"may be saved\"")
-	}
 	f := &fakeSession{commitErr: fmt.Errorf("%w: connection reset", scoped.ErrCommitUnknown)}
 	sessions := fakeSessions(f)
 	m := scopedriver.NewMiddleware(scopedriver.Bind(sessions))

@@ -20,4 +20,9 @@ var (
 	// hand (ScopedSession.Commit): its owner must not run it again. It
 	// waits for such a commit still running on another goroutine.
 	SavedByHand func(scope any) bool
+	// UnknownByHand reports whether a hand commit of the scope has an
+	// unknown outcome (scoped.ErrCommitUnknown) and none is known to have
+	// saved: "may have been saved", not "partially saved". It waits as
+	// SavedByHand does.
+	UnknownByHand func(scope any) bool
 )

@@ -19,3 +19,9 @@ import (
 // commit still running on another goroutine, so ask after the handler has
 // returned, before or after ending s.
 func SavedByHand(s *scoped.Scope) bool { return unithooks.SavedByHand(s) }
+
+// UnknownByHand reports whether a hand commit of s has an unknown outcome
+// ([scoped.ErrCommitUnknown]: it may have landed) while none is known to
+// have saved: tell "may have been saved", not "partially saved". It waits
+// as SavedByHand does.
+func UnknownByHand(s *scoped.Scope) bool { return unithooks.UnknownByHand(s) }
