@@ -438,7 +438,7 @@ func (m *mModel) current(w *mWorkerM, i, reg int, key uint8, plan mPlan, s *mSco
 		}
 		if s.ended { // the parent's safety net ended it, and us, meanwhile
 			m.raced = res
-			return mClosed
+			return s.closed()
 		}
 		s.sess = append(s.sess, &mSessM{id: strings.TrimPrefix(res, "sess "), reg: reg, shared: true})
 		return res
