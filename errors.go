@@ -87,7 +87,18 @@ var (
 // errNetFired is the error of committing in a scope whose safety net has
 // rolled back its sessions because its context was done.
 func errNetFired(s *Scope) error {
-	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, context.Cause(s.parentCtx))
+	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, netCause(s))
+}
+
+// netCause is the cause of the context whose end ended s: its own, or,
+// for a child ended by an ancestor's net, the ancestor's.
+func netCause(s *Scope) error {
+	for c := s; c != nil; c = c.parent {
+		if cause := context.Cause(c.parentCtx); cause != nil {
+			return cause
+		}
+	}
+	return context.Canceled
 }
 
 func errOwnSession(name string) error {

@@ -67,6 +67,7 @@ func (s *Scope) cancelled() {
 		unsafe = unsafe || c.n.owner.noNet
 	}
 	if !unsafe {
+		s.flags |= netEnding
 		s.mu.Unlock()
 		s.runWatches(fired, false)
 		_ = s.end(false, true)

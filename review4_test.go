@@ -80,17 +80,15 @@ func (u *r4Unit) has(kind string) bool {
 // refuse whatever saved or may have saved.
 func TestReview4HandCommitThenUnitCommitTable(t *testing.T) {
 	for _, c := range []struct {
-		kinds  []string
-		defect string // on the failing commit only
+		kinds []string
 	}{
 		{kinds: []string{"ok"}},
 		{kinds: []string{"failed"}},
 		{kinds: []string{"unknown"}},
 		{kinds: []string{"ok", "unknown"}},
 		{kinds: []string{"ok", "failed"}},
-		{kinds: []string{"failed", "unknown"}, defect: "scope.go end: lost && holdsCommittable picks errPartlyLostByHand " +
-			"before errUnknownByHand, and endNodes then classifies a failing commit as ErrNotCommitted"},
-		{kinds: []string{"unknown", "failed"}, defect: "as failed, unknown"},
+		{kinds: []string{"failed", "unknown"}},
+		{kinds: []string{"unknown", "failed"}},
 	} {
 		for _, restFails := range []bool{false, true} {
 			name := strings.Join(c.kinds, "+") + " then commit"
@@ -98,9 +96,6 @@ func TestReview4HandCommitThenUnitCommitTable(t *testing.T) {
 				name += " failing"
 			}
 			t.Run(name, func(t *testing.T) {
-				if restFails && c.defect != "" {
-					skipReviewDefect(t, c.defect)
-				}
 				u := newR4Unit(c.kinds, restFails)
 				ctx, scope := scoped.Begin(context.Background())
 				var ran testkit.Log
@@ -219,24 +214,16 @@ func TestReview4RunWithRetryAfterHandCommits(t *testing.T) {
 	for _, c := range []struct {
 		kinds        []string
 		where        string
-		defect       string
 		wantSentinel error
 	}{
 		{kinds: []string{"ok"}, where: "fn", wantSentinel: scoped.ErrPartiallyCommitted},
 		{kinds: []string{"failed"}, where: "fn"},
-		{kinds: []string{"unknown"}, where: "fn", wantSentinel: scoped.ErrCommitUnknown,
-			defect: "run.go runOnce joins errSavedByHand (ErrPartiallyCommitted, 'part of its work is saved') whenever " +
-				"savedByHand, also for a hand commit of unknown outcome alone"},
-		{kinds: []string{"failed", "unknown"}, where: "fn", wantSentinel: scoped.ErrCommitUnknown, defect: "as unknown"},
+		{kinds: []string{"unknown"}, where: "fn", wantSentinel: scoped.ErrCommitUnknown},
+		{kinds: []string{"failed", "unknown"}, where: "fn", wantSentinel: scoped.ErrCommitUnknown},
 		{kinds: []string{"unknown"}, where: "commit", wantSentinel: scoped.ErrCommitUnknown},
-		{kinds: []string{"failed", "unknown"}, where: "commit", wantSentinel: scoped.ErrCommitUnknown,
-			defect: "scope.go end: the unit's commit failing after a failed and an unknown hand commit says ErrNotCommitted, " +
-				"which MayRetry accepts: the unit runs again and saves the unknown hand commit's work once more"},
+		{kinds: []string{"failed", "unknown"}, where: "commit", wantSentinel: scoped.ErrCommitUnknown},
 	} {
 		t.Run(strings.Join(c.kinds, "+")+" then "+c.where+" fails", func(t *testing.T) {
-			if c.defect != "" {
-				skipReviewDefect(t, c.defect)
-			}
 			runs := 0
 			var u *r4Unit
 			err := scoped.Run(context.Background(), func(ctx context.Context) error {
@@ -270,8 +257,6 @@ func TestReview4RunWithRetryAfterHandCommits(t *testing.T) {
 // context ended", but the cause is read from the child's own context,
 // never done: nil, and the text reads "%!w(<nil>)".
 func TestReview4ChildInAContextWithoutCancelSaysTheRootsCause(t *testing.T) {
-	skipReviewDefect(t, "errors.go errNetFired reads context.Cause of the child's own context, which the root's "+
-		"net (endedByNet, adopt) did not end: the cause is nil")
 	txs := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "tx"}, nil },
 		scoped.WithTeardownErrorHook(nil))
 	parent, cancel := context.WithCancelCause(context.Background())
@@ -406,8 +391,6 @@ func TestReview4NetAndTheScopesAround(t *testing.T) {
 // a pgx.Tx is not safe for that). The same window was there before
 // b030f48 (byNet set under the lock changed nothing for publish).
 func TestReview4NetDoesNotEndAWithoutSafetyNetSessionBornInItsWindow(t *testing.T) {
-	skipReviewDefect(t, "net.go cancelled checks for WithoutSafetyNet sessions under the lock but ends the scope "+
-		"after unlocking: one published in between is ended on the net's goroutine")
 	safe := scoped.New(func(context.Context) (*fakeTx, error) { return &fakeTx{name: "safe"}, nil }, scoped.WithTeardownErrorHook(nil))
 	var byNet atomic.Bool
 	pinned := &fakeTx{name: "pinned", onRollback: func(context.Context) {

@@ -90,7 +90,11 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfi
 		rerr := s.Remove()
 		if c.retries > 1 && s.savedByHand() {
 			// Run again, the unit would save that part twice.
-			again, ferr = false, errors.Join(ferr, errSavedByHand)
+			why := errSavedByHand
+			if s.unknownByHand() {
+				why = errMaybeSavedByHand
+			}
+			again, ferr = false, errors.Join(ferr, why)
 		}
 		if rerr != nil {
 			return again, errors.Join(ferr, rerr)
@@ -104,6 +108,8 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfi
 // its sessions was committed by hand: part of its work is saved, so it is
 // not run again ([MayRetry]).
 var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand (ScopedSession.Commit) before it failed; it is not run again", ErrPartiallyCommitted)
+
+var errMaybeSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand (ScopedSession.Commit) with an unknown outcome before it failed; it is not run again", ErrCommitUnknown)
 
 // savedByHand reports whether a session of s was committed by hand
 // (ScopedSession.Commit). A retrying owner of s must not run it again.

@@ -71,12 +71,13 @@ const (
 
 // Bits of Scope.flags.
 const (
-	noNet    uint8 = 1 << iota // BeginWithoutSafetyNet
-	armed                      // the safety net is registered, or being registered
-	netHeld                    // a session the net may end was created: armed for it, not only for a begin
-	netFired                   // the safety net ended the sessions it may end; the scope is still open
-	byNet                      // the safety net ended the whole scope
-	hookHeld                   // the owner runs the hooks after answering (hooks.go)
+	noNet     uint8 = 1 << iota // BeginWithoutSafetyNet
+	armed                       // the safety net is registered, or being registered
+	netHeld                     // a session the net may end was created: armed for it, not only for a begin
+	netFired                    // the safety net ended the sessions it may end; the scope is still open
+	byNet                       // the safety net ended the whole scope
+	hookHeld                    // the owner runs the hooks after answering (hooks.go)
+	netEnding                   // the net decided to end the whole scope: no WithoutSafetyNet session may join
 )
 
 func newScope(ctx context.Context, parent *Scope, flags uint8) *Scope {
@@ -249,8 +250,11 @@ func (s *Scope) endCreation(n *node) {
 func (s *Scope) publish(n *node) error {
 	s.mu.Lock()
 	s.endCreation(n)
-	if s.ended() {
+	if s.ended() || n.owner.noNet && s.flags&netEnding != 0 {
 		err := s.closedErr()
+		if !s.ended() {
+			err = errNetFired(s)
+		}
 		n.settle(err)
 		s.mu.Unlock()
 		return err
@@ -447,6 +451,8 @@ func (s *Scope) end(commit, net bool) error {
 	// saves; an unknown one makes the unit's outcome unknown.
 	var before error
 	switch {
+	case commit && lost && (handSaved || holdsCommittable(nodes)) && unknown:
+		before = errPartlyLostUnknownByHand
 	case commit && lost && (handSaved || holdsCommittable(nodes)):
 		before = errPartlyLostByHand
 	case commit && unknown:
@@ -471,9 +477,10 @@ func savedAll(err error) bool {
 // errLostByHand is the error of a scope's Commit after a hand commit of one
 // of its sessions failed (ScopedSession.Commit): that work was not saved.
 var (
-	errLostByHand       = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit", ErrNotCommitted)
-	errPartlyLostByHand = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit, which saved the rest", ErrPartiallyCommitted)
-	errUnknownByHand    = fmt.Errorf("%w: the outcome of a commit by hand (ScopedSession.Commit) of a session of the unit is unknown", ErrCommitUnknown)
+	errLostByHand              = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit", ErrNotCommitted)
+	errPartlyLostByHand        = fmt.Errorf("%w: a session of the unit failed its commit by hand (ScopedSession.Commit) before the unit's commit, which saved the rest", ErrPartiallyCommitted)
+	errPartlyLostUnknownByHand = fmt.Errorf("%w: %w: a session of the unit failed its commit by hand (ScopedSession.Commit) and another's is of unknown outcome, before the unit's commit, which saved the rest", ErrPartiallyCommitted, ErrCommitUnknown)
+	errUnknownByHand           = fmt.Errorf("%w: the outcome of a commit by hand (ScopedSession.Commit) of a session of the unit is unknown", ErrCommitUnknown)
 )
 
 // Partial ends are ends of some of a scope's sessions outside its own end:

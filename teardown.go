@@ -456,7 +456,7 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, com
 	err := errors.Join(errs...)
 	if commitFailed && !committed && errors.Is(before, ErrCommitUnknown) {
 		// Nothing was saved for sure; a hand commit may have saved.
-		return fmt.Errorf("%w: %w", before, err)
+		return fmt.Errorf("%w: %w", errUnknownByHand, err)
 	}
 	if before != nil && commit && !commitFailed {
 		// Every commit here succeeded, but a hand end before decided the

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +21,7 @@ func TestReview4HandCommitAnswers(t *testing.T) {
 			name := strings.Join(kinds, "+") + " then " + then
 			t.Run(name, func(t *testing.T) {
 				has := func(k string) bool { return strings.Contains(strings.Join(kinds, "+"), k) }
-				if name == "failed+unknown then conflict" && os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-					t.Skip("defect (core, scope.go end): after a failed and an unknown hand commit, a conflicting commit " +
-						"says ErrNotCommitted: WithRetry runs the request again (saving the unknown part again), " +
-						"and the client is told \"not saved; retry it\"")
-				}
+
 				saved, runs := 0, 0
 				h := scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit),
 					scopedhttp.WithTimeout(50*time.Millisecond),
