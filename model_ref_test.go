@@ -295,6 +295,14 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		sort.Strings(out)
 		return strings.Join(out, "|")
 	case mEndDuringCreate:
+		defer func() {
+			if w.async {
+				// The creation armed a net on a cancelled context, which
+				// races this end: whether the net or the end ended a
+				// scope, which Current tells, is not known.
+				w.netRaced = true
+			}
+		}()
 		end := func() string {
 			if s.ended {
 				return mLateEnd(op.commit)
