@@ -154,12 +154,12 @@ func (m *mModel) step(w *mWorkerM, f func(*mExpect) string) mExpect {
 		// A scope of w ended by Remove or by the net, whichever came
 		// first: a later Current in it may say either.
 		match, want := e.match, e.want
+		closed := func(s string) string { return strings.ReplaceAll(s, mNetFired, mClosed) }
 		e.match = func(got string) bool {
-			norm := strings.ReplaceAll(got, mNetFired, mClosed)
 			if match != nil {
-				return match(got) || match(norm)
+				return match(got) || match(closed(got)) || match(strings.ReplaceAll(got, mClosed, mNetFired))
 			}
-			return got == want || norm == want
+			return closed(got) == closed(want)
 		}
 	}
 	e.events, e.unordered, e.wait = w.ev, w.async, w.wait
