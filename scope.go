@@ -494,9 +494,9 @@ var (
 func (s *Scope) beginPartial() { s.unitOf().partial++ }
 
 // endPartial counts a partial end finished: saved says it committed a
-// session (unknown: perhaps, its commit's outcome is unknown), lost that
-// it ended one with work to commit without saving it against the caller's
-// wish (a failed hand commit, the net's rollback).
+// session, unknown that a commit's outcome is unknown (it may have saved),
+// lost that it ended one with work to commit without saving it against
+// the caller's wish (a failed hand commit, the net's rollback).
 func (s *Scope) endPartial(saved, lost, unknown bool) {
 	s.mu.Lock()
 	u := s.unit
