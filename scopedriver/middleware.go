@@ -57,6 +57,8 @@ func NewMiddleware(opts ...Option) *Middleware {
 // [scoped.ErrPartiallyCommitted], or [scoped.ErrCommitUnknown] when that
 // commit's outcome is unknown: that part is or may be saved, and River
 // would save it again with every attempt, so the job is not run again.
+// After a hand commit of unknown outcome the job is cancelled even when
+// it succeeds, and [CompleteTx] does not complete it.
 //
 // A commit that fails after part of the job's work was saved, by a hand
 // commit or by the commit of another bound session
@@ -105,7 +107,11 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	}()
 
 	err = doInner(ctx)
-	if err == nil && m.cfg.complete != nil {
+	// After a hand commit of unknown outcome the job is cancelled (below),
+	// not completed with the rest: completed in the transaction that
+	// commits, it would stay completed (River cancels only running jobs)
+	// while that hand-committed part may be lost.
+	if err == nil && m.cfg.complete != nil && (nested || !unit.UnknownByHand(scope)) {
 		err = completeInTx(ctx, m.cfg.complete, job)
 	}
 	ended = true

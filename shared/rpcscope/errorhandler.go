@@ -21,6 +21,8 @@ func (p *Package[C]) DefaultErrorHandler(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, scoped.ErrCommitUnknown):
 		msg = p.Name + ": commit outcome unknown, the call's changes may have been saved"
+	case errors.Is(err, scoped.ErrPartiallyCommitted) && errors.Is(err, p.EndedEarly):
+		msg = p.Name + ": the call ended before its commit point, changes it had not committed were rolled back; part of the call's changes were saved, committed by hand"
 	case errors.Is(err, scoped.ErrPartiallyCommitted):
 		msg = p.Name + ": commit failed after part of the call's changes were saved"
 	case errors.Is(err, p.EndedEarly):

@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/unithooks"
 )
 
 // Finish ends scope after the call's handler returned; commit says
@@ -21,8 +22,9 @@ import (
 // committed. It returns nil when the call may end as the handler said,
 // or the cause to give the caller's error handler, whose answer replaces
 // the handler's outcome: endedEarly wrapping the context's error when the
-// call ended before the commit point, or the commit error prefixed with
-// pkg.
+// call ended before the commit point (and, after a hand commit, the
+// sentinel of what it saved: see ended), or the commit error prefixed
+// with pkg.
 //
 // With an after in ctx ([WithAfter]), the scope's hooks are left for
 // [RunAfter], to run once the response has been sent.
@@ -36,8 +38,9 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		// The client went away or the deadline passed (and the safety net
 		// may have rolled back already): nothing is committed for a call
 		// that no one waits for, and it does not end with success.
+		held := scope.Committable() > 0 || errors.Is(scope.Err(), scoped.ErrScopeCancelled)
 		_ = scope.Remove()
-		return fmt.Errorf("%w: %w", endedEarly, ctx.Err())
+		return ended(scope, endedEarly, ctx.Err(), held)
 	}
 	if serr := scope.Err(); serr != nil {
 		// The handler ended the scope itself: nothing left to decide. Its
@@ -47,8 +50,8 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 		if errors.Is(serr, scoped.ErrScopeCancelled) {
 			// Or the context ended just after the check above and the
 			// safety net rolled the scope back: not the handler's doing,
-			// and nothing was saved.
-			return fmt.Errorf("%w: %w", endedEarly, serr)
+			// and nothing was saved but by hand.
+			return ended(scope, endedEarly, serr, true)
 		}
 		return nil
 	}
@@ -58,9 +61,25 @@ func Finish(ctx context.Context, scope *scoped.Scope, commit bool, pkg string, e
 	}
 	if serr := scope.Err(); errors.Is(cerr, scoped.ErrScopeClosed) && errors.Is(serr, scoped.ErrScopeCancelled) {
 		// The safety net pre-empted the commit: rolled back.
-		return fmt.Errorf("%w: %w", endedEarly, serr)
+		return ended(scope, endedEarly, serr, true)
 	}
 	return fmt.Errorf("%s: %w", pkg, cerr)
+}
+
+// ended is the cause of a call that ended before its commit point: what
+// it had not committed was rolled back (held: it had some), but a session
+// committed by hand (ScopedSession.Commit) is saved, or may be, and
+// neither the client nor an error handler may be led to say that nothing
+// was.
+func ended(scope *scoped.Scope, endedEarly, cause error, held bool) error {
+	err := fmt.Errorf("%w: %w", endedEarly, cause)
+	switch {
+	case unithooks.UnknownByHand(scope):
+		return fmt.Errorf("%w, after a session's commit by hand of unknown outcome: %w", err, scoped.ErrCommitUnknown)
+	case held && unithooks.SavedByHand(scope):
+		return fmt.Errorf("%w, after a session was committed by hand: %w", err, scoped.ErrPartiallyCommitted)
+	}
+	return err
 }
 
 // savedAll reports whether a commit error says that everything was saved
