@@ -268,4 +268,5 @@ func init() {
 	unithooks.Pending = func(s any) bool { return s.(*Scope).heldPending() }
 	unithooks.SavedByHand = func(s any) bool { return s.(*Scope).savedByHand() }
 	unithooks.UnknownByHand = func(s any) bool { return s.(*Scope).unknownByHand() }
+	unithooks.LostByHand = func(s any) bool { return s.(*Scope).lostByHand() }
 }

@@ -233,6 +233,7 @@ func (p keyPlace) check() error {
 }
 func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
 func (p keyPlace) ended(bool, bool, bool)      {}
+func (p keyPlace) before() (bool, bool)        { return false, false }
 func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }
 
 func (p keyPlace) publish(n *node) error {

@@ -237,7 +237,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		return m.endOne(w, reg, op.key, s, op.kind == mSessCommit)
 	case mRemove, mCommit:
 		if s.ended {
-			return mLateEnd(op.kind == mCommit)
+			return mLateEnd(s, op.kind == mCommit)
 		}
 		return mErrString(m.endScope(w, s, op.kind == mCommit))
 	case mCancel:
@@ -286,7 +286,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		// One caller ends the scope; the others wait until it has finished
 		// and get nil from Remove, ErrScopeClosed from Commit (they
 		// committed nothing).
-		late := mLateEnd(op.commit)
+		late := mLateEnd(s, op.commit)
 		res := late
 		if !s.ended {
 			res = mErrString(m.endScope(w, s, op.commit))
@@ -305,7 +305,7 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 		}()
 		end := func() string {
 			if s.ended {
-				return mLateEnd(op.commit)
+				return mLateEnd(s, op.commit)
 			}
 			return mErrString(m.endScope(w, s, op.commit))
 		}
@@ -375,11 +375,12 @@ func (m *mModel) apply(w *mWorkerM, i int, op mOp, e *mExpect) string {
 }
 
 // mLateEnd is what Remove (nil: idempotent) and Commit (ErrScopeClosed:
-// nothing was committed by this call) return on a scope that has already
-// ended, by Remove, Commit, a parent or the safety net.
-func mLateEnd(commit bool) string {
+// nothing was committed by this call; and, after the safety net ended the
+// scope, ErrScopeCancelled with the cause) return on a scope that has
+// already ended, by Remove, Commit, a parent or the safety net.
+func mLateEnd(s *mScopeM, commit bool) string {
 	if commit {
-		return mClosed
+		return s.closed()
 	}
 	return "nil"
 }
@@ -506,7 +507,7 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 		}
 		delete(w.keyed, key)
 		w.korder = slices.DeleteFunc(w.korder, func(y *mSessM) bool { return y == x })
-		return mErrString(mClassifyOne(x, commit, m.endSession(w, x, commit)))
+		return mErrString(mClassifyOne(x, commit, m.endSession(w, x, commit), false))
 	}
 	if s.ended {
 		if commit {
@@ -522,18 +523,22 @@ func (m *mModel) endOne(w *mWorkerM, reg int, key uint8, s *mScopeM, commit bool
 		return "nil"
 	}
 	s.sess = slices.DeleteFunc(s.sess, func(y *mSessM) bool { return y == x })
+	savedBefore := s.handSaved && s.parent == nil // a child's hand commits released savepoints
 	errs := m.endSession(w, x, commit)
 	if commit && modelRegs[x.reg].commit && !x.shared {
 		s.handSaved = s.handSaved || !x.plan.commitErr
 		s.lost = s.lost || x.plan.commitErr
 	}
-	return mErrString(mClassifyOne(x, commit, errs))
+	return mErrString(mClassifyOne(x, commit, errs, savedBefore))
 }
 
 // mClassifyOne adds what a failed ScopedSession.Commit means for the work.
-func mClassifyOne(x *mSessM, commit bool, errs []string) []string {
+func mClassifyOne(x *mSessM, commit bool, errs []string, savedBefore bool) []string {
 	if commit && modelRegs[x.reg].commit && !x.shared && len(errs) > 0 {
-		if x.plan.commitErr {
+		switch {
+		case x.plan.commitErr && savedBefore: // an earlier hand commit of the unit saved
+			return append(errs, "PartiallyCommitted")
+		case x.plan.commitErr:
 			return append(errs, "NotCommitted")
 		}
 		return append(errs, "CommittedCloseFailed")

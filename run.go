@@ -122,6 +122,14 @@ func (s *Scope) savedByHand() bool {
 	return saved || unknown
 }
 
+// lostByHand reports whether work the unit meant to save was not: a hand
+// commit of s failed (or the safety net rolled back work to commit). It
+// waits as savedByHand.
+func (s *Scope) lostByHand() bool {
+	_, lost, _ := s.awaitPartial()
+	return lost
+}
+
 // unknownByHand reports whether a hand commit of s has an unknown outcome
 // (ErrCommitUnknown) while none is known to have saved: its owner says
 // "may have been saved", not "partially saved". It waits as savedByHand.

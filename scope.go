@@ -353,8 +353,11 @@ func (s *Scope) end(commit, net bool) error {
 		s.awaitEnd()
 		if commit {
 			// Whatever the scope held was ended before: nothing is
-			// committed by this call, and saying nil would claim otherwise.
-			return ErrScopeClosed
+			// committed by this call, and saying nil would claim otherwise;
+			// ended by the safety net, it says so, with the cause.
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.closedErr()
 		}
 		return nil
 	}
@@ -686,6 +689,15 @@ func (p scopePlace) unlock()                         { p.s.mu.Unlock() }
 func (p scopePlace) take(n *node)                    { p.s.take(n); p.s.beginPartial() }
 func (p scopePlace) ended(saved, lost, unknown bool) { p.s.endPartial(saved, lost, unknown) }
 func (p scopePlace) endContext() context.Context     { return p.s.teardownContext() }
+
+// before reports whether a hand commit of the unit saved, or may have: a
+// child's hand commits released savepoints and saved nothing. Under s.mu.
+func (p scopePlace) before() (saved, unknown bool) {
+	if u := p.s.unit; u != nil && p.s.parent == nil {
+		return u.handCommitted, u.unknown
+	}
+	return false, false
+}
 
 func (p scopePlace) get() *node {
 	if n := p.s.find(p.o); n != nil {

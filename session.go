@@ -352,7 +352,10 @@ func (r *ScopedSession[S]) Remove(ctx context.Context) error { return r.endOne(c
 // [scopedhttp]'s Manual mode does. The scope stays open. A failed hand
 // commit makes the unit's own commit [ErrNotCommitted] or
 // [ErrPartiallyCommitted]; one of unknown outcome makes it
-// [ErrCommitUnknown], and no retrying owner runs the unit again.
+// [ErrCommitUnknown], and no retrying owner runs the unit again. A hand
+// commit that fails after an earlier one of the unit saved says
+// [ErrPartiallyCommitted], after one of unknown outcome [ErrCommitUnknown],
+// never [ErrNotCommitted].
 func (r *ScopedSession[S]) Commit(ctx context.Context) error { return r.endOne(ctx, true) }
 
 // endOne is Remove and Commit: find the session (after its creation, if
@@ -385,6 +388,7 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 		p.unlock()
 		return nil
 	}
+	savedBefore, unknownBefore := p.before()
 	p.take(n)
 	p.unlock()
 	committable := commit && r.committable(n)
@@ -394,9 +398,19 @@ func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit
 	// commit whose outcome is unknown may have saved: not lost, and the
 	// unit must not run again.
 	defer func() { p.ended(saved, committable && !saved && !unknown, unknown) }()
-	err = classify(endNode(n, p.endContext(), commit), committable, n.commitFailed, false)
-	unknown = committable && n.commitFailed && errors.Is(err, ErrCommitUnknown)
+	raw := endNode(n, p.endContext(), commit)
+	unknown = committable && n.commitFailed && errors.Is(raw, ErrCommitUnknown)
 	saved = committable && !n.commitFailed
+	// A failed commit is not "nothing was committed" when an earlier hand
+	// commit of the unit saved, or may have (what Scope.Commit says too).
+	err = classify(raw, committable, n.commitFailed, savedBefore)
+	switch {
+	case !committable || !n.commitFailed || !unknownBefore || unknown:
+	case savedBefore:
+		err = fmt.Errorf("%w: %w", errUnknownByHand, err)
+	default:
+		err = fmt.Errorf("%w: %w", errUnknownByHand, raw)
+	}
 	return err
 }
 
@@ -409,6 +423,7 @@ type place interface {
 	get() *node                      // the node, ready or being created, or nil; under the lock
 	check() error                    // why nothing may be looked up now; under the lock
 	take(n *node)                    // removes n, which is ready, to end it; under the lock
+	before() (saved, unknown bool)   // what hand commits of the unit did so far; under the lock
 	ended(saved, lost, unknown bool) // n, taken, has ended; saved: by a commit (unknown: maybe); lost: its work was not saved
 	endContext() context.Context
 }

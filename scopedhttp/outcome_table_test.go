@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -60,9 +59,6 @@ func TestOutcomeTable(t *testing.T) {
 
 func outcomeRow(t *testing.T, db *sql.DB, mode, hand, then string) {
 	want, wantRuns := outcomeWant(mode, hand, then)
-	if why := outcomeDefect(mode, hand, then); why != "" && os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-		t.Skip("defect: " + why)
-	}
 	table := dbtest.CreateCommitFailureTable(t, db, "http_outcome")
 	insert := "INSERT INTO " + table + " (id) VALUES ($1)"
 	handTxs := scopedsql.NewTx(db, nil, append([]scopedsql.Option{scoped.WithTeardownErrorHook(nil)}, handCommit(hand)...)...)
@@ -375,18 +371,4 @@ func outcomeWant(mode, hand, then string) (answer, int) {
 		return ansPartial, 1
 	}
 	panic(then)
-}
-
-// outcomeDefect names the core defect that makes a row fail, or "".
-func outcomeDefect(mode, hand, then string) string {
-	if mode == "manual" && (then == "deadline" || then == "leave") {
-		return "Scope.Commit on a scope the safety net ended returns a bare ErrScopeClosed, without ErrScopeCancelled " +
-			"and the cause its contract promises (scope.go end: `if commit { return ErrScopeClosed }`); /work/notes/review5.patch"
-	}
-	if then == "txcommit-fail" && hand != "none" && hand != "failed" {
-		return "a ScopedSession.Commit that fails after an earlier hand commit of the unit saved, or may have, " +
-			"says ErrNotCommitted (\"nothing was committed\"), and the client is told \"not saved\" (session.go endAt " +
-			"classifies with committedBefore=false and ignores an unknown earlier hand commit); /work/notes/review5.patch"
-	}
-	return ""
 }

@@ -107,11 +107,12 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	}()
 
 	err = doInner(ctx)
-	// After a hand commit of unknown outcome the job is cancelled (below),
-	// not completed with the rest: completed in the transaction that
-	// commits, it would stay completed (River cancels only running jobs)
-	// while that hand-committed part may be lost.
-	if err == nil && m.cfg.complete != nil && (nested || !unit.UnknownByHand(scope)) {
+	// After a hand commit of unknown outcome, or one that failed, the job
+	// is cancelled (below), not completed with the rest: completed in the
+	// transaction that commits, it would stay completed (River cancels
+	// only running jobs) while that hand-committed part is, or may be,
+	// lost.
+	if err == nil && m.cfg.complete != nil && (nested || !unit.UnknownByHand(scope) && !unit.LostByHand(scope)) {
 		err = completeInTx(ctx, m.cfg.complete, job)
 	}
 	ended = true

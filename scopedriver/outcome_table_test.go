@@ -3,7 +3,6 @@ package scopedriver_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -170,9 +169,6 @@ CREATE CONSTRAINT TRIGGER outcome_check AFTER INSERT ON %[1]s
 	for _, r := range rows {
 		name := map[bool]string{false: "plain", true: "completetx"}[r.complete] + "/" + r.hand + "/" + r.then
 		t.Run(name, func(t *testing.T) {
-			if why := outcomeDefect(r.complete, r.hand, r.then); why != "" && os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-				t.Skip("defect: " + why)
-			}
 			var state, lastErr string
 			if err := e.pool.QueryRow(dbtest.Ctx(t), "SELECT state::text, coalesce(errors[array_length(errors, 1)]->>'error', '') FROM "+
 				e.schema+".river_job WHERE id = $1", r.job).Scan(&state, &lastErr); err != nil {
@@ -262,14 +258,4 @@ func outcomeWant(hand, then string) (state string, runs int, err string) {
 		return "cancelled", 1, "part of its work is saved"
 	}
 	return "discarded", 2, "" // nothing saved: River's retries, then discarded
-}
-
-// outcomeDefect names the defect that makes a row fail, or "".
-func outcomeDefect(complete bool, hand, then string) string {
-	if complete && hand == "failed" && then == "ok" {
-		return "with CompleteTx a job whose hand commit failed is completed with the rest (River cancels only running jobs), " +
-			"its hand-committed work lost; the middleware cannot tell a failed hand commit from none without a core accessor " +
-			"(unit.LostByHand); /work/notes/review5.patch"
-	}
-	return ""
 }

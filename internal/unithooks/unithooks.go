@@ -25,4 +25,8 @@ var (
 	// saved: "may have been saved", not "partially saved". It waits as
 	// SavedByHand does.
 	UnknownByHand func(scope any) bool
+	// LostByHand reports whether a hand commit of the scope failed (or
+	// the safety net rolled back work to commit): that work is not saved.
+	// It waits as SavedByHand does.
+	LostByHand func(scope any) bool
 )

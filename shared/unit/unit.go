@@ -25,3 +25,9 @@ func SavedByHand(s *scoped.Scope) bool { return unithooks.SavedByHand(s) }
 // have saved: tell "may have been saved", not "partially saved". It waits
 // as SavedByHand does.
 func UnknownByHand(s *scoped.Scope) bool { return unithooks.UnknownByHand(s) }
+
+// LostByHand reports whether a hand commit of s failed (or the safety net
+// rolled back work it was to commit): an owner that records the unit's
+// success with the rest of its work (scopedriver's CompleteTx) must not.
+// It waits as SavedByHand does.
+func LostByHand(s *scoped.Scope) bool { return unithooks.LostByHand(s) }
