@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -37,46 +36,6 @@ func skipDefect(t *testing.T, why string) {
 // cut short: a hang detector, not a timing assertion.
 const hangDetector = 10 * time.Second
 
-// mutedServer accepts TCP connections and never answers until mute's
-// returned function is called, which closes the listener and every
-// connection (a later dial is refused).
-func mutedServer(t testing.TB) (addr string, unmute func()) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	var once sync.Once
-	unmute = func() {
-		once.Do(func() {
-			_ = ln.Close()
-			<-done
-			mu.Lock()
-			defer mu.Unlock()
-			for _, c := range conns {
-				_ = c.Close()
-			}
-		})
-	}
-	t.Cleanup(unmute)
-	return ln.Addr().String(), unmute
-}
-
 // anyStackHolds reports whether a goroutine's stack holds marker.
 func anyStackHolds(marker string) bool {
 	buf := make([]byte, 1<<20)
@@ -100,7 +59,7 @@ func TestReviewStrayReplicaBeginKeepsThePrimaryBeginBounded(t *testing.T) {
 	release := func() { releaseOnce.Do(func() { _ = held.Close() }) }
 	defer release()
 
-	addr, unmute := mutedServer(t)
+	addr, unmute := dbtest.MutedServer(t)
 	replica, err := sql.Open("postgres", "postgres://postgres@"+addr+"/test?sslmode=disable")
 	if err != nil {
 		t.Fatal(err)

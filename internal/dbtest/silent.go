@@ -10,6 +10,14 @@ import (
 // frozen host behind a live load balancer does, and returns its address.
 // Its connections are closed when t ends, which frees what waits on them.
 func SilentServer(t testing.TB) string {
+	addr, _ := MutedServer(t)
+	return addr
+}
+
+// MutedServer is SilentServer that can also be ended early: unmute closes
+// the listener and every connection (a later dial is refused). It runs
+// when t ends at the latest, and once.
+func MutedServer(t testing.TB) (addr string, unmute func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -30,14 +38,18 @@ func SilentServer(t testing.TB) string {
 			mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return ln.Addr().String()
+	var once sync.Once
+	unmute = func() {
+		once.Do(func() {
+			_ = ln.Close()
+			<-done
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		})
+	}
+	t.Cleanup(unmute)
+	return ln.Addr().String(), unmute
 }
