@@ -126,7 +126,7 @@ func outcomeRow(t *testing.T, hand, then string) {
 	mu.Unlock()
 	report := fmt.Sprintf("server answered %v (%s), rows %v, %d runs, error handler given %v", serverErr, got, rows, runs.Load(), errs)
 	t.Log(report)
-	if lie := outcomeLie(got, rows, outcomeIntended(hand, then), strings.HasPrefix(hand, "unknown"), int(runs.Load()),
+	if lie := dbtest.OutcomeLie(got, rows, dbtest.OutcomeIntended(hand, then), strings.HasPrefix(hand, "unknown"), int(runs.Load()),
 		hand == "ok" || strings.HasPrefix(hand, "unknown")); lie != "" {
 		t.Errorf("untrue: %s; %s", lie, report)
 	}
@@ -134,11 +134,11 @@ func outcomeRow(t *testing.T, hand, then string) {
 	if got != want || int(runs.Load()) != wantRuns {
 		t.Errorf("%s; want %s, %d runs", report, want, wantRuns)
 	}
-	if wantRows := outcomeRows(hand, then); !slices.Equal(rows, wantRows) {
+	if wantRows := dbtest.OutcomeRows(hand, then); !slices.Equal(rows, wantRows) {
 		t.Errorf("rows %v, want %v; %s", rows, wantRows, report)
 	}
 	for _, err := range errs {
-		if s := sentinelOf(got); s != nil && !errors.Is(err, s) {
+		if s := got.Sentinel(); s != nil && !errors.Is(err, s) {
 			t.Errorf("the error behind %s does not wrap %v: %v", got, s, err)
 		}
 	}
@@ -166,17 +166,17 @@ func handCommit(hand string) []scopedsql.Option {
 }
 
 // An answer is what the server told the client, as DefaultErrorHandler
-// words it.
-type answer string
+// words it (dbtest's, and an early end's).
+type answer = dbtest.Answer
 
 const (
-	ansOK       answer = "OK"
-	ansNotSaved answer = "not saved"
-	ansRetry    answer = "Aborted: not saved, retry"
-	ansPartial  answer = "partially saved"
-	ansMaybe    answer = "may have been saved"
-	ansEarly    answer = "ended early, uncommitted changes rolled back"
-	ansHandler  answer = "the handler's own error"
+	ansOK       = dbtest.AnswerOK
+	ansNotSaved = dbtest.AnswerNotSaved
+	ansRetry    = dbtest.AnswerRetry
+	ansPartial  = dbtest.AnswerPartial
+	ansMaybe    = dbtest.AnswerMaybe
+	ansHandler  = dbtest.AnswerHandler
+	ansEarly    = answer("ended early, uncommitted changes rolled back")
 )
 
 func grpcAnswer(err error) answer {
@@ -198,67 +198,6 @@ func grpcAnswer(err error) answer {
 		return ansNotSaved
 	}
 	return answer("unclassified " + err.Error())
-}
-
-func sentinelOf(a answer) error {
-	switch a {
-	case ansNotSaved:
-		return scoped.ErrNotCommitted
-	case ansPartial:
-		return scoped.ErrPartiallyCommitted
-	case ansMaybe:
-		return scoped.ErrCommitUnknown
-	}
-	return nil
-}
-
-func outcomeIntended(hand, then string) []int64 {
-	var ids []int64
-	switch hand {
-	case "none":
-	case "failed":
-		ids = append(ids, 1000001)
-	default:
-		ids = append(ids, 1)
-	}
-	switch then {
-	case "commit-fail":
-		return append(ids, 1000002)
-	case "commit-40001":
-		return append(ids, -2)
-	}
-	return append(ids, 2)
-}
-
-func outcomeRows(hand, then string) []int64 {
-	var ids []int64
-	if hand == "ok" || hand == "unknown-saved" {
-		ids = append(ids, 1)
-	}
-	if then == "ok" {
-		ids = append(ids, 2)
-	}
-	return ids
-}
-
-// outcomeLie says why the answer is untrue of rows, or "". An answer that
-// ended early says only that what was not committed was rolled back.
-func outcomeLie(got answer, rows, intended []int64, maybe bool, runs int, savedFirst bool) string {
-	all := true
-	for _, id := range intended {
-		all = all && slices.Contains(rows, id)
-	}
-	switch {
-	case got == ansOK && !all:
-		return "OK for work not saved"
-	case (got == ansNotSaved || got == ansRetry) && (len(rows) > 0 || maybe):
-		return "\"not saved\" for work saved or maybe saved"
-	case got == ansPartial && len(rows) == 0 && !maybe:
-		return "\"partially saved\" with nothing saved"
-	case runs > 1 && savedFirst:
-		return "run again after its first run saved, or may have"
-	}
-	return ""
 }
 
 func outcomeWant(hand, then string) (answer, int) {

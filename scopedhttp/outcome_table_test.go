@@ -168,19 +168,19 @@ func outcomeRow(t *testing.T, db *sql.DB, mode, hand, then string) {
 		}
 	}
 	rows := dbtest.IDs(t, db, table)
-	intended := outcomeIntended(hand, then)
-	wantRows := outcomeRows(hand, then)
+	intended := dbtest.OutcomeIntended(hand, then)
+	wantRows := dbtest.OutcomeRows(hand, then)
 	if mode == "manual" && (then == "deadline" || then == "leave") && slices.Contains(rows, 2) {
 		// The handler's scope.Commit came before the safety net, which
 		// runs on a goroutine of its own once the context is done: a
 		// commit that wins keeps its outcome.
 		want, _ = outcomeWant(mode, hand, "ok")
-		wantRows = outcomeRows(hand, "ok")
+		wantRows = dbtest.OutcomeRows(hand, "ok")
 	}
 	report := fmt.Sprintf("client got %d %q (%s), rows %v, %d runs, error handler given %v", res.status,
 		strings.TrimSpace(res.body), got, rows, runs.Load(), errs)
 	t.Log(report)
-	if lie := outcomeLie(got, rows, intended, strings.HasPrefix(hand, "unknown"), int(runs.Load()),
+	if lie := dbtest.OutcomeLie(got, rows, intended, strings.HasPrefix(hand, "unknown"), int(runs.Load()),
 		hand == "ok" || strings.HasPrefix(hand, "unknown")); lie != "" {
 		t.Errorf("untrue: %s; %s", lie, report)
 	}
@@ -191,7 +191,7 @@ func outcomeRow(t *testing.T, db *sql.DB, mode, hand, then string) {
 		t.Errorf("rows %v, want %v; %s", rows, wantRows, report)
 	}
 	for _, err := range errs {
-		if sentinel := sentinelOf(got); sentinel != nil && !errors.Is(err, sentinel) {
+		if sentinel := got.Sentinel(); sentinel != nil && !errors.Is(err, sentinel) {
 			t.Errorf("the error behind %s does not wrap %v: %v", got, sentinel, err)
 		}
 		if netWon := !slices.Contains(rows, 2); mode == "manual" && (then == "deadline" || then == "leave") && netWon &&
@@ -224,17 +224,18 @@ func handCommit(hand string) []scopedsql.Option {
 	return nil
 }
 
-// An answer is what a client was told, as DefaultErrorHandler words it.
-type answer string
+// An answer is what a client was told, as DefaultErrorHandler words it
+// (dbtest's, and a vague one's).
+type answer = dbtest.Answer
 
 const (
-	ansOK       answer = "success"
-	ansNotSaved answer = "not saved"
-	ansRetry    answer = "not saved, retry"
-	ansPartial  answer = "partially saved"
-	ansMaybe    answer = "may have been saved"
-	ansVague    answer = "may not have been saved"
-	ansHandler  answer = "the handler's own error"
+	ansOK       = dbtest.AnswerOK
+	ansNotSaved = dbtest.AnswerNotSaved
+	ansRetry    = dbtest.AnswerRetry
+	ansPartial  = dbtest.AnswerPartial
+	ansMaybe    = dbtest.AnswerMaybe
+	ansHandler  = dbtest.AnswerHandler
+	ansVague    = answer("may not have been saved")
 )
 
 func httpAnswer(r response) answer {
@@ -255,71 +256,6 @@ func httpAnswer(r response) answer {
 		return ansNotSaved
 	}
 	return answer(fmt.Sprintf("unclassified %d", r.status))
-}
-
-func sentinelOf(a answer) error {
-	switch a {
-	case ansNotSaved:
-		return scoped.ErrNotCommitted
-	case ansPartial:
-		return scoped.ErrPartiallyCommitted
-	case ansMaybe:
-		return scoped.ErrCommitUnknown
-	}
-	return nil
-}
-
-// outcomeIntended is the ids the handler meant to save.
-func outcomeIntended(hand, then string) []int64 {
-	var ids []int64
-	switch hand {
-	case "none":
-	case "failed":
-		ids = append(ids, 1000001)
-	default:
-		ids = append(ids, 1)
-	}
-	switch then {
-	case "commit-fail", "txcommit-fail":
-		return append(ids, 1000002)
-	case "commit-40001":
-		return append(ids, -2)
-	}
-	return append(ids, 2)
-}
-
-// outcomeRows is what must be in the table: the hand-committed row when
-// its commit landed, the request's when its commit did.
-func outcomeRows(hand, then string) []int64 {
-	var ids []int64
-	if hand == "ok" || hand == "unknown-saved" {
-		ids = append(ids, 1)
-	}
-	if then == "ok" {
-		ids = append(ids, 2)
-	}
-	return ids
-}
-
-// outcomeLie says why what a client was told is untrue of rows, or "".
-// maybe: a hand commit's outcome is unknown; savedFirst: the first run
-// saved something, or may have.
-func outcomeLie(got answer, rows, intended []int64, maybe bool, runs int, savedFirst bool) string {
-	all := true
-	for _, id := range intended {
-		all = all && slices.Contains(rows, id)
-	}
-	switch {
-	case got == ansOK && !all:
-		return "success for work not saved"
-	case (got == ansNotSaved || got == ansRetry) && (len(rows) > 0 || maybe):
-		return "\"not saved\" for work saved or maybe saved"
-	case got == ansPartial && len(rows) == 0 && !maybe:
-		return "\"partially saved\" with nothing saved"
-	case runs > 1 && savedFirst:
-		return "run again after its first run saved, or may have"
-	}
-	return ""
 }
 
 // outcomeWant is the true answer the middleware (or, in Manual mode, the
