@@ -256,15 +256,17 @@ func (b *bench) start(s variantSpec) (*variant, error) {
 	return &variant{label: s.label, name: s.name, srv: srv, client: c}, nil
 }
 
-// close stops the servers, drops the clients' connections and closes the
-// pgx pool; the *sql.DB is closed by run.
+// close drops the clients' connections, stops the servers and closes the
+// pgx pool; the *sql.DB is closed by run. Clients first: a connection the
+// transport dialed and never sent a request on is new to its server,
+// which Shutdown waits 5 s for before taking it for idle.
 func (b *bench) close() error {
 	var errs []error
-	for _, s := range b.servers {
-		errs = append(errs, s.close())
-	}
 	for _, c := range b.clients {
 		c.CloseIdleConnections()
+	}
+	for _, s := range b.servers {
+		errs = append(errs, s.close())
 	}
 	if b.pg != nil {
 		b.pg.close()
