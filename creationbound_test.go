@@ -24,6 +24,23 @@ func newBoundTarget() *boundTarget { return &boundTarget{fired: make(chan struct
 
 func (b *boundTarget) Fire(err error) { b.err = err; close(b.fired) }
 
+// watchedBegin is the factory of a begin waiting for a pooled connection,
+// bounded only by the scope's net: it has target watched, closes watched
+// (when not nil), waits until fired, and gives up with Unwatch's verdict.
+func watchedBegin(target creation.Target, fired, watched chan struct{}) func(context.Context) (*fakeTx, error) {
+	return func(fctx context.Context) (*fakeTx, error) {
+		w := fctx.(creation.Watcher)
+		if !w.Watch(target) {
+			return nil, errors.New("no watch in a scope with a safety net")
+		}
+		if watched != nil {
+			close(watched)
+		}
+		<-fired
+		return nil, w.Unwatch()
+	}
+}
+
 // boundFactory returns a factory that has its begin watched, reports it
 // on got, and then waits for release or for the begin to be fired,
 // returning Unwatch's verdict as its error.

@@ -38,15 +38,7 @@ func TestReview3CommitThatWinsTheNetIsNotReportedRolledBack(t *testing.T) {
 	txs := scoped.New(func(context.Context) (*fakeTx, error) { return safe, nil }, scoped.WithTeardownErrorHook(nil))
 	target := newR3StalledTarget()
 	watched := make(chan struct{})
-	begun := scoped.New(func(fctx context.Context) (*fakeTx, error) {
-		w := fctx.(creation.Watcher)
-		if !w.Watch(target) {
-			return nil, errors.New("no watch in a scope with a safety net")
-		}
-		close(watched)
-		<-target.fired
-		return nil, w.Unwatch()
-	}, scoped.WithTeardownErrorHook(nil))
+	begun := scoped.New(watchedBegin(target, target.fired, watched), scoped.WithTeardownErrorHook(nil))
 	parent, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	ctx, scope := scoped.Begin(parent)

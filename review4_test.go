@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	creation "github.com/go-scoped/scoped/internal/bound"
 	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/shared/unit"
 )
@@ -404,15 +403,7 @@ func TestReview4NetDoesNotEndAWithoutSafetyNetSessionBornInItsWindow(t *testing.
 	}, scoped.WithTeardownErrorHook(nil), scoped.WithoutSafetyNet())
 	target := newR3StalledTarget()
 	watched := make(chan struct{})
-	begun := scoped.New(func(fctx context.Context) (*fakeTx, error) {
-		w := fctx.(creation.Watcher)
-		if !w.Watch(target) {
-			return nil, errors.New("no watch in a scope with a safety net")
-		}
-		close(watched)
-		<-target.fired
-		return nil, w.Unwatch()
-	}, scoped.WithTeardownErrorHook(nil))
+	begun := scoped.New(watchedBegin(target, target.fired, watched), scoped.WithTeardownErrorHook(nil))
 	parent, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	ctx, scope := scoped.Begin(parent)
