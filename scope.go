@@ -347,48 +347,86 @@ func (s *Scope) end(commit, net bool) error {
 	s.mu.Lock()
 	if st := s.state.Load(); st&stEnded != 0 {
 		s.mu.Unlock()
-		if st&stFinished == 0 && inTeardown() {
-			return errOwnTeardown
-		}
-		s.awaitEnd()
-		if commit {
-			// Whatever the scope held was ended before: nothing is
-			// committed by this call, and saying nil would claim otherwise;
-			// ended by the safety net, it says so, with the cause.
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.closedErr()
-		}
-		return nil
+		return s.endAgain(st, commit)
 	}
-	// A begin still running is given up: its session would be ended the
-	// moment it exists (net.go).
 	if net {
 		s.flags |= byNet
 	}
+	// Only sessions whose creation finished are ours to end; a creation
+	// still in flight sees stEnded when it finishes and ends its own.
+	var buf [8]*node
+	nodes := buf[:0]
+	for c := s.sessions.Load(); c != nil; c = c.next {
+		nodes = append(nodes, c.n)
+	}
+	s.sessions.Store(nil)
+	stop := s.stop
+	s.stop = nil
+	if s.creating != nil || s.children != nil || s.unit != nil || s.flags&netFired != 0 {
+		return s.endUnit(commit, net, nodes, stop)
+	}
+	if len(nodes) == 0 && stop == nil {
+		// A scope that never held anything ends with its own release:
+		// no one saw it ending, so no one waits for it.
+		s.state.Store(stEnded | stFinished)
+		s.mu.Unlock()
+		s.release()
+		return nil
+	}
+	s.state.Or(stEnded)
+	s.mu.Unlock()
+	defer s.endRest(nodes)
+	if stop != nil {
+		stop()
+	}
+	return s.finish(endNodes(s.teardownContext(), nodes, commit, nil, false, nil))
+}
+
+// endAgain is an end of a scope whose end another caller began (st): it
+// returns once that end has finished.
+func (s *Scope) endAgain(st uint32, commit bool) error {
+	if st&stFinished == 0 && inTeardown() {
+		return errOwnTeardown
+	}
+	s.awaitEnd()
+	if !commit {
+		return nil
+	}
+	// Whatever the scope held was ended before: nothing is committed by
+	// this call, and saying nil would claim otherwise; ended by the safety
+	// net, it says so, with the cause.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closedErr()
+}
+
+// endRest, deferred by an end, finishes it if a teardown called
+// runtime.Goexit (t.FailNow in a fake): it ends the rest, so that no later
+// end waits for good (deferred: another teardown here may call Goexit too).
+func (s *Scope) endRest(nodes []*node) {
+	if s.state.Load()&stFinished == 0 {
+		defer s.finish(nil)
+		_ = endNodes(s.teardownContext(), nodes, false, nil, false, nil)
+	}
+}
+
+// endUnit is the end of a scope that holds more than its sessions (nodes,
+// taken): creations in flight, child scopes, unit hooks or a request to
+// run again, or the sessions the safety net ended. Called with s.mu held.
+func (s *Scope) endUnit(commit, net bool, nodes []*node, stop func() bool) error {
+	// A begin still running is given up: its session would be ended the
+	// moment it exists (net.go).
 	byNetEnd := s.flags&byNet != 0
 	var fb [2]bound.Target
 	fired := s.fireWatches(fb[:0], !net)
-	netFiredBefore, stop := s.flags&netFired != 0, s.stop
-	s.stop = nil
+	netFiredBefore := s.flags&netFired != 0
 	var kids [4]*Scope
 	children := kids[:0]
 	for c := s.children; c != nil; c = c.sibling {
 		children = append(children, c)
 	}
 	s.children = nil
-	// Only sessions whose creation finished are ours to end; a creation
-	// still in flight sees stEnded when it finishes and ends its own.
-	var buf [8]*node
-	nodes := buf[:0]
-	if head := s.sessions.Load(); head != nil {
-		for c := head; c != nil; c = c.next {
-			nodes = append(nodes, c.n)
-		}
-		s.sessions.Store(nil)
-	} else if len(fired) == 0 && stop == nil && len(children) == 0 && s.unit == nil {
-		// A scope that never held anything ends with its own release:
-		// no one saw it ending, so no one waits for it.
+	if len(nodes) == 0 && len(fired) == 0 && stop == nil && len(children) == 0 && s.unit == nil {
 		s.state.Store(stEnded | stFinished)
 		s.mu.Unlock()
 		s.release()
@@ -400,15 +438,7 @@ func (s *Scope) end(commit, net bool) error {
 	unit := s.unit != nil || len(children) > 0
 	s.state.Or(stEnded)
 	s.mu.Unlock()
-	defer func() {
-		if s.state.Load()&stFinished == 0 {
-			// A teardown called runtime.Goexit (t.FailNow in a fake): end
-			// the rest and finish, so that no later end waits for good
-			// (deferred: another teardown here may call Goexit too).
-			defer s.finish(nil)
-			_ = endNodes(s.teardownContext(), nodes, false, nil, false, nil)
-		}
-	}()
+	defer s.endRest(nodes)
 	if s.parent == nil && unit {
 		s.warnRetryUnread()
 	}
