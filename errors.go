@@ -84,21 +84,18 @@ var (
 	ErrCommitUnknown = errors.New("scoped: commit outcome unknown, the changes may have been saved")
 )
 
-// errNetFired is the error of committing in a scope whose safety net has
-// rolled back its sessions because its context was done.
+// errNetFired is the error of a scope whose safety net rolled back its
+// sessions, with the cause of the context whose end did: its own, or, for
+// a child ended by an ancestor's net, the ancestor's.
 func errNetFired(s *Scope) error {
-	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, netCause(s))
-}
-
-// netCause is the cause of the context whose end ended s: its own, or,
-// for a child ended by an ancestor's net, the ancestor's.
-func netCause(s *Scope) error {
+	cause := error(context.Canceled)
 	for c := s; c != nil; c = c.parent {
-		if cause := context.Cause(c.parentCtx); cause != nil {
-			return cause
+		if cc := context.Cause(c.parentCtx); cc != nil {
+			cause = cc
+			break
 		}
 	}
-	return context.Canceled
+	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, cause)
 }
 
 func errOwnSession(name string) error {
