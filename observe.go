@@ -1,13 +1,14 @@
 package scoped
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,8 +271,7 @@ func Track() *Tracker {
 
 // A Tracker records scopes and keyed sessions; see [Track].
 type Tracker struct {
-	open    map[any]trackRec // *Scope or *node → where; under trackMu
-	stopped bool
+	open map[any]trackRec // *Scope or *node → where; under trackMu
 }
 
 var (
@@ -290,12 +290,9 @@ type trackRec struct {
 // oldest first.
 func (t *Tracker) Open() []Leak {
 	trackMu.Lock()
-	recs := make([]trackRec, 0, len(t.open))
-	for _, r := range t.open {
-		recs = append(recs, r)
-	}
+	recs := slices.Collect(maps.Values(t.open))
 	trackMu.Unlock()
-	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	slices.SortFunc(recs, func(a, b trackRec) int { return cmp.Compare(a.seq, b.seq) })
 	leaks := make([]Leak, len(recs))
 	for i, r := range recs {
 		leaks[i] = r.leak
@@ -307,12 +304,10 @@ func (t *Tracker) Open() []Leak {
 func (t *Tracker) Stop() {
 	trackMu.Lock()
 	defer trackMu.Unlock()
-	if t.stopped {
-		return
+	if i := slices.Index(trackers, t); i >= 0 {
+		trackers = slices.Delete(trackers, i, i+1)
+		tracking.Add(-1)
 	}
-	t.stopped = true
-	trackers = slices.DeleteFunc(trackers, func(x *Tracker) bool { return x == t })
-	tracking.Add(-1)
 }
 
 // track records x (a *Scope or a keyed *node) in every running tracker.
