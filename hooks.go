@@ -80,11 +80,8 @@ type unitHook struct {
 type unitState struct {
 	hooks []unitHook
 	buf   [2]unitHook // hooks' first array: most units register one or two
-	// Once the scope ended under hold (internal/unithooks): what to run
-	// when the owner asks.
-	decided  bool
-	rollback bool
-	retry    *retryRequest
+	kept  int         // the scope ended under hold (internal/unithooks): which of hooks its owner runs
+	retry *retryRequest
 	// A session of the unit was committed by hand (ScopedSession.Commit).
 	// A unit removed afterwards with nothing left to commit saved its work
 	// (OnCommit hooks run); one that rolled back more, or whose commit
@@ -182,7 +179,7 @@ func (s *Scope) settleHooks(commit bool, err error, byHand bool) (list []unitHoo
 	}
 	if held {
 		s.mu.Lock()
-		u.hooks, u.decided, u.rollback = list, true, which == hooksRollback
+		u.hooks, u.kept = list, which
 		s.mu.Unlock()
 		return nil, hooksNone
 	}
@@ -198,25 +195,22 @@ func runHooks(list []unitHook, which int) {
 	}
 }
 
-// runHook runs one hook with its context's values, no cancellation and
-// no scope; a panic is logged and stops nothing.
+// runHook runs one hook with the values of its registration's context,
+// without its cancellation and without its scope (Current there is
+// ErrNoScope rather than the ended session); a panic is logged and stops
+// nothing.
 func runHook(h unitHook) {
-	// The registration's values without its cancellation, and without its
-	// scope: Current there is ErrNoScope rather than the ended session.
 	ctx := context.WithValue(context.WithoutCancel(h.ctx), scopeKey{}, (*Scope)(nil))
 	defer func() {
 		if p := recover(); p != nil {
-			slog.Default().ErrorContext(ctx, "scoped: unit hook panicked", "hook", hookKind(h), "panic", fmt.Sprint(p))
+			kind := "OnCommit"
+			if h.rollback {
+				kind = "OnRollback"
+			}
+			slog.Default().ErrorContext(ctx, "scoped: unit hook panicked", "hook", kind, "panic", fmt.Sprint(p))
 		}
 	}()
 	h.fn(ctx)
-}
-
-func hookKind(h unitHook) string {
-	if h.rollback {
-		return "OnRollback"
-	}
-	return "OnCommit"
 }
 
 // errHandCommitted is why the hooks of a unit removed after one of its
@@ -230,43 +224,39 @@ func reportSkipped(ctx context.Context, list []unitHook, err error) {
 		"hooks", len(list), "error", err)
 }
 
-// hold makes s's end keep the hooks it decides to run, for runHeld.
-func (s *Scope) hold() {
-	s.mu.Lock()
-	s.flags |= hookHeld
-	s.mu.Unlock()
-}
-
 // runHeld runs the hooks s's end kept under hold, once.
 func (s *Scope) runHeld() {
 	s.mu.Lock()
 	u := s.unit
-	if u == nil || !u.decided {
+	if u == nil || u.kept == hooksNone {
 		s.mu.Unlock()
 		return
 	}
-	list, rollback := u.hooks, u.rollback
-	u.hooks, u.decided = nil, false
+	list, which := u.hooks, u.kept
+	u.hooks, u.kept = nil, hooksNone
 	s.mu.Unlock()
-	which := hooksCommit
-	if rollback {
-		which = hooksRollback
-	}
 	runHooks(list, which)
 }
 
-// heldPending reports whether s's end kept hooks that runHeld would run.
-func (s *Scope) heldPending() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.unit != nil && s.unit.decided
-}
-
+// The owners of a unit of work (internal/unithooks) ask what hand commits
+// did before they end the scope, while one the handler started on another
+// goroutine may still run: awaitPartial waits for it, since "not yet"
+// would let a retrying owner save that part once per run.
 func init() {
-	unithooks.Hold = func(s any) { s.(*Scope).hold() }
+	unithooks.Hold = func(x any) {
+		s := x.(*Scope)
+		s.mu.Lock()
+		s.flags |= hookHeld
+		s.mu.Unlock()
+	}
 	unithooks.Run = func(s any) { s.(*Scope).runHeld() }
-	unithooks.Pending = func(s any) bool { return s.(*Scope).heldPending() }
-	unithooks.SavedByHand = func(s any) bool { return s.(*Scope).savedByHand() }
-	unithooks.UnknownByHand = func(s any) bool { return s.(*Scope).unknownByHand() }
-	unithooks.LostByHand = func(s any) bool { return s.(*Scope).lostByHand() }
+	unithooks.Pending = func(x any) bool {
+		s := x.(*Scope)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.unit != nil && s.unit.kept != hooksNone
+	}
+	unithooks.SavedByHand = func(s any) bool { saved, _, unknown := s.(*Scope).awaitPartial(); return saved || unknown }
+	unithooks.UnknownByHand = func(s any) bool { saved, _, unknown := s.(*Scope).awaitPartial(); return unknown && !saved }
+	unithooks.LostByHand = func(s any) bool { _, lost, _ := s.(*Scope).awaitPartial(); return lost }
 }

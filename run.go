@@ -45,7 +45,7 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	for attempt := 1; ; attempt++ {
 		var again bool
 		again, err = runOnce(ctx, fn, c, attempt >= c.retries)
-		if c.retries <= 1 || attempt >= c.retries || !again && (err == nil || !MayRetry(err, c.retryable)) {
+		if c.retries <= 1 || attempt >= c.retries || !again && !MayRetry(err, c.retryable) {
 			return err
 		}
 		t := time.NewTimer(backoff(attempt))
@@ -88,13 +88,15 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfi
 	}
 	if ferr != nil {
 		rerr := s.Remove()
-		if c.retries > 1 && s.savedByHand() {
-			// Run again, the unit would save that part twice.
-			why := errSavedByHand
-			if s.unknownByHand() {
-				why = errMaybeSavedByHand
+		if c.retries > 1 {
+			// Run again, the unit would save what a hand commit saved twice.
+			if saved, _, unknown := s.awaitPartial(); saved || unknown {
+				why := errSavedByHand
+				if !saved {
+					why = errMaybeSavedByHand
+				}
+				again, ferr = false, errors.Join(ferr, why)
 			}
-			again, ferr = false, errors.Join(ferr, why)
 		}
 		if rerr != nil {
 			return again, errors.Join(ferr, rerr)
@@ -110,33 +112,6 @@ func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfi
 var errSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand (ScopedSession.Commit) before it failed; it is not run again", ErrPartiallyCommitted)
 
 var errMaybeSavedByHand = fmt.Errorf("%w: a session of the unit was committed by hand (ScopedSession.Commit) with an unknown outcome before it failed; it is not run again", ErrCommitUnknown)
-
-// savedByHand reports whether a session of s was committed by hand
-// (ScopedSession.Commit). A retrying owner of s must not run it again.
-// It waits for partial ends in progress (awaitPartial): an owner asks
-// before ending s, while a hand commit the handler started on another
-// goroutine may still run, and "not yet" would let that part be saved
-// once per run.
-func (s *Scope) savedByHand() bool {
-	saved, _, unknown := s.awaitPartial()
-	return saved || unknown
-}
-
-// lostByHand reports whether work the unit meant to save was not: a hand
-// commit of s failed (or the safety net rolled back work to commit). It
-// waits as savedByHand.
-func (s *Scope) lostByHand() bool {
-	_, lost, _ := s.awaitPartial()
-	return lost
-}
-
-// unknownByHand reports whether a hand commit of s has an unknown outcome
-// (ErrCommitUnknown) while none is known to have saved: its owner says
-// "may have been saved", not "partially saved". It waits as savedByHand.
-func (s *Scope) unknownByHand() bool {
-	saved, _, unknown := s.awaitPartial()
-	return unknown && !saved
-}
 
 // A retryRequest is what a Run inside a scope leaves on the scopes
 // enclosing it when it failed with an error its [WithRetry] accepts: only
