@@ -453,6 +453,9 @@ func endNodes(ctx context.Context, nodes []*node, commit bool, errs []error, com
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 && before == nil {
+		return nil // every end succeeded, and no hand end decided otherwise before
+	}
 	err := errors.Join(errs...)
 	if commitFailed && !committed && errors.Is(before, ErrCommitUnknown) {
 		// Nothing was saved for sure; a hand commit may have saved.
