@@ -35,7 +35,7 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 		c = o.applyRun(c) // by value: a pointer would make c escape, an allocation per Run
 	}
 	if parent := scopeFrom(ctx); parent != nil && !c.independent {
-		_, err := runOnce(ctx, fn, runConfig{}, true)
+		_, err := runOnce(ctx, parent, fn, runConfig{}, true)
 		if c.retries > 1 && MayRetry(err, c.retryable) {
 			askRetry(parent, err)
 		}
@@ -44,7 +44,7 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	var err error
 	for attempt := 1; ; attempt++ {
 		var again bool
-		again, err = runOnce(ctx, fn, c, attempt >= c.retries)
+		again, err = runOnce(ctx, nil, fn, c, attempt >= c.retries)
 		if c.retries <= 1 || attempt >= c.retries || !again && !MayRetry(err, c.retryable) {
 			return err
 		}
@@ -58,18 +58,14 @@ func Run(ctx context.Context, fn func(ctx context.Context) error, opts ...RunOpt
 	}
 }
 
-// runOnce runs fn in a scope of its own and ends it. A root that retries
-// (c.retries > 1) reads the request of a Run inside it to be run again
-// (see [Scope.RetryRequested]); unless last, it then rolls back, whatever
-// fn returned, and reports again.
-func runOnce(ctx context.Context, fn func(ctx context.Context) error, c runConfig, last bool) (again bool, err error) {
-	var s *Scope
-	if c.independent {
-		s = newScope(ctx, nil, 0) // a root of its own, keeping ctx's values and cancellation
-		ctx = s.context()
-	} else {
-		ctx, s = Begin(ctx)
-	}
+// runOnce runs fn in a scope of its own, a child of parent or a root
+// (keeping ctx's values and cancellation), and ends it. A root that
+// retries (c.retries > 1) reads the request of a Run inside it to be run
+// again (see [Scope.RetryRequested]); unless last, it then rolls back,
+// whatever fn returned, and reports again.
+func runOnce(ctx context.Context, parent *Scope, fn func(ctx context.Context) error, c runConfig, last bool) (again bool, err error) {
+	s := newScope(ctx, parent, 0)
+	ctx = s.context()
 	returned := false
 	defer func() {
 		if !returned {
