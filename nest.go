@@ -14,9 +14,7 @@ import (
 // service function behaves the same called from a handler, a job or
 // another service function: it never opens a second transaction on a
 // second connection, never blocks on its caller's row locks, never
-// exhausts the pool by nesting. How a child joins depends on the session
-// type: a transaction gets a savepoint (child commit = RELEASE, child
-// rollback = ROLLBACK TO), anything else is shared, and its owner ends it.
+// exhausts the pool by nesting.
 
 // A Nested is a child scope's part of its ancestor's session, as the
 // function given to [WithNesting] makes it: the session the child's
@@ -123,10 +121,10 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 		return ps, nil
 	}
 	pn := s.parent.find(&r.owner)
-	if pn == nil || !pn.openChild.CompareAndSwap(false, true) {
-		if pn == nil { // the parent ended it meanwhile
-			return zero, ErrScopeClosed
-		}
+	if pn == nil { // the parent ended it meanwhile
+		return zero, ErrScopeClosed
+	}
+	if !pn.openChild.CompareAndSwap(false, true) {
 		return zero, fmt.Errorf("%w: %s", ErrNestedBusy, r.name)
 	}
 	if cause := pn.poisoned.Load(); cause != nil {
