@@ -117,20 +117,13 @@ const (
 
 // String returns the kind's name in lower case, as metrics label it.
 func (k EventKind) String() string {
-	switch k {
-	case Created:
-		return "created"
-	case Committed:
-		return "committed"
-	case RolledBack:
-		return "rolled_back"
-	case Closed:
-		return "closed"
-	case Failed:
-		return "failed"
+	if k >= 0 && int(k) < len(eventKindNames) {
+		return eventKindNames[k]
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
+
+var eventKindNames = [...]string{"created", "committed", "rolled_back", "closed", "failed"}
 
 // An Event is one step of one session's life.
 type Event struct {
