@@ -136,17 +136,12 @@ func askRetry(s *Scope, err error) {
 // RetryRequested returns the error of a unit of work inside s that asked
 // for s's unit to be run again, or nil: a [Run] with [WithRetry] inside
 // s failed with an error its classifier accepts, having saved nothing
-// (see [MayRetry]). A Run inside a scope cannot retry on its own, since
-// its caller's transaction is aborted (PostgreSQL) or rolled back
-// (MySQL) by then, so it asks its root. Whatever owns s and can run it
-// again (a root [Run] with WithRetry, the middleware of scopedhttp and
-// the interceptors of scopedgrpc and scopedconnect with their WithRetry)
-// calls RetryRequested after the unit's code returned, and, when it is
-// not nil, rolls s back and runs the unit again in a fresh scope, even if
-// the code swallowed the error.
-//
-// A root scope that ends with a request nobody read was not run again:
-// it logs a warning with log/slog, once per call site of the Run.
+// (see [MayRetry]); a Run inside a scope cannot retry on its own (see
+// [WithRetry]). Whatever owns s and can run it again calls RetryRequested
+// after the unit's code returned and, when it is not nil, rolls s back
+// and runs the unit again in a fresh scope, even if the code swallowed
+// the error. A root scope that ends with a request nobody read logs a
+// warning with log/slog, once per call site of the Run.
 func (s *Scope) RetryRequested() error {
 	r := s.retryRequest()
 	if r == nil {
@@ -226,16 +221,16 @@ type runOptionFunc func(*runConfig)
 
 func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 
-// WithRetry makes a root [Run] run fn again, in a fresh scope, when the
-// unit of work failed with an error retryable accepts (from fn or from the
-// commit: PostgreSQL reports many serialization failures at COMMIT) and
-// nothing of it was saved (see [MayRetry]: a unit with two sessions whose
-// first committed is never run again, nor one with a session committed by
-// hand, whatever that commit's outcome, once a hand commit still running
-// on another goroutine has ended), up to
-// maxAttempts runs in all, with a jittered exponential pause between them,
-// and never past ctx's end. scopedsql.Retryable and scopedpgx.Retryable
-// accept serialization failures and deadlocks, the errors that SERIALIZABLE
+// WithRetry makes a root [Run] run fn again, in a fresh scope, up to
+// maxAttempts runs in all, with a jittered exponential pause between them
+// and never past ctx's end, when the unit of work failed with an error
+// retryable accepts (from fn or from the commit: PostgreSQL reports many
+// serialization failures at COMMIT) and nothing of it was saved (see
+// [MayRetry]): a unit with two sessions whose first committed is never
+// run again, nor one with a session committed by hand, whatever that
+// commit's outcome (once a hand commit still running on another goroutine
+// has ended). scopedsql.Retryable and scopedpgx.Retryable accept
+// serialization failures and deadlocks, the errors that SERIALIZABLE
 // isolation and CockroachDB-style distributed SQL return routinely.
 //
 // fn must be safe to run again: everything it did in the database is
@@ -244,8 +239,9 @@ func (f runOptionFunc) applyRun(c runConfig) runConfig { f(&c); return c }
 //
 // A Run inside a scope (a service function called from a handler, a job,
 // another unit) is never retried on its own: the transaction it is a
-// savepoint of is aborted by a serialization failure, so only the
-// outermost unit of work can be run again. When it fails with an error
+// savepoint of is aborted (PostgreSQL) or rolled back (MySQL) by a
+// serialization failure, so only the outermost unit of work can be run
+// again. When it fails with an error
 // retryable accepts, it returns that error and asks its root to run
 // again (see [Scope.RetryRequested]); maxAttempts then only needs to be
 // above 1, the root's own bounds the attempts. Roots that retry: a root
