@@ -249,9 +249,8 @@ type Leak struct {
 func (l Leak) String() string { return l.What + " begun at " + l.Where + " was never ended" }
 
 // Track starts recording where scopes are begun (Begin, Detach,
-// BeginWithoutSafetyNet) and keyed sessions created,
-// across the process, until [Tracker.Stop]; [Tracker.Open] lists those
-// still open. It is meant for tests (each record reads the stack); the
+// BeginWithoutSafetyNet) and keyed sessions created, across the process,
+// until [Tracker.Stop]; [Tracker.Open] lists those still open. It is meant for tests (each record reads the stack); the
 // scopedtest package wraps it as a one-line check. Trackers may overlap.
 func Track() *Tracker {
 	t := &Tracker{open: map[any]trackRec{}}
