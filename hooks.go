@@ -258,5 +258,6 @@ func init() {
 	}
 	unithooks.SavedByHand = func(s any) bool { saved, _, unknown := s.(*Scope).awaitPartial(); return saved || unknown }
 	unithooks.UnknownByHand = func(s any) bool { saved, _, unknown := s.(*Scope).awaitPartial(); return unknown && !saved }
+	unithooks.UncertainByHand = func(s any) bool { _, _, unknown := s.(*Scope).awaitPartial(); return unknown }
 	unithooks.LostByHand = func(s any) bool { _, lost, _ := s.(*Scope).awaitPartial(); return lost }
 }

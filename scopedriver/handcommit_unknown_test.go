@@ -191,14 +191,6 @@ CREATE CONSTRAINT TRIGGER hands_check AFTER INSERT ON %[1]s
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			unknown := slices.Contains(c.args.Hands, "unknown")
-			if unknown && slices.Contains(c.args.Hands, "saved") && c.complete {
-				// Without the skip these rows fail: the job ends completed, no error recorded.
-				t.Skip("cause in the core: shared/unit (set in hooks.go's init) cannot tell a hand commit of unknown " +
-					"outcome once another hand commit saved: UnknownByHand is unknown && !saved, SavedByHand saved || unknown, " +
-					"LostByHand false; so CompleteTx completes the job in its transaction, the commit then says " +
-					"ErrCommitUnknown, and River keeps the row completed (it cancels only running jobs); needs a unit query " +
-					"for \"a hand commit's outcome is unknown, whatever another saved\" for the CompleteTx gate in middleware.go")
-			}
 			var state, recorded string
 			if err := e.pool.QueryRow(dbtest.Ctx(t), "SELECT state::text, coalesce(errors[array_length(errors, 1)]->>'error', '') FROM "+
 				e.schema+".river_job WHERE id = $1", c.job).Scan(&state, &recorded); err != nil {

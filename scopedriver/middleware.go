@@ -58,10 +58,8 @@ func NewMiddleware(opts ...Option) *Middleware {
 // commit's outcome is unknown: that part is or may be saved, and River
 // would save it again with every attempt, so the job is not run again.
 // After a hand commit of unknown outcome the job is cancelled even when
-// it succeeds, and [CompleteTx] does not complete it, unless another hand
-// commit of the job saved: the middleware cannot tell that job from one
-// whose hand commits all saved, so CompleteTx completes it, and it stays
-// completed.
+// it succeeds, and [CompleteTx] does not complete it, also when another
+// hand commit of the job saved.
 //
 // A commit that fails after part of the job's work was saved, by a hand
 // commit or by the commit of another bound session
@@ -114,9 +112,8 @@ func (m *Middleware) Work(ctx context.Context, job *rivertype.JobRow, doInner fu
 	// is cancelled (below), not completed with the rest: completed in the
 	// transaction that commits, it would stay completed (River cancels
 	// only running jobs) while that hand-committed part is, or may be,
-	// lost. Not after one of unknown outcome when another saved:
-	// UnknownByHand says no then, and nothing else tells it.
-	if err == nil && m.cfg.complete != nil && (nested || !unit.UnknownByHand(scope) && !unit.LostByHand(scope)) {
+	// lost; also when another hand commit saved.
+	if err == nil && m.cfg.complete != nil && (nested || !unit.UncertainByHand(scope) && !unit.LostByHand(scope)) {
 		err = completeInTx(ctx, m.cfg.complete, job)
 	}
 	ended = true

@@ -25,6 +25,10 @@ var (
 	// saved: "may have been saved", not "partially saved". It waits as
 	// SavedByHand does.
 	UnknownByHand func(scope any) bool
+	// UncertainByHand reports whether a hand commit of the scope has an
+	// unknown outcome, whatever other hand commits did. It waits as
+	// SavedByHand does.
+	UncertainByHand func(scope any) bool
 	// LostByHand reports whether a hand commit of the scope failed (or
 	// the safety net rolled back work to commit): that work is not saved.
 	// It waits as SavedByHand does.

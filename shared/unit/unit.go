@@ -26,6 +26,13 @@ func SavedByHand(s *scoped.Scope) bool { return unithooks.SavedByHand(s) }
 // as SavedByHand does.
 func UnknownByHand(s *scoped.Scope) bool { return unithooks.UnknownByHand(s) }
 
+// UncertainByHand reports whether a hand commit of s has an unknown
+// outcome, whatever other hand commits of s did: with LostByHand, what an
+// owner that records the unit's success with the rest of its work
+// (scopedriver's CompleteTx) must ask, since that record would say the
+// whole unit was saved. It waits as SavedByHand does.
+func UncertainByHand(s *scoped.Scope) bool { return unithooks.UncertainByHand(s) }
+
 // LostByHand reports whether a hand commit of s failed (or the safety net
 // rolled back work it was to commit): an owner that records the unit's
 // success with the rest of its work (scopedriver's CompleteTx) must not.
