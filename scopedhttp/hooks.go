@@ -3,6 +3,7 @@ package scopedhttp
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/go-scoped/scoped/internal/unithooks"
 )
@@ -21,10 +22,25 @@ import (
 func (w *writer) lengthForHooks() {
 	h := w.ResponseWriter.Header()
 	if !unithooks.Pending(w.scope) || h.Get("Content-Length") != "" || h.Get("Transfer-Encoding") != "" ||
-		w.req.Method == http.MethodHead || !bodyAllowed(w.status) {
+		w.req.Method == http.MethodHead || !bodyAllowed(w.status) || trailers(h) {
 		return
 	}
 	h.Set("Content-Length", strconv.Itoa(len(w.held.body)))
+}
+
+// trailers reports whether h declares trailers (the Trailer header, or a
+// key with http.TrailerPrefix): HTTP/1.1 sends them only after a chunked
+// body, which a Content-Length would replace, dropping them.
+func trailers(h http.Header) bool {
+	if _, ok := h["Trailer"]; ok {
+		return true
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // bodyAllowed reports whether a response with status may have a body

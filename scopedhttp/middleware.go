@@ -223,10 +223,8 @@ func (w *writer) finish(rt *retrier) (again bool) {
 	if w.state == streaming {
 		// The status and part of the body are out: all that is left is to
 		// make sure the client never reads a complete response.
-		// http.ErrAbortHandler closes an HTTP/1.1 connection before the
-		// last chunk, resets an HTTP/2 stream, and is not logged.
 		w.release()
-		panic(http.ErrAbortHandler)
+		w.abort()
 	}
 	if err == nil {
 		err = errGRPCUnreadable

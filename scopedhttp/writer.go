@@ -2,6 +2,7 @@ package scopedhttp
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,11 @@ type writer struct {
 	status int // the final status the handler set; 0: none yet
 	state  uint8
 	broken error // a streamed write failed: the client is gone; nil: none
+
+	// closeEnds: the streamed body ends when the connection closes
+	// (HTTP/1.0, Transfer-Encoding: identity), so a closed connection
+	// reads as a complete response (see abort).
+	closeEnds bool
 }
 
 // held is what a response in an automatic mode keeps until the handler
@@ -100,6 +106,9 @@ func (w *writer) Write(p []byte) (int, error) {
 			w.hold(p)
 			return len(p), nil
 		}
+		if w.bodyless() {
+			return len(p), nil // dropped, as net/http would drop it
+		}
 		w.stream()
 	}
 	n, err := w.ResponseWriter.Write(p)
@@ -109,8 +118,11 @@ func (w *writer) Write(p []byte) (int, error) {
 
 // noteBroken records the first failed write of a streaming response: the
 // response cannot be completed, so it will not be committed either.
+// A body the status does not allow (204, 304), which net/http refuses
+// with ErrBodyNotAllowed, breaks nothing: the response is complete
+// without it.
 func (w *writer) noteBroken(err error) {
-	if err != nil && w.broken == nil && w.held != nil && w.state == streaming {
+	if err != nil && w.broken == nil && w.held != nil && w.state == streaming && !errors.Is(err, http.ErrBodyNotAllowed) {
 		w.broken = err
 	}
 }
@@ -129,6 +141,15 @@ func (w *writer) hold(p []byte) {
 	w.held.body = append(b, p...)
 }
 
+// bodyless reports whether the response has no body to send (HEAD, 204,
+// 304): it is complete once its status line and headers are out, so its
+// status must stay held until the commit, however much body the handler
+// writes past the limit. net/http drops (HEAD) or refuses (204, 304)
+// those bytes anyway.
+func (w *writer) bodyless() bool {
+	return w.req.Method == http.MethodHead || !bodyAllowed(w.status)
+}
+
 // stream sends what is held and lets the rest of the response through.
 // The commit still happens when the handler returns; the body's end is
 // what must not reach the client before it, so a Content-Length is
@@ -143,13 +164,40 @@ func (w *writer) stream() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	w.ResponseWriter.Header().Del("Content-Length")
+	h := w.ResponseWriter.Header()
+	h.Del("Content-Length")
+	w.closeEnds = w.req.ProtoMajor == 1 && (!w.req.ProtoAtLeast(1, 1) || h.Get("Transfer-Encoding") == "identity")
 	w.ResponseWriter.WriteHeader(w.status)
 	if len(w.held.body) > 0 {
 		_, err := w.ResponseWriter.Write(w.held.body)
 		w.noteBroken(err)
 		w.held.body = w.held.body[:0]
 	}
+}
+
+// abort makes sure the client of a streaming response never reads it
+// complete, and panics with http.ErrAbortHandler: net/http then closes an
+// HTTP/1.1 connection before the last chunk and resets an HTTP/2 stream,
+// and does not log it. A body that ends when the connection closes has
+// no last chunk to miss: the connection is reset instead (a TCP RST,
+// not the FIN, or TLS close_notify, that reads as the body's end).
+func (w *writer) abort() {
+	if w.closeEnds {
+		if conn, _, err := http.NewResponseController(w.ResponseWriter).Hijack(); err == nil {
+			for {
+				u, ok := conn.(interface{ NetConn() net.Conn })
+				if !ok {
+					break
+				}
+				conn = u.NetConn()
+			}
+			if tc, ok := conn.(interface{ SetLinger(sec int) error }); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // Unwrap gives [http.ResponseController] the underlying writer for what
@@ -219,6 +267,10 @@ func (w *writer) holdFrom(src io.Reader) (int64, error) {
 	var probe [1]byte
 	for {
 		m, err := src.Read(probe[:])
+		if m > 0 && w.bodyless() {
+			k, err := io.Copy(io.Discard, src) // dropped, as net/http would drop it
+			return n + int64(m) + k, err
+		}
 		if m > 0 {
 			w.stream()
 			k, werr := w.ResponseWriter.Write(probe[:m])
