@@ -14,7 +14,8 @@ import (
 // per scope and pinned to it: every Current in the scope gets the same
 // connection, so session state (SET, temporary tables, advisory locks,
 // LISTEN) lasts for the scope. Acquiring gives up when the scope's context
-// is done. The sessions are reset when the scope ends, so that nothing one
+// is done (for a session keyed with [scoped.WithScopeFunc], when the
+// context of the Current that creates it is). The sessions are reset when the scope ends, so that nothing one
 // scope set on its connection reaches the next user of that pooled
 // connection.
 //
@@ -53,7 +54,7 @@ func NewConn(pool *pgxpool.Pool, opts ...scoped.Option) *scoped.ScopedSession[*p
 	// A *pgxpool.Conn cannot be guarded like NewTx's transactions, so the
 	// scope's safety net must never release it under a running query.
 	all = append(all, scoped.WithClose(h.resetAndRelease), scoped.WithoutSafetyNet())
-	return scoped.New(pool.Acquire, append(all, opts...)...)
+	return scoped.New(acquireBounded(pool), append(all, opts...)...)
 }
 
 // resetAndRelease is NewConn's teardown.

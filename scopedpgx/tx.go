@@ -29,16 +29,21 @@ func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx cont
 		t := &tx{s: s, begin: begin, setup: setup}
 		t.g = &t.own
 		s.router.reportRoute(ctx, t)
-		c, err := s.acquire(ctx, t) // from a replica, for a read-only unit
-		if err != nil {
-			return nil, err
-		}
-		t.hold(c)
-		if cfg.eager {
-			if err := t.beginAlone(ctx); err != nil {
-				t.release()
-				return nil, err
+		// A keyed session's context is bounded by its caller's (see bounded).
+		bctx, end := bounded(ctx)
+		c, err := s.acquire(bctx, t) // from a replica, for a read-only unit
+		if err == nil {
+			t.hold(c)
+			if cfg.eager {
+				err = t.beginAlone(bctx)
 			}
+		}
+		if cause := end(); cause != nil {
+			err = cause
+		}
+		if err != nil {
+			t.release()
+			return nil, err
 		}
 		return t, nil
 	}
@@ -50,8 +55,10 @@ func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx cont
 // [WithReplicas], ...) and any scoped.Option, in one list (see [Option]).
 //
 // Each transaction is made on a connection acquired with the scope's
-// context, so a request past its deadline does not queue for a
-// connection, and a pool that cannot give one fails Current. Current
+// context (for a session keyed with [scoped.WithScopeFunc], bounded by
+// the context of the Current that creates it), so a request past its
+// deadline does not queue for a connection, and a pool that cannot give
+// one fails Current. Current
 // sends nothing: BEGIN travels in the same round trip as the
 // transaction's first statement (see "Round trips" in the package
 // documentation), and a transaction that ran no statement sends neither
