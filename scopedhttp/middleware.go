@@ -283,7 +283,7 @@ func (w *writer) send() {
 	}
 	w.lengthForHooks()
 	if w.status != 0 {
-		w.ResponseWriter.WriteHeader(w.status)
+		w.writeHeldHeader()
 	}
 	if len(w.held.body) > 0 {
 		_, _ = w.ResponseWriter.Write(w.held.body) // the client's problem now: nothing left to decide

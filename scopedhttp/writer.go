@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/go-scoped/scoped"
 )
@@ -139,6 +141,35 @@ func (w *writer) hold(p []byte) {
 		b = nb
 	}
 	w.held.body = append(b, p...)
+}
+
+// writeHeldHeader sends the held status and header once the handler has
+// returned. net/http takes the header when the handler writes it, so a
+// declared trailer's value, set after the body as net/http documents,
+// goes out only as a trailer: the held header must not carry it either.
+// The values stay in the header map, where net/http reads the trailers.
+func (w *writer) writeHeldHeader() {
+	h := w.ResponseWriter.Header()
+	declared, ok := h["Trailer"]
+	if !ok {
+		w.ResponseWriter.WriteHeader(w.status)
+		return
+	}
+	var later http.Header
+	for _, v := range declared {
+		for k := range strings.SplitSeq(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			if vv, ok := h[k]; ok {
+				if later == nil {
+					later = http.Header{}
+				}
+				later[k] = vv
+				delete(h, k)
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(w.status)
+	maps.Copy(h, later)
 }
 
 // bodyless reports whether the response has no body to send (HEAD, 204,
