@@ -4,8 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +72,57 @@ func TestReview7TimeoutHandlerInsideRollsBackAndRefusesLateWork(t *testing.T) {
 	}
 	if ids := dbtest.IDs(t, db, table); len(ids) != 1 || ids[0] != 3 {
 		t.Errorf("rows after the 201: %v, want [3]", ids)
+	}
+}
+
+// A body of exactly WithBufferLimit bytes is still held, so its failed
+// COMMIT is a clean 500 after the 103 that went out first; one byte more
+// streams, and the same failure breaks the response. By Write and by
+// ReadFrom (io.Copy from a reader without WriteTo).
+func TestReview7BufferLimitEdgeWithEarlyHints(t *testing.T) {
+	s := dbtest.Postgres(t)
+	db := openDB(t, s)
+	const limit = 4 << 10
+	for _, size := range []int{limit, limit + 1} {
+		for _, readFrom := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%dB readFrom=%v", size, readFrom), func(t *testing.T) {
+				table := dbtest.CreateCommitFailureTable(t, db, "r7_edge")
+				h, returned := returnedSignal(scopedhttp.Middleware(scopedhttp.WithCommitMode(scopedhttp.Autocommit),
+					scopedhttp.Bind(r7Tx(db)), scopedhttp.WithBufferLimit(limit))(
+					http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						w.Header().Set("Link", "</a.css>; rel=preload")
+						w.WriteHeader(http.StatusEarlyHints)
+						r7Insert(r, s, table, 1_000_000) // check_violation at COMMIT
+						w.WriteHeader(http.StatusCreated)
+						w.WriteHeader(http.StatusAccepted) // superfluous
+						body := strings.Repeat("y", size)
+						if readFrom {
+							_, _ = io.Copy(w, io.LimitReader(strings.NewReader(body), int64(size)))
+						} else {
+							_, _ = io.WriteString(w, body)
+						}
+					})))
+				ts := serve(t, h)
+				var infos []int
+				ctx := httptrace.WithClientTrace(dbtest.Ctx(t), &httptrace.ClientTrace{
+					Got1xxResponse: func(code int, _ textproto.MIMEHeader) error { infos = append(infos, code); return nil },
+				})
+				res := do(ctx, ts, http.MethodPost, "/")
+				testkit.WaitFor(t, returned, "the handler to return")
+				if len(infos) != 1 || infos[0] != http.StatusEarlyHints {
+					t.Errorf("informational responses %v, want [103]", infos)
+				}
+				if size == limit {
+					if res.err != nil || res.status != http.StatusInternalServerError || strings.Contains(res.body, "y") {
+						t.Errorf("client got %d %.40q, %v; want a clean 500", res.status, res.body, res.err)
+					}
+				} else if res.err == nil {
+					t.Errorf("client read a complete %d of %d bytes for a failed commit", res.status, len(res.body))
+				}
+				if ids := dbtest.IDs(t, db, table); len(ids) != 0 {
+					t.Errorf("rows after the failed commit: %v", ids)
+				}
+			})
+		}
 	}
 }
