@@ -98,10 +98,6 @@ func errNetFired(s *Scope) error {
 	return fmt.Errorf("%w: %w: %w", ErrScopeClosed, ErrScopeCancelled, cause)
 }
 
-func errOwnSession(name string) error {
-	return fmt.Errorf("%w: the factory of %s asked for its own session (directly or through another factory)", ErrReentrant, name)
-}
-
 // errOwnTeardown is returned by an end of a scope called from a session's
 // teardown while the scope's end is in progress: it may be waiting for
 // itself.

@@ -104,8 +104,6 @@ type keyedSlot struct {
 	seq uint64 // creation order, set when the factory returned
 }
 
-func (k *keyedStore) isClosed() bool { return k.closed.Load() }
-
 func (k *keyedStore) has(key any) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()

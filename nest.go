@@ -163,9 +163,6 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 // enclosing transaction: its commit rolls back and fails with
 // [ErrNotCommitted], saying why.
 func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commitFailed bool) {
-	if e.shared {
-		return nil, false
-	}
 	x := e.extra
 	defer x.parentNode.openChild.Store(false)
 	defer func() {

@@ -218,7 +218,7 @@ func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, err
 		err := s.closedErr()
 		s.mu.Unlock()
 		return zero, err
-	case r.keyed.isClosed():
+	case r.keyed.closed.Load():
 		s.mu.Unlock()
 		return zero, ErrClosed
 	case s.flags&netFired != 0 && !r.noNet:
@@ -445,7 +445,7 @@ func lookup[P place](ctx context.Context, p P) (*node, error) {
 		}
 		if creating(ctx, n) {
 			p.unlock()
-			return nil, errOwnSession(n.owner.name)
+			return nil, fmt.Errorf("%w: the factory of %s asked for its own session (directly or through another factory)", ErrReentrant, n.owner.name)
 		}
 		if n.wait == nil {
 			n.wait = &waiters{done: make(chan struct{})}

@@ -213,18 +213,20 @@ func (r *ScopedSession[S]) end(n *node, ctx context.Context, commit bool) (err e
 	if e.tracked {
 		untrack(&e.node)
 	}
+	if e.shared {
+		return nil // a child's share of its ancestor's session: the ancestor ends it
+	}
 	var start time.Time
-	if r.events != nil && !e.shared {
+	if r.events != nil {
 		start = time.Now()
 	}
-	if e.extra != nil && e.extra.isNested || e.shared {
+	if e.extra != nil && e.extra.isNested {
 		// Not a session of its own: it counts in no Stats.
-		commit = commit && !e.shared
 		err, e.commitFailed = e.endNested(ctx, commit)
 		if err != nil {
 			r.report(ctx, err)
 		}
-		if r.events != nil && !e.shared {
+		if r.events != nil {
 			e.emitEnd(ctx, start, commit, err)
 		}
 		return err
