@@ -45,7 +45,9 @@ func Tx(db *sql.DB, opts *sql.TxOptions) func(context.Context) (*sql.Tx, error) 
 // db's pool per scope and pins it for the scope, for session state that
 // must stay on one connection: SET, advisory locks, temporary tables,
 // several transactions in a row. Waiting for the connection gives up when
-// the scope's context is done. The connection goes back to the pool when
+// the scope's context is done (for a session keyed with
+// scoped.WithScopeFunc, when the context of the Current that creates it
+// is). The connection goes back to the pool when
 // the scope ends ([database/sql.Conn.Close]).
 //
 // Session state stays on the connection when it goes back to the pool:
@@ -65,13 +67,40 @@ func Conn(db *sql.DB) func(context.Context) (*sql.Conn, error) {
 	if db == nil {
 		panic("scopedsql: Conn with nil *sql.DB")
 	}
-	return func(ctx context.Context) (*sql.Conn, error) {
-		c, err := db.Conn(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("scopedsql: get connection: %w", err)
+	return func(ctx context.Context) (*sql.Conn, error) { return takeConn(ctx, db) }
+}
+
+// takeConn takes a connection from db's pool, waiting no longer than ctx
+// lives. The factory context of a keyed session ([scoped.WithScopeFunc])
+// is the caller's values without its cancellation, as the session
+// outlives the caller; it is a bound.Watcher that fires when the caller's
+// context ends, and the wait gets a context (beginCtx) that ends then, so
+// that a caller that left is not held until the pool frees a connection.
+// A *sql.Conn is not tied to the context it was taken with: the bound ends
+// with the wait.
+func takeConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
+	if w, ok := ctx.(bound.Watcher); ok && ctx.Done() == nil && w.Watches() {
+		b := &beginCtx{parent: ctx}
+		if w.Watch(b) {
+			c, err := db.Conn(b)
+			if cause := w.Unwatch(); cause != nil {
+				if err == nil {
+					_ = c.Close() // fresh from the pool: nothing of the scope's on it
+				}
+				return nil, fmt.Errorf("scopedsql: get connection: %w", cause)
+			}
+			b.settle()
+			return wrapConn(c, err)
 		}
-		return c, nil
 	}
+	return wrapConn(db.Conn(ctx))
+}
+
+func wrapConn(c *sql.Conn, err error) (*sql.Conn, error) {
+	if err != nil {
+		return nil, fmt.Errorf("scopedsql: get connection: %w", err)
+	}
+	return c, nil
 }
 
 // begin starts a transaction whose context is cancelled only if ctx is

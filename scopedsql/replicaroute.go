@@ -175,13 +175,26 @@ func (f *txMaker) begin(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
 	return tx, f.setup(ctx, tx)
 }
 
-// setup runs the WithSetup functions on tx, rolling it back if one fails.
+// setup runs the WithSetup functions on tx, rolling it back if one fails
+// or panics: tx is not the scope's yet, and its context never ends, so
+// nothing else would give its connection back (the panic goes on).
 func (f *txMaker) setup(ctx context.Context, tx *sql.Tx) error {
+	if len(f.setups) == 0 {
+		return nil
+	}
+	returned := false
+	defer func() {
+		if !returned {
+			_ = tx.Rollback()
+		}
+	}()
 	for _, s := range f.setups {
 		if err := s(ctx, tx); err != nil {
+			returned = true
 			return abandon(tx, fmt.Errorf("scopedsql: setup: %w", err))
 		}
 	}
+	returned = true
 	return nil
 }
 
