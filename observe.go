@@ -305,9 +305,10 @@ func (t *Tracker) Stop() {
 // track records x (a *Scope or a keyed *node) in every running tracker.
 // It reports whether it did, so that the end needs no lookup otherwise.
 func track(x any, what string) bool {
-	if tracking.Load() == 0 {
-		return false
-	}
+	return tracking.Load() != 0 && trackNow(x, what) // inlined: a Begin with no Tracker pays one load
+}
+
+func trackNow(x any, what string) bool {
 	where := callerOutside()
 	trackMu.Lock()
 	defer trackMu.Unlock()
