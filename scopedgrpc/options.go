@@ -52,9 +52,10 @@ func newConfig(opts []Option) *rpcscope.Config[codes.Code] {
 // The call runs at most maxAttempts times in all, with a jittered
 // exponential pause between runs, within the call's context. Each run
 // gets the same request message, which the handler must not modify, and
-// nothing of a failed run reaches the client, except headers it sent
-// itself with grpc.SendHeader, or set with grpc.SetHeader (which the next
-// run's add to). Streaming calls are never run again: the
+// nothing of a failed run reaches the client (its trailers, set with
+// grpc.SetTrailer, are dropped with it), except headers it sent itself
+// with grpc.SendHeader, or set with grpc.SetHeader (which the next run's
+// add to). Streaming calls are never run again: the
 // [StreamServerInterceptor] ignores WithRetry. Nor is a call whose
 // handler committed a session by hand ([scoped.ScopedSession.Commit]):
 // that part is saved.

@@ -37,7 +37,9 @@ func unary[C comparable, R any](c *Config[C], ctx context.Context, handle func(c
 	defer func() {
 		if !returned {
 			// A panic (or runtime.Goexit): roll back and let it go on,
-			// unrecovered, to the framework's recovery.
+			// unrecovered, to the framework's recovery, which answers;
+			// the hooks run after that answer, as every call's do.
+			hold(ctx, scope)
 			_ = scope.Remove()
 		}
 	}()
@@ -72,6 +74,7 @@ func (c *Config[C]) Stream(ctx context.Context, handle func(context.Context) err
 	returned := false
 	defer func() {
 		if !returned {
+			hold(ctx, scope)
 			_ = scope.Remove()
 		}
 	}()

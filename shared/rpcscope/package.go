@@ -54,6 +54,11 @@ func NewConfig[C comparable, O any](p *Package[C], onError func(context.Context,
 	return c
 }
 
+// Retries reports whether the configuration runs a unary call again
+// (WithRetry), so that a package's glue keeps each run's answer apart
+// only then.
+func (c *Config[C]) Retries() bool { return c.attempts > 0 }
+
 // Retry is the package's WithRetry.
 func (p *Package[C]) Retry(maxAttempts int, retryable func(error) bool) Option[C] {
 	if maxAttempts < 1 {
