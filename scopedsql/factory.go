@@ -93,7 +93,12 @@ func takeConn(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 			return wrapConn(c, err)
 		}
 	}
-	return wrapConn(db.Conn(ctx))
+	c, err := db.Conn(ctx)
+	if (err == context.Canceled || err == context.DeadlineExceeded) && ctx.Err() != nil {
+		// ctx.Err() itself, as database/sql returns it: say why, as begin does.
+		err = context.Cause(ctx)
+	}
+	return wrapConn(c, err)
 }
 
 func wrapConn(c *sql.Conn, err error) (*sql.Conn, error) {

@@ -100,3 +100,97 @@ func TestReview7KeyedConnOutlivesItsCreatorsCancellation(t *testing.T) {
 		wantInUse(t, db, 0)
 	})
 }
+
+// Two callers of one key of a NewConn: the first waits for the pool's one
+// connection, the second for that creation. The first leaves: its Current
+// returns its cause, and the second, whose context is alive, gets the
+// connection once the pool frees one, not the first's cancellation.
+func TestReview7KeyedConnWaiterOutlivesTheCreatorLeaving(t *testing.T) {
+	db := openDB(t, dbtest.Postgres(t))
+	release := heldPool(t, db)
+	conns := scopedsql.NewConn(db, scoped.WithScopeFunc(scoped.ContextValue(r7Tenant{})), scoped.WithTeardownErrorHook(nil))
+	base := context.WithValue(context.Background(), r7Tenant{}, "t1")
+	cause := errors.New("review7: the creator left")
+	creator, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := conns.Current(creator); errA <- err }()
+	testkit.Eventually(t, "the creator waiting for a connection", func() bool { return db.Stats().WaitCount > 0 })
+	go func() { _, err := conns.Current(base); errB <- err }()
+	testkit.Eventually(t, "the second caller waiting for the creation", func() bool {
+		return testkit.Parked("github.com/go-scoped/scoped.lookup[")
+	})
+	cancel(cause)
+	var errCreator error
+	select {
+	case errCreator = <-errA:
+	case <-time.After(hangDetector):
+		release()
+		errCreator = <-errA
+		t.Error("the creator still waited for the pool after it left")
+	}
+	if !errors.Is(errCreator, cause) {
+		t.Errorf("creator's Current = %v, want its context's cause", errCreator)
+	}
+	release()
+	if err := testkit.WaitFor(t, errB, "the second caller's Current"); err != nil {
+		t.Errorf("second caller's Current = %v, want its connection", err)
+	}
+	if err := conns.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	testkit.Eventually(t, "no connection in use", func() bool { return db.Stats().InUse == 0 })
+}
+
+// A scope's NewConn waiting for the pool's one connection when the
+// scope's context is cancelled with a cause returns promptly with that
+// cause (errors.Is finds it), as NewTx's begin does: a handler tells its
+// client leaving (scopedhttp's cause) from a timeout by it.
+func TestReview7ScopedConnWaitEndsWithTheCause(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
+		for _, tc := range []struct {
+			name    string
+			current func(db *sql.DB, ctx context.Context) error
+		}{
+			{"NewConn", func(db *sql.DB, ctx context.Context) error {
+				_, err := scopedsql.NewConn(db).Current(ctx)
+				return err
+			}},
+			{"Conn", func(db *sql.DB, ctx context.Context) error {
+				_, err := scoped.New(scopedsql.Conn(db)).Current(ctx)
+				return err
+			}},
+			{"NewTx", func(db *sql.DB, ctx context.Context) error {
+				_, err := scopedsql.NewTx(db, nil).Current(ctx)
+				return err
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				db := openDB(t, s)
+				release := heldPool(t, db)
+				cause := errors.New("review7: the client left")
+				parent, cancel := context.WithCancelCause(dbtest.Ctx(t))
+				defer cancel(nil)
+				ctx, scope := scoped.Begin(parent)
+				errc := make(chan error, 1)
+				go func() { errc <- tc.current(db, ctx) }()
+				testkit.Eventually(t, "Current waiting for a connection", func() bool { return db.Stats().WaitCount > 0 })
+				cancel(cause)
+				var err error
+				select {
+				case err = <-errc:
+				case <-time.After(hangDetector):
+					release()
+					err = <-errc
+					t.Errorf("Current still waited for the pool after the scope's context ended (then %v)", err)
+				}
+				if !errors.Is(err, cause) {
+					t.Errorf("Current = %v, want the scope context's cause", err)
+				}
+				scope.Remove()
+				release()
+				testkit.Eventually(t, "no connection in use", func() bool { return db.Stats().InUse == 0 })
+			})
+		}
+	})
+}
