@@ -214,3 +214,57 @@ func TestReview7GetCompressionAndErrorDetails(t *testing.T) {
 	}
 	testkit.Eventually(t, "the calls' connections back in the pool", func() bool { return db.Stats().InUse == 0 })
 }
+
+// WithRetry over a Connect GET (the request is in the URL, decoded once)
+// and over gRPC-Web with gzip: the first run's COMMIT fails with a
+// serialization failure, the second run gets the same request and
+// commits; the client gets OK once, and only the second run's row is
+// saved.
+func TestReview7RetryOverGetAndGRPCWeb(t *testing.T) {
+	db, table := openDB(t)
+	txs := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
+	var mu sync.Mutex
+	var seen []string
+	check := func(ctx context.Context, arg string) error {
+		mu.Lock()
+		seen = append(seen, arg)
+		run := len(seen)
+		mu.Unlock()
+		id, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			return connect.NewError(connect.CodeInvalidArgument, err)
+		}
+		if run == 1 {
+			id = -id // COMMIT fails with 40001
+		}
+		return insert(ctx, table, id)
+	}
+	url := serveWrapped(t, scopedconnect.Handler, &service{check: check},
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithInterceptors(scopedconnect.NewInterceptor(scopedconnect.Bind(txs),
+			scopedconnect.WithCommitMode(scopedconnect.Autocommit), scopedconnect.WithRetry(3, scopedsql.Retryable))))
+	h1 := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(h1.CloseIdleConnections)
+	for i, opts := range [][]connect.ClientOption{
+		{connect.WithHTTPGet(), connect.WithIdempotency(connect.IdempotencyNoSideEffects)},
+		{connect.WithGRPCWeb(), connect.WithSendGzip()},
+	} {
+		id := int64(i + 1)
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		cl := connect.NewClient[checkReq, checkResp](h1, url+checkProcedure, opts...)
+		if _, err := cl.CallUnary(dbtest.Ctx(t), connect.NewRequest(&checkReq{Service: strconv.FormatInt(id, 10)})); err != nil {
+			t.Errorf("client %d: %v, want OK", i, err)
+		}
+		mu.Lock()
+		if want := []string{strconv.FormatInt(id, 10), strconv.FormatInt(id, 10)}; !slices.Equal(seen, want) {
+			t.Errorf("client %d: runs saw %q, want %q", i, seen, want)
+		}
+		mu.Unlock()
+	}
+	if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("rows %v, want [1 2]", got)
+	}
+	testkit.Eventually(t, "the calls' connections back in the pool", func() bool { return db.Stats().InUse == 0 })
+}

@@ -59,36 +59,44 @@ func noConnsInUse(t *testing.T, db *sql.DB) {
 // Under WithRetry nothing of a failed run reaches the client (the
 // package's doc names only headers as the exception): a trailer the
 // failed first run set (grpc.SetTrailer) must not be in the answer of the
-// second, which sets its own.
+// second, which sets its own. The first run fails in the handler or at
+// its COMMIT (a serialization failure).
 func TestReview7RetryDropsTheFailedRunsTrailers(t *testing.T) {
-	db, table := openDB(t)
-	users := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
-	var runs atomic.Int64
-	client := serve(t, &health{check: func(ctx context.Context) error {
-		run := runs.Add(1)
-		if err := grpc.SetTrailer(ctx, metadata.Pairs("x-run", fmt.Sprint(run))); err != nil {
-			return err
-		}
-		if run == 1 {
-			return errConflict
-		}
-		return insert(ctx, table, 1)
-	}}, grpc.ChainUnaryInterceptor(scopedgrpc.UnaryServerInterceptor(scopedgrpc.WithCommitMode(scopedgrpc.Autocommit),
-		scopedgrpc.Bind(users), scopedgrpc.WithRetry(3, retryable))))
-	var trailer metadata.MD
-	if _, err := client.Check(dbtest.Ctx(t), &grpc_health_v1.HealthCheckRequest{}, grpc.Trailer(&trailer)); err != nil {
-		t.Fatal(err)
+	for _, atCommit := range []bool{false, true} {
+		t.Run(fmt.Sprint("at commit=", atCommit), func(t *testing.T) {
+			db, table := openDB(t)
+			users := scoped.New(scopedsql.Tx(db, nil), scoped.WithTeardownErrorHook(nil))
+			var runs atomic.Int64
+			client := serve(t, &health{check: func(ctx context.Context) error {
+				run := runs.Add(1)
+				if err := grpc.SetTrailer(ctx, metadata.Pairs("x-run", fmt.Sprint(run))); err != nil {
+					return err
+				}
+				switch {
+				case run > 1:
+					return insert(ctx, table, 1)
+				case atCommit:
+					return insert(ctx, table, -1)
+				}
+				return errConflict
+			}}, grpc.ChainUnaryInterceptor(scopedgrpc.UnaryServerInterceptor(scopedgrpc.WithCommitMode(scopedgrpc.Autocommit),
+				scopedgrpc.Bind(users), scopedgrpc.WithRetry(3, retryable))))
+			var trailer metadata.MD
+			if _, err := client.Check(dbtest.Ctx(t), &grpc_health_v1.HealthCheckRequest{}, grpc.Trailer(&trailer)); err != nil {
+				t.Fatal(err)
+			}
+			if runs.Load() != 2 {
+				t.Fatalf("%d runs, want 2", runs.Load())
+			}
+			if got := trailer.Get("x-run"); !slices.Equal(got, []string{"2"}) {
+				t.Errorf("trailer x-run = %q, want only the answering run's [2]", got)
+			}
+			if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
+				t.Errorf("rows %v, want [1]", got)
+			}
+			noConnsInUse(t, db)
+		})
 	}
-	if runs.Load() != 2 {
-		t.Fatalf("%d runs, want 2", runs.Load())
-	}
-	if got := trailer.Get("x-run"); !slices.Equal(got, []string{"2"}) {
-		t.Errorf("trailer x-run = %q, want only the answering run's [2]", got)
-	}
-	if got := dbtest.IDs(t, db, table); !slices.Equal(got, []int64{1}) {
-		t.Errorf("rows %v, want [1]", got)
-	}
-	noConnsInUse(t, db)
 }
 
 // Metadata the handler set survives a failed commit as it is (the call
