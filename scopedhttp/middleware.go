@@ -102,9 +102,15 @@ func (h *handler) serve(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if !returned {
 			// A panic (or runtime.Goexit): roll back, drop the held
 			// response and let the panic go on, unrecovered and with its
-			// stack, to the server or a recoverer.
+			// stack, to the server or a recoverer. Whatever answers, it
+			// does so once the panic has left: the unit's hooks run
+			// after, on a goroutine of their own.
+			unithooks.Hold(scope)
 			_ = scope.Remove()
 			sw.release()
+			if unithooks.Pending(scope) {
+				go unithooks.Run(scope)
+			}
 		}
 	}()
 	h.next.ServeHTTP(rw, r)
