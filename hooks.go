@@ -25,8 +25,8 @@ import (
 // Hooks run after the sessions have ended, in registration order, on the
 // goroutine that ended the scope (the one that called [Scope.Commit]) —
 // or, under a middleware that runs them after its response and can only
-// finish that response by returning (scopedhttp over HTTP/2 or streaming,
-// scopedconnect's Handler), on a goroutine of their own once it has
+// finish that response by returning (scopedhttp over HTTP/2, streaming or
+// after a panic; scopedconnect's Handler), on a goroutine of their own once it has
 // returned — with a context that has the values of ctx but neither its cancellation
 // nor its scope: a session asked for there is [ErrNoScope], never the
 // ended one. A hook that panics is logged with log/slog and stops no
