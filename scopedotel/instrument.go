@@ -82,13 +82,20 @@ func (h *hook) begin(ctx context.Context, e scoped.Event) {
 	if !h.spans.reserve() {
 		return
 	}
+	kept := false
+	defer func() {
+		if !kept {
+			// Not sampled (ending it would do nothing), or a sampler or span
+			// processor panicked: give the room back.
+			h.spans.release()
+		}
+	}()
 	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start, e.Route)...)
 	if !span.IsRecording() {
-		// Not sampled: ending it would do nothing, so do not keep it.
-		h.spans.release()
 		return
 	}
 	h.spans.put(e.ID, span)
+	kept = true
 }
 
 // end records the end of a session and ends its span.
@@ -126,7 +133,7 @@ func (h *hook) end(ctx context.Context, e scoped.Event) {
 // long it waited, and the scoped.session.create_failures counter.
 func (h *hook) createFailed(ctx context.Context, e scoped.Event) {
 	et := errorType(e.Err)
-	m := h.ms.get(labels{session: e.Session, errType: et})
+	m := h.ms.get(labels{session: e.Session, nested: e.Nested, errType: et}) // Nested: a savepoint that failed to begin
 	h.createFailures.Add(ctx, 1, m.add...)
 	_, span := h.tracer.Start(ctx, m.spanName, m.startOptions(e.Start, e.Route)...)
 	if !span.IsRecording() {
@@ -151,7 +158,7 @@ func (h *hook) instruments(m metric.Meter) {
 	h.ended, errs[1] = m.Int64Counter("scoped.session.ended", metric.WithUnit("{session}"),
 		metric.WithDescription("Sessions ended, by scoped.outcome: committed, rolled_back, closed, failed"))
 	h.createFailures, errs[2] = m.Int64Counter("scoped.session.create_failures", metric.WithUnit("{session}"),
-		metric.WithDescription("Factory calls that failed or panicked: no session was created"))
+		metric.WithDescription("Factory calls that failed or panicked, and savepoints that failed to begin (scoped.session.nested): no session was created"))
 	h.count, errs[3] = m.Int64UpDownCounter("scoped.session.count", metric.WithUnit("{session}"),
 		metric.WithDescription("Sessions created and not yet ended"))
 	h.commit, errs[4] = m.Float64Histogram("scoped.session.commit.duration", metric.WithUnit("s"),
