@@ -119,7 +119,13 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 		return zero, s.Err()
 	}
 	k := &r.keyed
-	p := keyPlace{k: k, key: key, ctx: ctx}
+	// Asked from another keyed factory, whose context has no cancellation:
+	// the begin is bounded by that creation's caller instead.
+	caller := ctx
+	if outer, ok := ctx.Value(keyedCallerKey{}).(context.Context); ok && ctx.Done() == nil {
+		caller = outer
+	}
+	p := keyPlace{k: k, key: key, ctx: ctx, caller: caller}
 	n, err := lookup(ctx, p)
 	if err != nil {
 		return zero, unfailed(err)
@@ -141,7 +147,7 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	k.m[key] = keyedSlot{n: &e.node}
 	k.mu.Unlock()
 	e.tracked = track(&e.node, r.name)
-	return create(e, &keyedCreation{Context: context.WithoutCancel(ctx), n: &e.node, caller: ctx}, p)
+	return create(e, &keyedCreation{Context: context.WithoutCancel(ctx), n: &e.node, caller: caller}, p)
 }
 
 // keyedCreation is the context a keyed session's factory runs with: the
@@ -159,9 +165,16 @@ type keyedCreation struct {
 
 var _ bound.Watcher = (*keyedCreation)(nil)
 
+// keyedCallerKey finds the caller of the keyed creation a context belongs
+// to, if any.
+type keyedCallerKey struct{}
+
 func (c *keyedCreation) Value(key any) any {
-	if _, ok := key.(factoryKey); ok {
+	switch key.(type) {
+	case factoryKey:
 		return c.n
+	case keyedCallerKey:
+		return c.caller
 	}
 	return c.Context.Value(key)
 }
@@ -217,6 +230,7 @@ type keyPlace struct {
 	k      *keyedStore
 	key    any
 	ctx    context.Context // of the caller: its values end the session
+	caller context.Context // whose leaving cuts the creation short: ctx, or an enclosing keyed creation's caller
 	commit bool            // for ScopedSession.Commit
 }
 
@@ -254,7 +268,7 @@ func (p keyPlace) fail(n *node, err error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	delete(k.m, p.key)
-	if p.ctx.Err() != nil {
+	if p.caller.Err() != nil {
 		// The creator's caller left (its begin was cut short for it): a
 		// caller waiting with a context of its own creates the session
 		// itself rather than fail for someone else's leaving.

@@ -60,11 +60,10 @@ func TestReview3KeyedWaiterIsNotFailedByTheCreatorLeaving(t *testing.T) {
 // (a tenant's handle built on the tenant's transaction) passes its own
 // factory context, which is the caller's without cancellation: the inner
 // keyedCreation's caller is never done (Watches is false) and its begin
-// waits for a pooled connection after the caller left, the wait a476f6a
-// bounds one level up.
+// waited for a pooled connection after the caller left, the wait a476f6a
+// bounds one level up; the inner creation is now bounded by the outer
+// one's caller.
 func TestReview3KeyedBeginInsideAKeyedFactoryIsBounded(t *testing.T) {
-	skipDefect(t, "keyed.go: keyedCreation.Watches reads the caller's Done; when the caller is another "+
-		"keyed factory's context (WithoutCancel) nothing bounds the begin")
 	db, app := appDB(t)
 	release := heldPool(t, db)
 	key := scoped.WithScopeFunc(scoped.ContextValue(r3Tenant{}))
@@ -74,7 +73,7 @@ func TestReview3KeyedBeginInsideAKeyedFactoryIsBounded(t *testing.T) {
 		tx, err := txs.Current(ctx)
 		return &handle{tx}, err
 	}, key, scoped.WithTeardownErrorHook(nil), scoped.WithClose(func(context.Context, *handle) error { return nil }))
-	defer func() { _ = handles.Close(); _ = txs.Close(); wantNothingOpen(t, db, app) }()
+	defer func() { release(); _ = handles.Close(); _ = txs.Close(); wantNothingOpen(t, db, app) }()
 	cause := errors.New("review3: client left")
 	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), r3Tenant{}, "t1"))
 	defer cancel(nil)

@@ -23,15 +23,6 @@ import (
 	"github.com/go-scoped/scoped/scopedsql"
 )
 
-// skipDefect skips a test that proves a defect not fixed yet, unless
-// SCOPED_REVIEW_DEFECTS=1 asks for it.
-func skipDefect(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("SCOPED_REVIEW_DEFECTS") == "" {
-		t.Skip("defect: " + why)
-	}
-}
-
 // hangDetector bounds the wait for a begin that the scope's context must
 // cut short: a hang detector, not a timing assertion.
 const hangDetector = 10 * time.Second
