@@ -139,6 +139,12 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 	if px := entryOf[S](pn).extra; px != nil {
 		x.route = px.route // a savepoint runs where its transaction does
 	}
+	if ctx.Err() != nil {
+		// Nothing is sent for a unit whose context has ended: the parent's
+		// transaction is as it was, and stays usable.
+		pn.openChild.Store(false)
+		return zero, fmt.Errorf("scoped: nest %s session in its parent's: %w", r.name, context.Cause(ctx))
+	}
 	nested, err := r.nest(ctx, ps)
 	if err != nil {
 		pn.openChild.Store(false)
@@ -159,9 +165,12 @@ func (e *entry[S]) join(ctx context.Context, s *Scope) (S, error) {
 // (MariaDB's 1305 after InnoDB rolled the whole transaction back on a
 // deadlock) means the caller's earlier work is gone. So a failed RELEASE
 // rolls back to the savepoint, which lets the caller go on with its own
-// work, and a savepoint that cannot be rolled back to poisons every
-// enclosing transaction: its commit rolls back and fails with
-// [ErrNotCommitted], saying why.
+// work, and a savepoint that cannot be rolled back to poisons the
+// enclosing unit's part (poison). A part poisoned by a unit inside it is
+// rolled back to its savepoint rather than released; once that succeeds,
+// what went wrong inside is undone and the enclosing units go on. The
+// outermost transaction, poisoned, rolls back at its commit, which fails
+// with [ErrNotCommitted], saying why.
 func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commitFailed bool) {
 	x := e.extra
 	defer x.parentNode.openChild.Store(false)
@@ -172,6 +181,14 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 		}
 	}()
 	n := &x.nested
+	if cause := e.poisoned.Load(); commit && cause != nil {
+		err = fmt.Errorf("scoped: nested %s session rolled back instead of released, a unit of work inside it left it unusable: %w", e.r().name, *cause)
+		if rerr := n.Rollback(ctx); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("scoped: roll back nested %s session: %w", e.r().name, rerr))
+			e.poison(err)
+		}
+		return err, true
+	}
 	if commit {
 		commitFailed = true
 		if err = n.Release(ctx); err == nil {
@@ -191,15 +208,11 @@ func (e *entry[S]) endNested(ctx context.Context, commit bool) (err error, commi
 	return err, false
 }
 
-// poison marks every transaction enclosing e's savepoint as one that must
-// not commit, because a savepoint operation in it failed: err says why.
+// poison marks the part of the enclosing unit that e's savepoint was in
+// (a savepoint, or the outermost transaction) as one that must not be
+// released or committed, because a savepoint operation inside it failed:
+// err says why. The enclosing part's end rolls it back, and poisons the
+// next one up only if that fails too (endNested).
 func (e *entry[S]) poison(err error) {
-	for p := e.extra.parentNode; p != nil; {
-		p.poisoned.CompareAndSwap(nil, &err)
-		pe := entryOf[S](p) // an ancestor's part of the same ScopedSession's session
-		if pe.extra == nil {
-			return
-		}
-		p = pe.extra.parentNode
-	}
+	e.extra.parentNode.poisoned.CompareAndSwap(nil, &err)
 }

@@ -83,9 +83,6 @@ func r8nInsert(ctx context.Context, txs *scoped.ScopedSession[*sql.Tx], s dbtest
 // transaction, no SAVEPOINT was sent. Its caller handles that error and
 // commits its own work, which must be saved: the transaction is intact.
 func TestReview8NestChildWithEndedContextLeavesItsParentUsable(t *testing.T) {
-	skipReviewDefect(t, "a child's SAVEPOINT that database/sql refused to send because the child's context had ended "+
-		"(context.Canceled, nothing reached the server) poisons every enclosing transaction: the root that handled "+
-		"the child's error gets ErrNotCommitted and loses its work: nest.go, (*entry).join (e.poison after r.nest failed)")
 	dbtest.Each(t, func(t *testing.T, s dbtest.Server) {
 		db := r8nOpen(t, s, 2)
 		table := dbtest.CreateIDTable(t, db, "r8_ctxchild")
@@ -125,9 +122,6 @@ func TestReview8NestChildWithEndedContextLeavesItsParentUsable(t *testing.T) {
 // fails is undone alone (docs/units.md), and nothing here failed that a
 // ROLLBACK TO did not undo.
 func TestReview8NestMiddleLevelStatementFailureThenGrandchild(t *testing.T) {
-	skipReviewDefect(t, "a grandchild's SAVEPOINT refused by the aborted PostgreSQL transaction (25P02) poisons the root too, "+
-		"though the middle's ROLLBACK TO then ends the abort and the root handled the middle's error: "+
-		"nest.go, (*entry).join and (*entry).poison (poison walks past the enclosing savepoint that rolls back)")
 	s := dbtest.Postgres(t)
 	db := r8nOpen(t, s, 2)
 	table := dbtest.CreateIDTable(t, db, "r8_middle")
