@@ -7,11 +7,51 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
+	"github.com/go-scoped/scoped/internal/dbtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 type review7Tenant struct{}
+
+// review7AcquireStarts is a pgx tracer that reports every Acquire of its
+// pool as it starts, before it waits.
+type review7AcquireStarts chan struct{}
+
+func (s review7AcquireStarts) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	s <- struct{}{}
+	return ctx
+}
+func (review7AcquireStarts) TraceAcquireEnd(context.Context, *pgxpool.Pool, pgxpool.TraceAcquireEndData) {
+}
+func (review7AcquireStarts) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (review7AcquireStarts) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// review7ExhaustedPool returns a pool of one connection, which it holds
+// (the caller releases it), and the starts of the pool's Acquires after.
+func review7ExhaustedPool(t *testing.T) (*pgxpool.Pool, *pgxpool.Conn, review7AcquireStarts) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbtest.Postgres(t).DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	starts := make(review7AcquireStarts, 8)
+	cfg.ConnConfig.Tracer = starts
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	held, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-starts
+	return pool, held, starts
+}
 
 // A keyed session's factory runs with the caller's values but not its
 // cancellation (the session outlives the caller). Its wait for a pooled
@@ -37,11 +77,7 @@ func TestReview7KeyedCurrentGivesUpWhenTheCallerLeaves(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool := newPool(t, 1)
-			held, err := pool.Acquire(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			pool, held, starts := review7ExhaustedPool(t)
 			cause := errors.New("the client left")
 			ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), review7Tenant{}, "a"))
 			type result struct {
@@ -53,10 +89,7 @@ func TestReview7KeyedCurrentGivesUpWhenTheCallerLeaves(t *testing.T) {
 				c, err := tc.current(pool, ctx)
 				done <- result{c, err}
 			}()
-			// Cancel once the caller waits for the pool.
-			for pool.Stat().EmptyAcquireCount() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			<-starts // cancel once the caller waits for the pool
 			cancel(cause)
 			var res result
 			select {
@@ -107,5 +140,59 @@ func TestReview7KeyedSessionOutlivesTheCallersCancellation(t *testing.T) {
 		if n := pool.Stat().AcquiredConns(); n != 0 {
 			t.Errorf("eager %v: %d connections acquired after Close", eager, n)
 		}
+	}
+}
+
+// Two callers of one key wait for the same creation; the one that
+// created it leaves. Its wait for a connection ends with its cause, and
+// the caller still there creates the session itself once the pool frees.
+func TestReview7KeyedWaiterOutlivesTheCreatorsLeaving(t *testing.T) {
+	pool, held, starts := review7ExhaustedPool(t)
+	r := NewTx(pool, pgx.TxOptions{}, scoped.WithScopeFunc(scoped.ContextValue(review7Tenant{})))
+	key := context.WithValue(context.Background(), review7Tenant{}, "a")
+	cause := errors.New("the first client left")
+	first, cancel := context.WithCancelCause(key)
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := r.Current(first)
+		firstErr <- err
+	}()
+	<-starts
+	type result struct {
+		tx  pgx.Tx
+		err error
+	}
+	second := make(chan result, 1)
+	go func() {
+		tx, err := r.Current(key)
+		second <- result{tx, err}
+	}()
+	cancel(cause)
+	select {
+	case err := <-firstErr:
+		if !errors.Is(err, cause) {
+			t.Errorf("the caller that left: %v, want its cause", err)
+		}
+	case <-time.After(10 * time.Second):
+		held.Release()
+		t.Errorf("the caller that left: still waiting for the pool; once it freed: %v", <-firstErr)
+		<-second
+		_ = r.Close()
+		return
+	}
+	<-starts // the second caller now waits for the pool itself
+	held.Release()
+	res := <-second
+	if res.err != nil {
+		t.Fatalf("the caller still there: %v", res.err)
+	}
+	if _, err := res.tx.Exec(context.Background(), "select 1"); err != nil {
+		t.Error(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+	if n := pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d connections acquired after Close", n)
 	}
 }
