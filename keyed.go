@@ -121,12 +121,13 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	k := &r.keyed
 	// Asked from another keyed factory, whose context has no cancellation:
 	// the begin is bounded by that creation's caller instead.
+	outer, _ := ctx.Value(keyedCallerKey{}).(context.Context)
 	caller := ctx
-	if outer, ok := ctx.Value(keyedCallerKey{}).(context.Context); ok && ctx.Done() == nil {
+	if outer != nil && ctx.Done() == nil {
 		caller = outer
 	}
 	p := keyPlace{k: k, key: key, ctx: ctx, caller: caller}
-	n, err := lookup(ctx, p)
+	n, err := lookup(ctx, outer, p)
 	if err != nil {
 		return zero, unfailed(err)
 	}
@@ -200,8 +201,10 @@ func (c *keyedCreation) Unwatch() error {
 
 // Close tears down every session r holds under a custom [ScopeFunc] key,
 // newest first, and makes later Current calls return [ErrClosed]. Sessions
-// held by scopes end with their scopes. Call it at shutdown, after the
-// server has stopped serving.
+// held by scopes end with their scopes. A session whose factory is still
+// running when Close is called, or that a Remove or Commit already took,
+// is ended by that caller, possibly after Close has returned. Call it at
+// shutdown, after the server has stopped serving.
 func (r *ScopedSession[S]) Close() error {
 	k := &r.keyed
 	k.mu.Lock()

@@ -220,7 +220,6 @@ func TestReview8CloseDuringCreationTellsItsWaiters(t *testing.T) {
 // arriving after Close says ErrClosed (TestKeyedCommitAfterCloseIsNotNil),
 // and so must one that was waiting when Close came: nil claims a commit.
 func TestReview8CommitWaitingThroughCloseIsErrClosed(t *testing.T) {
-	skipReviewDefect(t, "a Commit by key waiting for a creation that Close refused returns nil, not ErrClosed: keyed.go keyPlace.check runs before the wait only, and session.go endAt turns the failed creation (ErrClosed) into nil")
 	release := make(chan struct{})
 	st := newR8Store(func(_ context.Context, n int) (*fakeTx, error) {
 		if n == 1 {
@@ -391,7 +390,6 @@ func TestReview8CreatorLeavesWithTwoWaitersOneLeaving(t *testing.T) {
 // is gone (lookup's select picks at random between the two ready cases,
 // and callerLeft sends it round the loop to create).
 func TestReview8WaiterThatLeftDoesNotRetryTheCreation(t *testing.T) {
-	skipReviewDefect(t, "a waiter whose context ended runs the factory itself when the creation it waited for failed with callerLeft at the same time: session.go lookup continues after callerLeft without checking its own ctx")
 	errDown := errors.New("review8: begin cut short")
 	for i := range 32 { // the select picks at random: 2^-32 to miss it
 		release := make(chan struct{})
@@ -583,7 +581,6 @@ func TestReview8KeyedFactoryUsesAnotherKeyedSession(t *testing.T) {
 // at least the waits their factories do (or the cycle be refused as
 // ErrReentrant).
 func TestReview8KeyedFactoriesWaitingOnEachOtherEndWithTheirCallers(t *testing.T) {
-	skipReviewDefect(t, "two keyed factories on one key each waiting for the other's creation hang for good, even after both callers leave: session.go lookup waits on the factory's context (keyed.go keyedCreation, no Done) and knows no wait-for cycle")
 	var a, b *scoped.ScopedSession[*fakeTx]
 	aStarted, bStarted := make(chan struct{}), make(chan struct{})
 	var aOnce, bOnce sync.Once // a fix may run a factory again

@@ -204,7 +204,7 @@ func (r *ScopedSession[S]) current(ctx context.Context) (S, error) {
 // creation in flight, or start one.
 func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
 	var zero S
-	n, err := lookup(ctx, scopePlace{s: s, o: &r.owner})
+	n, err := lookup(ctx, nil, scopePlace{s: s, o: &r.owner})
 	if err != nil {
 		return zero, unfailed(err)
 	}
@@ -377,8 +377,11 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 
 // endAt ends the session at p, if there is one.
 func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) error {
-	n, err := lookup(ctx, p)
-	if _, failed := err.(failedCreation); failed {
+	n, err := lookup(ctx, nil, p)
+	if f, failed := err.(failedCreation); failed {
+		if commit && errors.Is(f.err, ErrClosed) {
+			return ErrClosed // Close refused the session: nothing was committed
+		}
 		return nil // nothing was created: nothing to end
 	}
 	if err != nil {
@@ -430,9 +433,16 @@ type place interface {
 
 // lookup waits until p holds no session still being created: the single
 // flight of concurrent first calls. It returns the ready node, or nil for
-// none, with p locked; or an error with p unlocked: a re-entrant wait,
-// ctx's end, or a creation that failed (wrapped, see unfailed).
-func lookup[P place](ctx context.Context, p P) (*node, error) {
+// none, with p locked; or an error with p unlocked: a re-entrant wait
+// (ctx belongs to the creation it would wait for), the end of ctx or of
+// outer (the caller of an enclosing keyed creation, whose factory's
+// context has no cancellation; nil if none), or a creation that failed
+// (wrapped, see unfailed).
+func lookup[P place](ctx, outer context.Context, p P) (*node, error) {
+	var outerDone <-chan struct{}
+	if outer != nil {
+		outerDone = outer.Done()
+	}
 	for {
 		p.lock()
 		if err := p.check(); err != nil {
@@ -456,8 +466,18 @@ func lookup[P place](ctx context.Context, p P) (*node, error) {
 		case <-w.done:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
+		case <-outerDone:
+			return nil, context.Cause(outer)
 		}
 		if _, left := w.err.(callerLeft); left {
+			// The creator's caller left: create it here, unless this
+			// caller left too.
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			if outer != nil && outer.Err() != nil {
+				return nil, context.Cause(outer)
+			}
 			continue
 		}
 		if w.err != nil {
