@@ -196,3 +196,69 @@ func TestReview7KeyedWaiterOutlivesTheCreatorsLeaving(t *testing.T) {
 		t.Errorf("%d connections acquired after Close", n)
 	}
 }
+
+// A keyed pinned connection is reset when Close ends it, as a scope's is
+// when the scope ends: its next user does not see its settings.
+func TestReview7KeyedConnIsResetByClose(t *testing.T) {
+	pool := newPool(t, 1)
+	r := NewConn(pool, scoped.WithScopeFunc(scoped.ContextValue(review7Tenant{})))
+	ctx := context.WithValue(context.Background(), review7Tenant{}, "a")
+	c, err := r.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "set application_name = 'review7_keyed'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := pool.QueryRow(context.Background(), "show application_name").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if name == "review7_keyed" {
+		t.Error("the keyed session's setting reached the pool's next user")
+	}
+}
+
+// WithEagerBegin in a keyed session: a BEGIN that the server does not
+// answer (the network drops everything) ends when the caller of Current
+// leaves, with its cause, and the connection is not kept. Current does
+// not wait for pgx to finish closing that connection (its cancel request
+// goes to the same unreachable server).
+func TestReview7KeyedEagerBeginEndsWhenTheCallerLeaves(t *testing.T) {
+	p := newProxy(t, 0)
+	pool := p.pool(t, 1)
+	if _, err := pool.Exec(context.Background(), "select 1"); err != nil { // a connection, idle
+		t.Fatal(err)
+	}
+	r := NewTx(pool, pgx.TxOptions{}, WithEagerBegin(), scoped.WithScopeFunc(scoped.ContextValue(review7Tenant{})))
+	cause := errors.New("the client left")
+	ctx, cancel := context.WithCancelCause(context.WithValue(context.Background(), review7Tenant{}, "a"))
+	p.blackhole.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Current(ctx)
+		done <- err
+	}()
+	cancel(cause)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("Current still waiting 10 s after its caller left")
+		p.blackhole.Store(false)
+		err = <-done
+	}
+	p.blackhole.Store(false)
+	if !errors.Is(err, cause) {
+		t.Errorf("Current after the caller left: %v, want its cause", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+	if n := pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d connections acquired", n)
+	}
+}

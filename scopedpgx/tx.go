@@ -38,11 +38,18 @@ func txFactory(pool *pgxpool.Pool, opts pgx.TxOptions, cfg config) func(ctx cont
 				err = t.beginAlone(bctx)
 			}
 		}
-		if cause := end(); cause != nil {
+		cause := end()
+		if cause != nil {
 			err = cause
 		}
 		if err != nil {
-			t.release()
+			if t.c != nil {
+				// A caller that left is not held while pgx finishes closing
+				// a connection its leaving cut short: that sends a cancel
+				// request, which waits for a server that may not answer.
+				t.s.h.giveBackWaiting(t.c, cause == nil && ctx.Err() == nil)
+				t.c = nil
+			}
 			return nil, err
 		}
 		return t, nil
