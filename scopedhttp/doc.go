@@ -23,7 +23,11 @@
 // client gets the error handler's answer instead ([DefaultErrorHandler]:
 // 500 saying whether anything was saved, 503 with Retry-After for a
 // conflict the client may retry). A bigger body, a Flush or a Hijack
-// streams; a streamed response whose commit fails is aborted.
+// streams; a streamed response whose commit fails is aborted (its
+// connection reset where the body ends with the connection: HTTP/1.0,
+// Transfer-Encoding: identity). A HEAD, 204 or 304 response, complete
+// once its headers are out, stays held however much body its handler
+// writes.
 //
 // [WithRetry] runs a request again in a fresh scope when its commit, or a
 // scoped.Run with scoped.WithRetry inside it, fails with a serialization
@@ -35,9 +39,10 @@
 // rolls it back at its deadline. [ReadOnlySafeMethods] makes GET and HEAD
 // units read-only. Hooks registered with scoped.OnCommit and
 // scoped.OnRollback run after the response has left: in the middleware
-// over HTTP/1 with a Content-Length, otherwise (HTTP/2, a streamed body)
-// on a goroutine of their own once the middleware has returned, since
-// only then does the response end.
+// over HTTP/1 with a Content-Length, otherwise (HTTP/2, a streamed body,
+// declared trailers) on a goroutine of their own once the middleware has
+// returned, since only then does the response end; after a panic, on a
+// goroutine of their own once the recoverer has answered.
 //
 // The guide: docs/http.md in the repository.
 package scopedhttp
