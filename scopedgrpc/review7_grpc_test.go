@@ -431,10 +431,13 @@ CREATE CONSTRAINT TRIGGER %[1]s_hold AFTER INSERT ON %[1]s
 			done <- err
 		}()
 		cancel := testkit.WaitFor(t, cuts, "the call")
+		// Only this test's lock: other tests on the same server may have
+		// a COMMIT waiting for an advisory lock of their own.
 		testkit.Eventually(t, "the COMMIT waiting for the advisory lock", func() bool {
 			var n int
-			err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query ILIKE 'commit%'`).Scan(&n)
+			err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 0 AND l.objid = $1 AND l.objsubid = 1
+				AND a.datname = current_database() AND a.query ILIKE 'commit%'`, key).Scan(&n)
 			return err == nil && n == 1
 		})
 		cancel()
