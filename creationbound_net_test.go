@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	creation "github.com/go-scoped/scoped/internal/bound"
 	"github.com/go-scoped/scoped/internal/testkit"
+	creation "github.com/go-scoped/scoped/shared/bound"
 )
 
 // A begin that asks to be watched

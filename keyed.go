@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/shared/bound"
 )
 
 // A ScopeFunc maps a context to the key its session is stored under. ok is
@@ -154,7 +154,7 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 // keyedCreation is the context a keyed session's factory runs with: the
 // caller's values without its cancellation, since the session outlives
 // the caller, marked with the creation (factoryKey). It bounds an
-// adapter's begin by the caller's context (internal/bound), as a scope's
+// adapter's begin by the caller's context (shared/bound), as a scope's
 // safety net bounds a scope's: a caller that leaves while the begin waits
 // for a pooled connection is not held until one frees.
 type keyedCreation struct {

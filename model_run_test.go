@@ -40,7 +40,7 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	creation "github.com/go-scoped/scoped/internal/bound"
+	creation "github.com/go-scoped/scoped/shared/bound"
 )
 
 // ---------------------------------------------------------------------------

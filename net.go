@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
-	"github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/shared/bound"
 )
 
 // The safety net: a scope whose context is cancelled before Remove is
@@ -104,7 +104,7 @@ var testHookNetIdle atomic.Pointer[func(*Scope)]
 
 // The creation bound: an adapter that ties a session to the context of
 // its begin (scopedsql) bounds the begin by the scope's context through
-// the net's own registration rather than one of its own (internal/bound).
+// the net's own registration rather than one of its own (shared/bound).
 // The bounded context is the adapter's; the core fires it if the net
 // fires, or the scope ends, while the session's factory runs. Its state
 // is in the node being created, under the scope's mu.

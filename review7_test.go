@@ -16,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/go-scoped/scoped"
-	creation "github.com/go-scoped/scoped/internal/bound"
 	"github.com/go-scoped/scoped/internal/testkit"
+	creation "github.com/go-scoped/scoped/shared/bound"
 )
 
 // A Commit of a scope holding only sessions, where the first commit (that

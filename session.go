@@ -9,7 +9,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/shared/bound"
 )
 
 // A ScopedSession hands out one session of type S per scope: the first

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/go-scoped/scoped"
-	creation "github.com/go-scoped/scoped/internal/bound"
 	"github.com/go-scoped/scoped/internal/testkit"
 	"github.com/go-scoped/scoped/internal/unithooks"
+	creation "github.com/go-scoped/scoped/shared/bound"
 )
 
 // skipReviewDefect skips a test that proves a core defect not fixed yet,

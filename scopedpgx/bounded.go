@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/shared/bound"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-scoped/scoped/internal/bound"
+	"github.com/go-scoped/scoped/shared/bound"
 )
 
 // Tx returns a factory for scoped.New that begins one transaction on db
@@ -120,7 +120,7 @@ func wrapConn(c *sql.Conn, err error) (*sql.Conn, error) {
 // would leave waiting for a pooled connection unbounded. So BeginTx gets a
 // context of its own (beginCtx), with ctx's values, that is done only if
 // ctx is done while BeginTx runs. Inside a scope with a safety net, the
-// net fires it (internal/bound), which saves a registration of its own.
+// net fires it (shared/bound), which saves a registration of its own.
 func begin(ctx context.Context, db *sql.DB, opts *sql.TxOptions) (*sql.Tx, error) {
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("scopedsql: begin: %w", context.Cause(ctx))

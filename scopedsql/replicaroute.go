@@ -281,7 +281,7 @@ func (r *router) answer(ctx context.Context, f *txMaker, rep *replica, after Pos
 	}
 	done := make(chan result, 1)
 	// The begin may outlive this call, while the primary's begin runs with
-	// the same factory context, whose one watch (internal/bound) is then
+	// the same factory context, whose one watch (shared/bound) is then
 	// the primary's: hidden, the replica's begin watches ctx itself.
 	own := struct{ context.Context }{ctx}
 	go func() {

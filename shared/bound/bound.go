@@ -10,6 +10,11 @@
 // in such a scope is a [Watcher], which fires the adapter's context from
 // the net's own registration. The bounded context itself lives with the
 // adapter; the core only says when it fires.
+//
+// It is not for applications. It is public only because adapters such as
+// scopedpgx are modules of their own, and Go lets no module import
+// another's internal packages; like every package of the root module it
+// keeps its API within a major version.
 package bound
 
 // Target is what a Watcher fires: the adapter's bounded context.
