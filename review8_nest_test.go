@@ -546,13 +546,19 @@ func TestReview8NestChildCancelledMidStatementOnLibPQ(t *testing.T) {
 			if _, err := tx.ExecContext(ctx, s.InsertID(table), 2); err != nil {
 				return err
 			}
+			var pid int
+			if err := tx.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				return err
+			}
 			watched := make(chan struct{})
 			go func() {
-				// Cancel once the sleep is seen running on the server: no timing.
+				// Cancel once the sleep is seen running on the server: no
+				// timing. Only this transaction's backend: other tests on the
+				// same server may sleep too.
 				defer close(watched)
 				for {
 					var n int
-					if err := db.QueryRowContext(dbtest.Ctx(t), "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'").Scan(&n); err != nil || n > 0 {
+					if err := db.QueryRowContext(dbtest.Ctx(t), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query = 'SELECT pg_sleep(60)' AND state = 'active'", pid).Scan(&n); err != nil || n > 0 {
 						cancel()
 						return
 					}
