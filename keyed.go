@@ -183,7 +183,7 @@ func (c *keyedCreation) Value(key any) any {
 func (c *keyedCreation) Watches() bool { return c.caller.Done() != nil }
 
 func (c *keyedCreation) Watch(t bound.Target) bool {
-	if !c.Watches() {
+	if !c.Watches() || c.stop != nil { // one watch at a time
 		return false
 	}
 	c.stop = context.AfterFunc(c.caller, func() { t.Fire(c.caller.Err()) })

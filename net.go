@@ -123,7 +123,9 @@ func (c *factoryContext) Watch(t bound.Target) bool {
 	var now error // the begin's context is done already: its Err
 	arm := false
 	switch {
-	case s.flags&noNet != 0:
+	case s.flags&noNet != 0 || n.watch != nil:
+		// No net, or a begin of this creation is watched already: one
+		// watch at a time, and the adapter watches a second begin itself.
 		s.mu.Unlock()
 		return false
 	case s.flags&(netFired|byNet) != 0:

@@ -28,29 +28,36 @@ func skipReviewDefect(t *testing.T, why string) {
 // a timing assertion.
 const reviewHang = 5 * time.Second
 
-// Two begins of one factory context watched at once, as scopedsql's
-// replica router does (router.answer leaves the replica's begin running on
-// a goroutine of its own and begins on the primary): the first returning
-// and unwatching must not take the second's watch, which the scope's
-// context must still fire.
+// Two begins of one factory context at once, as scopedsql's replica
+// router could (the replica's begin left running on a goroutine of its
+// own while the primary's begins): the factory context holds one watch,
+// so a second Watch before the first's Unwatch is refused and the adapter
+// watches that begin itself; were it accepted, the first Unwatch would
+// drop it and nothing would fire it. Once the first is unwatched, a watch
+// is taken again.
 func TestReviewTwoWatchesOfOneFactoryContext(t *testing.T) {
-	skipReviewDefect(t, "the factory context holds one watch (node.watch): the first Unwatch "+
-		"drops the second begin's watch, which the net then never fires")
 	second := newBoundTarget()
+	secondWatched, thirdWatched := true, false
 	firstDone := make(chan struct{})
 	txs := scoped.New(func(ctx context.Context) (*fakeTx, error) {
 		w := ctx.(creation.Watcher)
-		first := newBoundTarget()
-		if !w.Watch(first) || !w.Watch(second) {
+		if !w.Watch(newBoundTarget()) {
 			return nil, errors.New("no watch in a scope with a safety net")
 		}
+		if secondWatched = w.Watch(second); !secondWatched {
+			// What an adapter does when Watch says no.
+			stop := context.AfterFunc(ctx, func() { second.Fire(ctx.Err()) })
+			defer stop()
+		}
 		_ = w.Unwatch() // the first begin returned
+		thirdWatched = w.Watch(newBoundTarget())
+		_ = w.Unwatch()
 		close(firstDone)
 		select {
 		case <-second.fired:
 		case <-time.After(reviewHang):
 		}
-		return nil, w.Unwatch()
+		return nil, context.Cause(ctx)
 	}, scoped.WithTeardownErrorHook(nil))
 	parent, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -61,6 +68,12 @@ func TestReviewTwoWatchesOfOneFactoryContext(t *testing.T) {
 	testkit.WaitFor(t, firstDone, "the first begin's return")
 	cancel(errBoundCause)
 	err := testkit.WaitFor(t, errc, "Current")
+	if secondWatched {
+		t.Error("a second Watch while the first is in progress was accepted: the first Unwatch drops it")
+	}
+	if !thirdWatched {
+		t.Error("a Watch after the first's Unwatch was refused")
+	}
 	select {
 	case <-second.fired:
 	default:

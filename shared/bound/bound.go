@@ -35,8 +35,9 @@ type Watcher interface {
 	// Watch has t fired if the scope's safety net fires, or the scope
 	// ends, before Unwatch. It returns false when no safety net watches
 	// this creation (the scope or the session is without one, or the
-	// scope's context is never cancelled): the adapter must watch the
-	// context itself.
+	// scope's context is never cancelled), or when another begin of the
+	// same creation is watched and not yet unwatched (one watch at a
+	// time): the adapter must watch the context itself.
 	Watch(t Target) bool
 	// Unwatch ends the watch. It returns nil if t was not fired and never
 	// will be, and otherwise why it was: the scope context's cause, or
