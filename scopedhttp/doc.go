@@ -27,7 +27,7 @@
 // connection reset where the body ends with the connection: HTTP/1.0,
 // Transfer-Encoding: identity). A HEAD, 204 or 304 response, complete
 // once its headers are out, stays held however much body its handler
-// writes.
+// writes or flushes.
 //
 // [WithRetry] runs a request again in a fresh scope when its commit, or a
 // scoped.Run with scoped.WithRetry inside it, fails with a serialization

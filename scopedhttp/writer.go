@@ -242,6 +242,11 @@ func (w *writer) FlushError() error {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.state == holding && w.held != nil && w.bodyless() {
+		// Flushing would send its status line and headers, a complete
+		// answer, before the commit: they stay held.
+		return nil
+	}
 	w.stream()
 	err := http.NewResponseController(w.ResponseWriter).Flush()
 	w.noteBroken(err)
