@@ -331,11 +331,12 @@ func TestRunNeverRetriesAUnitThatSavedSomething(t *testing.T) {
 	}
 }
 
-// A savepoint that can be neither released nor rolled back to poisons
-// every enclosing transaction, three levels up: the root rolls back and
-// its commit fails with ErrNotCommitted, saying why. A failed release
-// that rolls back cleanly poisons nothing.
-func TestFailedSavepointPoisonsEveryEnclosingTransaction(t *testing.T) {
+// A savepoint that can be neither released nor rolled back to poisons the
+// part enclosing it; where that part cannot be rolled back to either, the
+// poison goes up, three levels here: the root rolls back and its commit
+// fails with ErrNotCommitted, saying why. A failed release that rolls
+// back cleanly poisons nothing.
+func TestFailedSavepointPoisonsWhatCannotBeRolledBack(t *testing.T) {
 	errGone := errors.New("savepoint does not exist")
 	for _, rollbackErr := range []error{errGone, nil} {
 		depth := 0
