@@ -607,8 +607,11 @@ func fzSimulate(c fzCase) fzOutcome {
 		o.body += held
 		held = ""
 	}
-	// write is a Write or ReadFrom of s through the wrapper.
-	write := func(s string) {
+	// write is a Write or ReadFrom of s through the wrapper. A response
+	// without a body (1xx, 204, 304; the requests are POSTs) is held
+	// whatever is written: what does not fit is dropped, by a Write
+	// whole, by a ReadFrom past the limit.
+	write := func(s string, readFrom bool) {
 		if status == 0 {
 			status = http.StatusOK
 			if !auto {
@@ -619,6 +622,12 @@ func fzSimulate(c fzCase) fzOutcome {
 		if auto && !streaming {
 			if len(held)+len(s) <= limit {
 				held += s
+				return
+			}
+			if fzBodyless(status) {
+				if readFrom {
+					held += s[:limit-len(held)]
+				}
 				return
 			}
 			stream()
@@ -666,15 +675,18 @@ run:
 				out(code)
 			}
 		case fzaWrite:
-			write(strings.Repeat(fzWriteByte, a.n))
+			write(strings.Repeat(fzWriteByte, a.n), false)
 		case fzaReadFrom:
 			if c.readerFrom {
-				write(strings.Repeat(fzReadFromByte, a.n))
+				write(strings.Repeat(fzReadFromByte, a.n), true)
 			}
 		case fzaFlush:
 			if c.flusher {
 				if status == 0 {
 					status = http.StatusOK
+				}
+				if auto && !streaming && fzBodyless(status) {
+					continue // its status line alone is a complete answer: held
 				}
 				stream()
 				out(status)
@@ -745,4 +757,11 @@ run:
 		o.body = "" // the error handler's, checked separately
 	}
 	return o
+}
+
+// fzBodyless reports whether a response with status has no body (1xx,
+// 204, 304), which the middleware holds until the commit whatever the
+// handler writes or flushes.
+func fzBodyless(status int) bool {
+	return status >= 100 && status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 }
