@@ -76,6 +76,12 @@ func TestReview10Streams(t *testing.T) {
 				continue // connect-go's bidi streams need HTTP/2
 			}
 			for _, c := range review10Cases {
+				if kind == "Client" && !tr.h2c && c.code == connect.CodeCanceled {
+					// net/http's HTTP/1.1 server notices a client gone only
+					// once the request body has been read to its end; a
+					// handler waiting before it never sees the cancel.
+					continue
+				}
 				t.Run(kind+"/"+tr.name+"/"+c.name, func(t *testing.T) { review10Run(t, kind, tr, c) })
 			}
 		}
