@@ -187,3 +187,23 @@ func boolName(v bool) string {
 	}
 	return "false"
 }
+
+type benchTenant struct{}
+
+// BenchmarkCurrentKeyed measures Current of a session under a custom
+// ScopeFunc (scoped.ContextValue) that already exists, under 6 extra
+// context layers: the key's lookup, the store's lock and map.
+func BenchmarkCurrentKeyed(b *testing.B) {
+	r := scoped.New(newBenchTx, scoped.WithScopeFunc(scoped.ContextValue(benchTenant{})))
+	defer r.Close()
+	ctx := layered(context.WithValue(context.Background(), benchTenant{}, "t1"), 6)
+	if _, err := r.Current(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if tx, err := r.Current(ctx); err != nil || tx == nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -119,15 +119,8 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 		return zero, s.Err()
 	}
 	k := &r.keyed
-	// Asked from another keyed factory, whose context has no cancellation:
-	// the begin is bounded by that creation's caller instead.
-	outer, _ := ctx.Value(keyedCallerKey{}).(context.Context)
-	caller := ctx
-	if outer != nil && ctx.Done() == nil {
-		caller = outer
-	}
-	p := keyPlace{k: k, key: key, ctx: ctx, caller: caller}
-	n, err := lookup(ctx, outer, p)
+	p := keyPlace{k: k, key: key, ctx: ctx}
+	n, err := lookup(ctx, p)
 	if err != nil {
 		return zero, unfailed(err)
 	}
@@ -148,7 +141,13 @@ func (r *ScopedSession[S]) currentKeyed(ctx context.Context, key any) (S, error)
 	k.m[key] = keyedSlot{n: &e.node}
 	k.mu.Unlock()
 	e.tracked = track(&e.node, r.name)
-	return create(e, &keyedCreation{Context: context.WithoutCancel(ctx), n: &e.node, caller: caller}, p)
+	// Asked from another keyed factory, whose context has no cancellation:
+	// the begin is bounded by that creation's caller instead.
+	p.caller = ctx
+	if outer := p.outer(); outer != nil && ctx.Done() == nil {
+		p.caller = outer
+	}
+	return create(e, &keyedCreation{Context: context.WithoutCancel(ctx), n: &e.node, caller: p.caller}, p)
 }
 
 // keyedCreation is the context a keyed session's factory runs with: the
@@ -233,7 +232,7 @@ type keyPlace struct {
 	k      *keyedStore
 	key    any
 	ctx    context.Context // of the caller: its values end the session
-	caller context.Context // whose leaving cuts the creation short: ctx, or an enclosing keyed creation's caller
+	caller context.Context // of a creation: whose leaving cuts it short (ctx, or outer's)
 	commit bool            // for ScopedSession.Commit
 }
 
@@ -246,7 +245,11 @@ func (p keyPlace) check() error {
 	}
 	return nil
 }
-func (p keyPlace) take(*node)                  { delete(p.k.m, p.key) }
+func (p keyPlace) take(*node) { delete(p.k.m, p.key) }
+func (p keyPlace) outer() context.Context {
+	o, _ := p.ctx.Value(keyedCallerKey{}).(context.Context)
+	return o
+}
 func (p keyPlace) ended(bool, bool, bool)      {}
 func (p keyPlace) before() (bool, bool)        { return false, false }
 func (p keyPlace) endContext() context.Context { return context.WithoutCancel(p.ctx) }

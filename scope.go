@@ -719,6 +719,7 @@ func (p scopePlace) unlock()                         { p.s.mu.Unlock() }
 func (p scopePlace) take(n *node)                    { p.s.take(n); p.s.beginPartial() }
 func (p scopePlace) ended(saved, lost, unknown bool) { p.s.endPartial(saved, lost, unknown) }
 func (p scopePlace) endContext() context.Context     { return p.s.teardownContext() }
+func (p scopePlace) outer() context.Context          { return nil }
 
 // before reports whether a hand commit of the unit saved, or may have: a
 // child's hand commits released savepoints and saved nothing. Under s.mu.

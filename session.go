@@ -204,7 +204,7 @@ func (r *ScopedSession[S]) current(ctx context.Context) (S, error) {
 // creation in flight, or start one.
 func (r *ScopedSession[S]) currentInScope(ctx context.Context, s *Scope) (S, error) {
 	var zero S
-	n, err := lookup(ctx, nil, scopePlace{s: s, o: &r.owner})
+	n, err := lookup(ctx, scopePlace{s: s, o: &r.owner})
 	if err != nil {
 		return zero, unfailed(err)
 	}
@@ -377,7 +377,7 @@ func (r *ScopedSession[S]) endOne(ctx context.Context, commit bool) error {
 
 // endAt ends the session at p, if there is one.
 func endAt[S any, P place](ctx context.Context, r *ScopedSession[S], p P, commit bool) error {
-	n, err := lookup(ctx, nil, p)
+	n, err := lookup(ctx, p)
 	if f, failed := err.(failedCreation); failed {
 		if commit && errors.Is(f.err, ErrClosed) {
 			return ErrClosed // Close refused the session: nothing was committed
@@ -427,6 +427,7 @@ type place interface {
 	check() error                    // why nothing may be looked up now; under the lock
 	take(n *node)                    // removes n, which is ready, to end it; under the lock
 	before() (saved, unknown bool)   // what hand commits of the unit did so far; under the lock
+	outer() context.Context          // whose leaving also ends a wait: an enclosing keyed creation's caller, or nil
 	ended(saved, lost, unknown bool) // n, taken, has ended; saved: by a commit (unknown: maybe); lost: its work was not saved
 	endContext() context.Context
 }
@@ -435,14 +436,10 @@ type place interface {
 // flight of concurrent first calls. It returns the ready node, or nil for
 // none, with p locked; or an error with p unlocked: a re-entrant wait
 // (ctx belongs to the creation it would wait for), the end of ctx or of
-// outer (the caller of an enclosing keyed creation, whose factory's
-// context has no cancellation; nil if none), or a creation that failed
-// (wrapped, see unfailed).
-func lookup[P place](ctx, outer context.Context, p P) (*node, error) {
-	var outerDone <-chan struct{}
-	if outer != nil {
-		outerDone = outer.Done()
-	}
+// p.outer() (the caller of an enclosing keyed creation, whose factory's
+// context has no cancellation), or a creation that failed (wrapped, see
+// unfailed).
+func lookup[P place](ctx context.Context, p P) (*node, error) {
 	for {
 		p.lock()
 		if err := p.check(); err != nil {
@@ -462,6 +459,11 @@ func lookup[P place](ctx, outer context.Context, p P) (*node, error) {
 		}
 		w := n.wait
 		p.unlock()
+		outer := p.outer() // only for a wait: a hit need not walk ctx for it
+		var outerDone <-chan struct{}
+		if outer != nil {
+			outerDone = outer.Done()
+		}
 		select {
 		case <-w.done:
 		case <-ctx.Done():
